@@ -1,0 +1,214 @@
+"""The `usage-bot` command line: builds objects from config, wires them, runs them.
+
+Every subcommand of interface.md lives here as a thin veneer over the library; a
+`BotError` becomes one clear message on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+from bot import __version__, messages
+from bot.config import Settings, load_rules, parse_rules
+from bot.errors import BotError, ConfigError
+from bot.logs import configure as configure_logging
+from bot.models import RuleSet
+from bot.source import EVENTS_PATH, UsageClient, make_http_client
+from bot.store import Store
+from bot.worker import Worker, run, stop_on_signals, utc_now
+
+log = logging.getLogger("bot")
+
+
+def default_rules_text() -> str:
+    """The rules embedded in the package (the same file as the repo's rules.yaml)."""
+    return resources.files("bot").joinpath("default_rules.yaml").read_text(encoding="utf-8")
+
+
+def load_ruleset(settings: Settings, explicit: str | None = None) -> RuleSet:
+    """The rules file named, else BOT_RULES_PATH, else ./rules.yaml, else the embedded one."""
+    path = Path(explicit or settings.rules_path)
+    if explicit is None and settings.rules_path == "rules.yaml" and not path.exists():
+        return parse_rules(default_rules_text(), "<embedded default rules>")
+    return load_rules(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="usage-bot",
+        description="Usage alerting and anomaly detection for the RemoveBGVideo usage API.",
+    )
+    parser.add_argument("--version", action="version", version=f"usage-bot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the worker loop (Procfile: worker)")
+    p.add_argument("--cycles", type=_positive_int, help="stop after N poll cycles")
+
+    sub.add_parser("serve", help="HTTP endpoint on PORT (Procfile: web)")
+
+    p = sub.add_parser("demo", help="the whole job against a built-in simulated API")
+    p.add_argument("--seconds", type=float, default=25.0, help="how long to run (real time)")
+    p.add_argument("--speed", type=float, default=600.0, help="data seconds per real second")
+
+    p = sub.add_parser("check", help="validate the rules file and the environment")
+    p.add_argument("rules", nargs="?", help="rules file (default: BOT_RULES_PATH)")
+
+    p = sub.add_parser("query", help="usage answers from the store, in the terminal")
+    q = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    qs = q.add_parser("summary", help="totals and per-model table")
+    qs.add_argument("--days", type=_days, default=7)
+    qe = q.add_parser("events", help="the most recent events")
+    qe.add_argument("--limit", type=_limit, default=20)
+
+    p = sub.add_parser("simulate", help="serve the simulated usage API on loopback")
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--speed", type=float, default=1.0, help="data seconds per real second")
+    p.add_argument("--api-key", default="sim-key")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})")
+    return int(text)
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number {low}..{high} (got {text!r})")
+        return int(text)
+
+    return parse
+
+
+_days = _bounded(1, 90)
+_limit = _bounded(1, 100)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return cmd_check(args.rules)
+        if args.command == "demo":
+            from bot.demo import run_demo
+
+            return run_demo(seconds=args.seconds, speed=args.speed)
+        if args.command == "simulate":
+            return cmd_simulate(args.port, args.seed, args.speed, args.api_key)
+        settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format, settings.secrets())
+        if args.command == "run":
+            return cmd_run(settings, args.cycles)
+        if args.command == "serve":
+            from bot.server import serve
+
+            return serve(settings)
+        if args.command == "query":
+            return cmd_query(settings, args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"usage-bot: {problem}", file=sys.stderr)
+        return 1
+    except BotError as exc:
+        print(f"usage-bot: {exc}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command}")  # argparse prevents this
+
+
+def cmd_check(rules: str | None) -> int:
+    problems: list[str] = []
+    settings = None
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        problems += exc.problems
+    ruleset = None
+    try:
+        ruleset = load_ruleset(settings or Settings(), rules)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"usage-bot check: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    assert settings is not None and ruleset is not None
+    names = ", ".join(rule.name for rule in ruleset.rules) or "none"
+    notifier = "Slack" if settings.slack_bot_token else "console (SLACK_BOT_TOKEN unset)"
+    print(f"OK: {len(ruleset.rules)} rules ({names}); environment valid; alerts go to {notifier}")
+    return 0
+
+
+def cmd_run(settings: Settings, cycles: int | None) -> int:
+    ruleset = load_ruleset(settings)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    if not settings.api_key:
+        log.warning("USAGE_API_KEY is unset: the usage API will answer 401")
+    if not settings.slack_bot_token:
+        log.warning("SLACK_BOT_TOKEN is unset: alerts go to the console (stdout)")
+    every = settings.poll_seconds or ruleset.poll.events_every
+    store = Store(settings.db_path)
+    try:
+        with make_http_client(settings.api_base_url) as http:
+            client = UsageClient(http, api_key=settings.api_key, sleep=stop.wait)
+            worker = Worker(client=client, store=store, ruleset=ruleset)
+            log.info(
+                "worker started: polling %s every %ss, database %s",
+                settings.api_base_url,
+                every,
+                settings.db_path,
+            )
+            ran = run(worker, every=every, stop=stop, cycles=cycles)
+    finally:
+        store.close()
+    log.info("worker stopped after %d cycles", ran)
+    return 0
+
+
+def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    store = Store(settings.db_path)
+    try:
+        now = utc_now()
+        if args.what == "summary":
+            print(query_summary(store, args.days, now))
+        elif args.what == "events":
+            print(query_events(store, args.limit, now))
+    finally:
+        store.close()
+    return 0
+
+
+def query_summary(store: Store, days: int, now: datetime) -> str:
+    last = store.last_summary_poll()
+    end = (last or now).date()
+    rows = store.daily_usage(end - timedelta(days=days - 1), end)
+    return messages.summary_report(rows, days, last, now)
+
+
+def query_events(store: Store, limit: int, now: datetime) -> str:
+    last = store.last_success(EVENTS_PATH)
+    return messages.events_report(store.recent_events(limit), last, now)
+
+
+def cmd_simulate(port: int, seed: int, speed: float, api_key: str) -> int:
+    from bot.simulator import CompressedClock, Simulator
+
+    start = datetime.now(UTC).replace(second=0, microsecond=0)
+    sim = Simulator(start=start, clock=CompressedClock(start, speed), seed=seed, api_key=api_key)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    with sim.serve(port=port) as server:
+        print(f"simulated usage API on {server.url} (X-Api-Key: {api_key}); Ctrl-C stops")
+        stop.wait()
+    return 0

@@ -1,0 +1,440 @@
+"""Configuration: `Settings` from the environment and `RuleSet` from rules.yaml.
+
+The only module that reads `os.environ`. Both loaders are strict and list every
+problem at once (file, line, field) by raising `ConfigError`; the bot never starts
+half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import yaml
+
+from bot.errors import ConfigError
+from bot.models import GROUP_KEYS, METRICS, PollConfig, Rule, RuleSet
+
+# -- environment ---------------------------------------------------------------------
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CHANNEL_RE = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$")
+CHANNEL_HINT = "must be a channel name like #usage-alerts or a channel ID like C0123ABCD"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment knobs and secrets, read once at start (12-factor)."""
+
+    api_base_url: str = "https://api.removebgvideo.com"
+    api_key: str | None = field(default=None, repr=False)
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_channel: str | None = None
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    db_path: str = "usage-bot.db"
+    rules_path: str = "rules.yaml"
+    poll_seconds: float | None = None
+    port: int = 3000
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise ConfigError naming each bad one."""
+        reader = _EnvReader(os.environ if env is None else env)
+        settings = cls(
+            api_base_url=reader.url("USAGE_API_BASE_URL", cls.api_base_url),
+            api_key=reader.secret("USAGE_API_KEY"),
+            slack_bot_token=reader.secret("SLACK_BOT_TOKEN", prefix="xox"),
+            slack_api_url=reader.url("SLACK_API_URL", cls.slack_api_url),
+            slack_channel=reader.channel("SLACK_CHANNEL"),
+            slack_app_token=reader.secret("SLACK_APP_TOKEN", prefix="xapp-"),
+            slack_signing_secret=reader.secret("SLACK_SIGNING_SECRET"),
+            db_path=reader.text("BOT_DB_PATH", cls.db_path),
+            rules_path=reader.text("BOT_RULES_PATH", cls.rules_path),
+            poll_seconds=reader.positive_float("BOT_POLL_SECONDS"),
+            port=reader.port("PORT", cls.port),
+            log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level, upper=True),
+            log_format=reader.choice("LOG_FORMAT", ("text", "json"), cls.log_format),
+        )
+        if reader.problems:
+            raise ConfigError(reader.problems)
+        return settings
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so logging can scrub them from any line."""
+        values = (self.api_key, self.slack_bot_token, self.slack_app_token)
+        return [v for v in (*values, self.slack_signing_secret) if v]
+
+
+class _EnvReader:
+    """Typed getters that collect problems instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def _get(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None  # an empty Heroku config var means unset
+
+    def _bad(self, name: str, what: str, shown: str | None) -> None:
+        got = f" (got {shown!r})" if shown is not None else " (value not shown)"
+        self.problems.append(f"{name}: {what}{got}")
+
+    def text(self, name: str, default: str) -> str:
+        return self._get(name) or default
+
+    def secret(self, name: str, prefix: str = "") -> str | None:
+        value = self._get(name)
+        if value is not None and (not value.startswith(prefix) or any(c.isspace() for c in value)):
+            what = f"must start with {prefix!r}" if prefix else "must not contain spaces"
+            self._bad(name, what, None)  # never echo a secret, even a wrong one
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        value = self._get(name)
+        if value is None:
+            return default
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self._bad(name, "must be an http(s) URL like https://api.example.com", value)
+        return value
+
+    def channel(self, name: str) -> str | None:
+        value = self._get(name)
+        if value is not None and not CHANNEL_RE.match(value):
+            self._bad(name, CHANNEL_HINT, value)
+        return value
+
+    def positive_float(self, name: str) -> float | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not number > 0 or number == float("inf"):
+            self._bad(name, "must be a positive number of seconds", value)
+            return None
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        value = self._get(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            self._bad(name, "must be a port number 1..65535", value)
+            return default
+        return int(value)
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
+        value = self._get(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            self._bad(name, f"must be one of {', '.join(allowed)}", value)
+            return default
+        return value
+
+
+# -- rules.yaml -------------------------------------------------------------------------
+
+DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_HINT = "must be a positive duration like 30s, 15m, 1h or 7d"
+
+_DURATION = {"type": ["string", "number"], "x-duration": True}
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["rules"],
+    "properties": {
+        "version": {"enum": [1]},
+        "poll": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "events_every": _DURATION,
+                "events_limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                "summary_every": _DURATION,
+                "summary_days": {"type": "integer", "minimum": 1, "maximum": 90},
+                "backfill_days": {"type": "integer", "minimum": 1, "maximum": 90},
+                "probe_every": _DURATION,
+            },
+        },
+        "rules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "metric"],
+                "properties": {
+                    "name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_.-]{0,63}$"},
+                    "metric": {"enum": list(METRICS)},
+                    "source": {"enum": ["events", "summary"]},
+                    "group_by": {
+                        "type": "array",
+                        "items": {"enum": list(GROUP_KEYS)},
+                        "uniqueItems": True,
+                    },
+                    "bucket": _DURATION,
+                    "baseline": _DURATION,
+                    "method": {"enum": ["robust", "plain"]},
+                    "seasonal": {"enum": ["none", "hour_of_day", "weekday"]},
+                    "z": {"type": "number", "minimum": 0},
+                    "direction": {"enum": ["up", "down", "both"]},
+                    "min_volume": {"type": "integer", "minimum": 0},
+                    "min_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                    "min_credits": {"type": "number", "minimum": 0},
+                    "for": _POSITIVE_INT,
+                    "recover_for": _POSITIVE_INT,
+                    "channel": {"type": "string", "x-channel": True},
+                    "severity": {"enum": ["info", "warning", "critical"]},
+                    "runbook": {"type": "string", "pattern": r"^https?://\S+$"},
+                },
+            },
+        },
+    },
+}
+
+_PATTERN_HINTS = {
+    "name": "must be lower-case letters, digits, '-', '_' or '.' (at most 64)",
+    "runbook": "must be an http(s) URL",
+}
+
+
+def parse_duration(value: object) -> float | None:
+    """'15m' -> 900.0; a bare number is seconds. None when it is not a positive duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Read, validate and build the rule set; ConfigError lists every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read rules file ({exc.strerror})") from exc
+    return parse_rules(text, str(path))
+
+
+def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{filename}{line}: not valid YAML: {problem}") from exc
+    lines: dict[tuple[str | int, ...], int] = {}
+    problems = [f"{filename}:{ln}: {msg}" for ln, msg in _index_lines(node, (), lines)]
+    if data is None:
+        data = {}
+    found = list(_schema_problems(data))
+    if not found and not problems:
+        found = list(_semantic_problems(data))
+    located = sorted(
+        ((_line_of(lines, path), _dotted(path), message) for path, message in found),
+        key=lambda item: item[0],
+    )
+    problems += [f"{filename}:{line}: {where}: {message}" for line, where, message in located]
+    if problems:
+        raise ConfigError(problems)
+    return _build(data)
+
+
+def _index_lines(
+    node: yaml.Node | None, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+) -> Iterator[tuple[int, str]]:
+    """Map every key path to its 1-based line; yield duplicate-key problems."""
+    if node is None:
+        return
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                yield key_node.start_mark.line + 1, f"{_dotted((*path, key))}: duplicate key"
+            seen.add(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            yield from _index_lines(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _index_lines(item, (*path, index), lines)
+
+
+def _line_of(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def _schema_problems(data: object) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    validator = jsonschema.Draft202012Validator(RULES_SCHEMA)
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            for key in sorted(k for k in error.instance if k not in known):
+                hint = ", ".join(sorted(known))
+                yield (*path, key), f"unknown key (expected one of: {hint})"
+        else:
+            yield path, _friendly(error)
+    yield from _custom_problems(data, RULES_SCHEMA, ())
+
+
+def _friendly(error: jsonschema.ValidationError) -> str:
+    kind, got = error.validator, error.instance
+    want: Any = error.validator_value
+    if kind == "type":
+        wanted = " or ".join(_TYPE_WORDS[w] for w in (want if isinstance(want, list) else [want]))
+        return f"must be {wanted} (got {_TYPE_WORDS.get(_json_type(got), 'null')} {_short(got)})"
+    if kind == "enum":
+        return f"must be one of {', '.join(map(str, want))} (got {got!r})"
+    if kind == "minimum":
+        return f"must be >= {want} (got {got!r})"
+    if kind == "maximum":
+        return f"must be <= {want} (got {got!r})"
+    if kind == "required":
+        missing = [k for k in want if isinstance(got, dict) and k not in got]
+        return f"missing required key {', '.join(map(repr, missing))}"
+    if kind == "pattern" and error.path:
+        return f"{_PATTERN_HINTS.get(str(error.path[-1]), 'has the wrong form')} (got {got!r})"
+    if kind == "uniqueItems":
+        return f"must not repeat an item (got {got!r})"
+    return error.message
+
+
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "object": "a mapping",
+    "array": "a list",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _custom_problems(
+    data: object, schema: Mapping[str, Any], path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Checks JSON Schema cannot word well: durations and Slack channels."""
+    if schema.get("x-duration") and isinstance(data, str | int | float):
+        if parse_duration(data) is None:
+            yield path, f"{_DURATION_HINT} (got {data!r})"
+    if schema.get("x-channel") and isinstance(data, str) and not CHANNEL_RE.match(data):
+        yield path, f"{CHANNEL_HINT} (got {data!r})"
+    if isinstance(data, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in data:
+                yield from _custom_problems(data[key], sub, (*path, key))
+    elif isinstance(data, list) and "items" in schema:
+        for index, item in enumerate(data):
+            yield from _custom_problems(item, schema["items"], (*path, index))
+
+
+def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Cross-field rules, checked once every field has the right type."""
+    names: set[str] = set()
+    for index, rule in enumerate(data.get("rules") or ()):
+        here: tuple[str | int, ...] = ("rules", index)
+        if rule["name"] in names:
+            yield (*here, "name"), f"duplicate rule name {rule['name']!r}"
+        names.add(rule["name"])
+        source, metric = rule.get("source", "events"), rule["metric"]
+        if source == "summary" and "bucket" in rule:
+            yield (*here, "bucket"), "summary rules are daily; remove bucket"
+        if source == "summary" and rule.get("seasonal") == "hour_of_day":
+            yield (*here, "seasonal"), "hour_of_day needs an events rule with buckets <= 1h"
+        if source == "summary" and any(k.startswith("metadata.") for k in rule.get("group_by", ())):
+            yield (*here, "group_by"), "the summary has no metadata; group summary rules by model"
+        if metric != "failure_rate" and "min_rate" in rule:
+            yield (*here, "min_rate"), "only failure_rate rules take min_rate"
+        if metric != "spend" and "min_credits" in rule:
+            yield (*here, "min_credits"), "only spend rules take min_credits"
+        bucket = parse_duration(rule.get("bucket", 900)) or 900.0
+        baseline = parse_duration(rule.get("baseline", "7d")) or 0.0
+        step = 86400.0 if source == "summary" else bucket
+        if baseline < 3 * step:
+            yield (*here, "baseline"), "must cover at least 3 buckets of history"
+        if rule.get("seasonal") == "hour_of_day" and bucket > 3600:
+            yield (*here, "seasonal"), "hour_of_day needs buckets of 1h or less"
+
+
+def _build(data: dict[str, Any]) -> RuleSet:
+    poll = data.get("poll") or {}
+    defaults = PollConfig()
+    poll_config = PollConfig(
+        events_every=parse_duration(poll.get("events_every")) or defaults.events_every,
+        events_limit=poll.get("events_limit", defaults.events_limit),
+        summary_every=parse_duration(poll.get("summary_every")) or defaults.summary_every,
+        summary_days=poll.get("summary_days", defaults.summary_days),
+        backfill_days=poll.get("backfill_days", defaults.backfill_days),
+        probe_every=parse_duration(poll.get("probe_every")) or defaults.probe_every,
+    )
+    rules = tuple(_build_rule(raw) for raw in data.get("rules") or ())
+    return RuleSet(poll=poll_config, rules=rules)
+
+
+def _build_rule(raw: dict[str, Any]) -> Rule:
+    values = dict(raw)
+    values["for_"] = values.pop("for", Rule.for_)
+    values["group_by"] = tuple(values.get("group_by", ()))
+    if values.get("source") == "summary":
+        values["bucket"] = 86400.0
+    for key in ("bucket", "baseline"):
+        if key in values:
+            values[key] = parse_duration(values[key])
+    return Rule(**values)

@@ -1,0 +1,225 @@
+"""The usage-API client: the first stage of the pipeline (poll -> store -> ...).
+
+Policy lives here (auth header, retries with backoff, validation); I/O is the injected
+`httpx.Client`. Every httpx error and every untrustworthy body becomes a `SourceError`
+(or its `SchemaDrift` subclass) at this boundary, so no foreign exception leaks out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from bot.api_schema import EVENTS_SCHEMA, SUMMARY_SCHEMA
+from bot.errors import SchemaDrift, SourceError
+from bot.models import Event, EventsPage, Summary
+
+log = logging.getLogger(__name__)
+
+SUMMARY_PATH = "/v1/usage/summary"
+EVENTS_PATH = "/v1/usage/events"
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a 100-event page is ~60 KB; 90 summary days ~100 KB
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
+
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+_SUMMARY_VALIDATOR = jsonschema.Draft202012Validator(SUMMARY_SCHEMA)
+_EVENTS_VALIDATOR = jsonschema.Draft202012Validator(EVENTS_SCHEMA)
+
+
+def make_http_client(base_url: str, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.Client:
+    """The production transport: explicit timeouts, no redirects to other hosts."""
+    return httpx.Client(base_url=base_url, timeout=timeout, follow_redirects=False)
+
+
+class UsageClient:
+    """Typed access to GET /v1/usage/summary and /v1/usage/events with retries.
+
+    Args:
+        http: an httpx.Client whose base_url points at the usage API.
+        api_key: sent as X-Api-Key; never logged.
+        max_attempts: tries per call for transient failures (429, 5xx, timeouts).
+        backoff_base, backoff_cap: full-jitter exponential backoff, in seconds.
+        sleep: how to wait between tries (injected so tests and shutdown can cut it short).
+        rand: uniform [0, 1) source for jitter.
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        api_key: str | None,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 16.0,
+        sleep: Callable[[float], object] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._http = http
+        self._api_key = api_key
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._rand = rand
+
+    def summary(self, days: int) -> Summary:
+        """Daily aggregates for the last `days` days (1..90), validated."""
+        if not 1 <= days <= 90:
+            raise ValueError(f"days must be 1..90, got {days}")
+        body, request_id = self._get(SUMMARY_PATH, {"days": days}, _SUMMARY_VALIDATOR)
+        return Summary.from_api(body, request_id=request_id)
+
+    def events(self, limit: int) -> EventsPage:
+        """The newest `limit` (1..100) events, newest first, validated."""
+        if not 1 <= limit <= 100:
+            raise ValueError(f"limit must be 1..100, got {limit}")
+        body, request_id = self._get(EVENTS_PATH, {"limit": limit}, _EVENTS_VALIDATOR)
+        items = tuple(Event.from_api(item) for item in body["items"])
+        return EventsPage(limit=limit, items=items, request_id=request_id)
+
+    # -- one call with retries ------------------------------------------------
+
+    def _get(
+        self, path: str, params: Mapping[str, int], validator: jsonschema.Draft202012Validator
+    ) -> tuple[dict[str, Any], str | None]:
+        attempt = 1
+        while True:
+            try:
+                return self._get_once(path, params, validator)
+            except SourceError as exc:
+                if not exc.transient or attempt >= self._max_attempts:
+                    raise
+                wait = self._backoff(attempt, exc.retry_after)
+                log.warning(
+                    "retrying %s in %.2fs (attempt %d/%d): %s",
+                    path,
+                    wait,
+                    attempt + 1,
+                    self._max_attempts,
+                    exc,
+                )
+                self._sleep(wait)
+                attempt += 1
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._backoff_cap)
+        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
+        # Full jitter (AWS architecture blog): spreads retries of many clients apart.
+        return ceiling * self._rand()
+
+    def _get_once(
+        self, path: str, params: Mapping[str, int], validator: jsonschema.Draft202012Validator
+    ) -> tuple[dict[str, Any], str | None]:
+        headers = {"Accept": "application/json"}
+        if self._api_key:
+            headers["X-Api-Key"] = self._api_key
+        try:
+            with self._http.stream("GET", path, params=dict(params), headers=headers) as resp:
+                raw = _read_capped(resp, path)
+        except httpx.TimeoutException as exc:
+            raise SourceError(
+                f"timed out ({type(exc).__name__})", endpoint=path, code="timeout", transient=True
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise SourceError(
+                f"connection failed ({type(exc).__name__})",
+                endpoint=path,
+                code="connection_error",
+                transient=True,
+            ) from exc
+        request_id = resp.headers.get("x-request-id")
+        if resp.status_code >= 400 or resp.status_code < 200:
+            raise _error_from_response(resp, raw, path, request_id)
+        body = _decode_json(raw, path, resp.status_code, request_id)
+        error = best_match(validator.iter_errors(body))
+        if error is not None:
+            raise SchemaDrift(
+                error.message[:300],
+                endpoint=path,
+                status=resp.status_code,
+                path=error.json_path,
+                request_id=request_id,
+            )
+        return body, request_id
+
+
+def _read_capped(resp: httpx.Response, path: str) -> bytes:
+    """Read the body but refuse to buffer more than MAX_BODY_BYTES of it."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise SchemaDrift(
+                f"body larger than {MAX_BODY_BYTES} bytes",
+                endpoint=path,
+                status=resp.status_code,
+                request_id=resp.headers.get("x-request-id"),
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode_json(raw: bytes, path: str, status: int, request_id: str | None) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise SchemaDrift(
+            f"body is not JSON ({len(raw)} bytes)",
+            endpoint=path,
+            status=status,
+            request_id=request_id,
+        ) from exc
+
+
+def _error_from_response(
+    resp: httpx.Response, raw: bytes, path: str, request_id: str | None
+) -> SourceError:
+    """Map a non-2xx answer, trusting the status code and the envelope if it parses."""
+    code: str | None = None
+    message = resp.reason_phrase or "error"
+    try:
+        envelope = json.loads(raw).get("error")
+    except (ValueError, AttributeError):
+        envelope = None
+    if isinstance(envelope, dict):
+        code = envelope.get("code") if isinstance(envelope.get("code"), str) else None
+        if isinstance(envelope.get("message"), str):
+            message = envelope["message"][:300]
+        if isinstance(envelope.get("request_id"), str):
+            request_id = envelope["request_id"]
+    return SourceError(
+        message,
+        endpoint=path,
+        status=resp.status_code,
+        code=code,
+        request_id=request_id,
+        transient=resp.status_code in _TRANSIENT_STATUSES,
+        retry_after=_retry_after(resp.headers.get("retry-after")),
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())

@@ -1,0 +1,444 @@
+"""The SQLite store (sqlite-utils): the only module that touches the database.
+
+Sits between `source` and `detect`: saves validated events and summaries, keeps the
+poll log and the events-gap record, and answers the queries the rest of the bot needs.
+Every write is one transaction (`db.atomic()`), so a crash leaves no partial rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from bot.errors import StoreError
+from bot.models import DailyUsage, Event, EventsPage, Summary, format_time, parse_time
+
+migrations = Migrations("usage-bot")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.table("events").create(
+        {
+            "id": str,
+            "created_at": str,
+            "request_id": str,
+            "method": str,
+            "endpoint": str,
+            "status_code": int,
+            "job_id": str,
+            "model": str,
+            "output_format": str,
+            "status": str,
+            "credits_used": float,
+            "duration_seconds": float,
+            "error_code": str,
+            "customer_id": str,
+            "segment": str,
+            "metadata": str,
+            "stored_at": str,
+        },
+        pk="id",
+    )
+    db.table("events").create_index(["created_at"])
+    db.table("events").create_index(["model", "created_at"])
+    db.table("summary_snapshots").create(
+        {
+            "id": int,
+            "polled_at": str,
+            "days": int,
+            "start_date": str,
+            "end_date": str,
+            "total_jobs": int,
+            "completed_jobs": int,
+            "failed_jobs": int,
+            "credits_used": float,
+            "request_id": str,
+        },
+        pk="id",
+    )
+    db.table("daily_usage").create(
+        {
+            "date": str,
+            "model": str,
+            "total_jobs": int,
+            "completed_jobs": int,
+            "failed_jobs": int,
+            "credits_used": float,
+            "snapshot_id": int,
+        },
+        pk=("date", "model"),
+    )
+    db.table("polls").create(
+        {
+            "id": int,
+            "endpoint": str,
+            "started_at": str,
+            "finished_at": str,
+            "duration_ms": float,
+            "status": str,
+            "http_status": int,
+            "request_id": str,
+            "error_code": str,
+            "error_message": str,
+            "items_seen": int,
+            "items_new": int,
+        },
+        pk="id",
+    )
+    db.table("polls").create_index(["endpoint", "started_at"])
+    db.table("event_gaps").create(
+        {
+            "id": int,
+            "detected_at": str,
+            "newest_stored_at": str,
+            "oldest_seen_at": str,
+            "request_id": str,
+        },
+        pk="id",
+    )
+    db.table("source_state").create(
+        {"endpoint": str, "blocked_code": str, "blocked_since": str, "message": str},
+        pk="endpoint",
+    )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Events between these two times may be lost: more arrived than one page holds."""
+
+    newest_stored_at: datetime
+    oldest_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    new_events: tuple[Event, ...]
+    gap: Gap | None
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """One row of the poll log."""
+
+    endpoint: str
+    started_at: datetime
+    finished_at: datetime
+    status: str  # ok | error
+    http_status: int | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    items_seen: int = 0
+    items_new: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000.0
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """An endpoint that answers 401/402: polled only as a slow probe until it recovers."""
+
+    endpoint: str
+    code: str
+    since: datetime
+    message: str
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn sqlite3 errors into StoreError once, here, with what we were doing."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"database error while {what}: {exc}") from exc
+
+
+class Store:
+    """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        with _translated("opening the database"):
+            if path is None:
+                self.db = Database(memory=True)
+            else:
+                # timeout: wait for a concurrent writer instead of failing at once.
+                self.db = Database(sqlite3.connect(str(path), timeout=10.0))
+                self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster
+            migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- events ----------------------------------------------------------------------
+
+    def save_events(self, page: EventsPage, stored_at: datetime) -> SaveResult:
+        """Insert the page's unseen events; detect a gap before inserting."""
+        if not page.items:
+            return SaveResult((), None)
+        with _translated("saving events"), self.db.atomic():
+            gap = self._gap(page)
+            ids = [event.id for event in page.items]
+            known = self._known_ids(ids)
+            fresh: dict[str, Event] = {}
+            for event in page.items:
+                if event.id not in known and event.id not in fresh:
+                    fresh[event.id] = event
+            stamp = format_time(stored_at)
+            self.db.table("events").insert_all(self._row(e, stamp) for e in fresh.values())
+            if gap is not None:
+                self.db.table("event_gaps").insert(
+                    {
+                        "detected_at": stamp,
+                        "newest_stored_at": format_time(gap.newest_stored_at),
+                        "oldest_seen_at": format_time(gap.oldest_seen_at),
+                        "request_id": page.request_id,
+                    }
+                )
+        return SaveResult(tuple(fresh.values()), gap)
+
+    def _gap(self, page: EventsPage) -> Gap | None:
+        if not page.is_full:
+            return None
+        newest = self.newest_event_time()
+        oldest = min(event.created_at for event in page.items)
+        if newest is not None and oldest > newest:
+            return Gap(newest_stored_at=newest, oldest_seen_at=oldest)
+        return None
+
+    def _known_ids(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"select id from events where id in ({marks})", chunk)
+            known.update(row[0] for row in rows)
+        return known
+
+    @staticmethod
+    def _row(event: Event, stored_at: str) -> dict[str, Any]:
+        metadata = dict(event.metadata)
+        return {
+            "id": event.id,
+            "created_at": format_time(event.created_at),
+            "request_id": event.request_id,
+            "method": event.method,
+            "endpoint": event.endpoint,
+            "status_code": event.status_code,
+            "job_id": event.job_id,
+            "model": event.model,
+            "output_format": event.output_format,
+            "status": event.status,
+            "credits_used": event.credits_used,
+            "duration_seconds": event.duration_seconds,
+            "error_code": event.error_code,
+            "customer_id": _text_or_none(metadata.get("customer_id")),
+            "segment": _text_or_none(metadata.get("segment")),
+            "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
+            "stored_at": stored_at,
+        }
+
+    def newest_event_time(self) -> datetime | None:
+        with _translated("reading events"):
+            row = self.db.execute("select max(created_at) from events").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
+    def count_events(self) -> int:
+        with _translated("counting events"):
+            return int(self.db.execute("select count(*) from events").fetchone()[0])
+
+    def recent_events(self, limit: int) -> list[Event]:
+        """The newest events, newest first."""
+        sql = "select * from events order by created_at desc, id desc limit ?"
+        return list(self._events(sql, [limit]))
+
+    def events_between(self, start: datetime, end: datetime) -> list[Event]:
+        """Events with start <= created_at < end, oldest first."""
+        sql = (
+            "select * from events where created_at >= ? and created_at < ? order by created_at, id"
+        )
+        return list(self._events(sql, [format_time(start), format_time(end)]))
+
+    def _events(self, sql: str, params: list[Any]) -> Iterator[Event]:
+        with _translated("reading events"):
+            rows = list(self.db.query(sql, params))
+        for row in rows:
+            yield _event_from_row(row)
+
+    # -- summaries -------------------------------------------------------------------
+
+    def save_summary(self, summary: Summary, polled_at: datetime) -> int:
+        """Keep a snapshot row per poll and the latest figures per (date, model)."""
+        with _translated("saving a summary"), self.db.atomic():
+            table = self.db.table("summary_snapshots").insert(
+                {
+                    "polled_at": format_time(polled_at),
+                    "days": summary.days,
+                    "start_date": summary.start_date.isoformat(),
+                    "end_date": summary.end_date.isoformat(),
+                    "total_jobs": summary.total_jobs,
+                    "completed_jobs": summary.completed_jobs,
+                    "failed_jobs": summary.failed_jobs,
+                    "credits_used": summary.credits_used,
+                    "request_id": summary.request_id,
+                }
+            )
+            snapshot_id = int(table.last_pk or 0)
+            if summary.has_daily_models:
+                # The service lists only active models per day: clear the days it covers
+                # so a model that dropped to zero does not keep a stale figure.
+                self.db.execute(
+                    "delete from daily_usage where date >= ? and date <= ?",
+                    [summary.start_date.isoformat(), summary.end_date.isoformat()],
+                )
+            self.db.table("daily_usage").upsert_all(
+                (
+                    {
+                        "date": row.date.isoformat(),
+                        "model": row.model,
+                        "total_jobs": row.total_jobs,
+                        "completed_jobs": row.completed_jobs,
+                        "failed_jobs": row.failed_jobs,
+                        "credits_used": row.credits_used,
+                        "snapshot_id": snapshot_id,
+                    }
+                    for row in summary.daily
+                ),
+                pk=("date", "model"),
+            )
+        return snapshot_id
+
+    def daily_usage(self, start: date, end: date, model: str | None = None) -> list[DailyUsage]:
+        """Stored daily rows with start <= date <= end, oldest first."""
+        sql = "select * from daily_usage where date >= ? and date <= ?"
+        params: list[Any] = [start.isoformat(), end.isoformat()]
+        if model is not None:
+            sql += " and model = ?"
+            params.append(model)
+        with _translated("reading daily usage"):
+            rows = list(self.db.query(sql + " order by date, model", params))
+        return [
+            DailyUsage(
+                date=date.fromisoformat(row["date"]),
+                model=row["model"],
+                total_jobs=row["total_jobs"],
+                completed_jobs=row["completed_jobs"],
+                failed_jobs=row["failed_jobs"],
+                credits_used=row["credits_used"],
+            )
+            for row in rows
+        ]
+
+    def last_summary_poll(self) -> datetime | None:
+        with _translated("reading summaries"):
+            row = self.db.execute("select max(polled_at) from summary_snapshots").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
+    def is_empty(self) -> bool:
+        """True on a fresh database: nothing polled yet (backfill needed)."""
+        return self.last_summary_poll() is None and self.newest_event_time() is None
+
+    # -- poll log, gaps, source state -------------------------------------------------
+
+    def log_poll(self, record: PollRecord) -> None:
+        with _translated("writing the poll log"), self.db.atomic():
+            self.db.table("polls").insert(
+                {
+                    "endpoint": record.endpoint,
+                    "started_at": format_time(record.started_at),
+                    "finished_at": format_time(record.finished_at),
+                    "duration_ms": round(record.duration_ms, 3),
+                    "status": record.status,
+                    "http_status": record.http_status,
+                    "request_id": record.request_id,
+                    "error_code": record.error_code,
+                    "error_message": record.error_message,
+                    "items_seen": record.items_seen,
+                    "items_new": record.items_new,
+                }
+            )
+
+    def polls(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest poll-log rows, newest first."""
+        with _translated("reading the poll log"):
+            return list(self.db.query("select * from polls order by id desc limit ?", [limit]))
+
+    def last_success(self, endpoint: str) -> datetime | None:
+        """When `endpoint` last answered well: the freshness of what we can tell."""
+        sql = "select max(finished_at) from polls where endpoint = ? and status = 'ok'"
+        with _translated("reading the poll log"):
+            row = self.db.execute(sql, [endpoint]).fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
+    def gaps(self) -> list[Gap]:
+        with _translated("reading gaps"):
+            rows = list(self.db.query("select * from event_gaps order by id"))
+        return [
+            Gap(parse_time(r["newest_stored_at"]), parse_time(r["oldest_seen_at"])) for r in rows
+        ]
+
+    def blocked(self) -> dict[str, Blocked]:
+        with _translated("reading source state"):
+            rows = list(self.db.query("select * from source_state"))
+        return {
+            r["endpoint"]: Blocked(
+                r["endpoint"], r["blocked_code"], parse_time(r["blocked_since"]), r["message"]
+            )
+            for r in rows
+        }
+
+    def set_blocked(self, blocked: Blocked) -> None:
+        with _translated("writing source state"), self.db.atomic():
+            self.db.table("source_state").upsert(
+                {
+                    "endpoint": blocked.endpoint,
+                    "blocked_code": blocked.code,
+                    "blocked_since": format_time(blocked.since),
+                    "message": blocked.message,
+                },
+                pk="endpoint",
+            )
+
+    def clear_blocked(self, endpoint: str) -> None:
+        with _translated("writing source state"), self.db.atomic():
+            self.db.execute("delete from source_state where endpoint = ?", [endpoint])
+
+    def integrity_ok(self) -> bool:
+        with _translated("checking integrity"):
+            return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _event_from_row(row: dict[str, Any]) -> Event:
+    metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+    return Event(
+        id=row["id"],
+        created_at=parse_time(row["created_at"]),
+        request_id=row["request_id"],
+        method=row["method"],
+        endpoint=row["endpoint"],
+        status_code=row["status_code"],
+        job_id=row["job_id"],
+        model=row["model"],
+        output_format=row["output_format"],
+        status=row["status"],
+        credits_used=row["credits_used"] or 0.0,
+        duration_seconds=row["duration_seconds"],
+        error_code=row["error_code"],
+        metadata=metadata,
+    )

@@ -1,0 +1,255 @@
+"""The worker: one `tick(now)` runs poll -> store (-> detect -> decide -> notify) once;
+`run()` repeats it on a `schedule` until told to stop.
+
+Faults of one cycle are logged and the loop goes on. An endpoint that answers 401/402
+is reported once and then only probed every `probe_every` seconds until it recovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+import schedule
+
+from bot.errors import BotError, SourceError
+from bot.models import RuleSet
+from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.store import Blocked, PollRecord, Store
+
+log = logging.getLogger(__name__)
+
+_BLOCKING_STATUSES = frozenset({401, 402})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TickReport:
+    """What one cycle did (for tests, the demo and the --cycles loop)."""
+
+    polled: list[str] = field(default_factory=list)
+    new_events: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """Owns the per-cycle pipeline; all I/O objects are injected."""
+
+    def __init__(
+        self,
+        *,
+        client: UsageClient,
+        store: Store,
+        ruleset: RuleSet,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.ruleset = ruleset
+        self.clock = clock
+        self._last_attempt: dict[str, datetime] = {}
+
+    # -- one cycle ------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """Run one cycle at `now` (data time; defaults to the clock)."""
+        now = now or self.clock()
+        report = TickReport()
+        poll = self.ruleset.poll
+        if self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
+            self._poll_summary(now, poll.backfill_days, report)  # cold start: 90 days of history
+        if self._is_due(EVENTS_PATH, now, 0.0):
+            self._poll_events(now, report)
+        last_summary = self.store.last_summary_poll()
+        summary_age = (now - last_summary).total_seconds() if last_summary else None
+        if (summary_age is None or summary_age >= poll.summary_every) and self._is_due(
+            SUMMARY_PATH, now, poll.summary_every
+        ):
+            self._poll_summary(now, poll.summary_days, report)
+        return report
+
+    def _is_due(self, endpoint: str, now: datetime, every: float) -> bool:
+        """Blocked endpoints wait probe_every between attempts; others `every`."""
+        last = self._last_attempt.get(endpoint)
+        if last is None:
+            return True
+        if endpoint in self.store.blocked():
+            every = max(every, self.ruleset.poll.probe_every)
+        return now - last >= timedelta(seconds=every)
+
+    def _poll_events(self, now: datetime, report: TickReport) -> None:
+        started = time.perf_counter()
+        try:
+            page = self.client.events(self.ruleset.poll.events_limit)
+            saved = self.store.save_events(page, stored_at=now)
+        except BotError as exc:
+            self._finish(EVENTS_PATH, now, started, report, error=exc)
+            return
+        report.new_events += len(saved.new_events)
+        self._finish(
+            EVENTS_PATH,
+            now,
+            started,
+            report,
+            request_id=page.request_id,
+            seen=len(page.items),
+            new=len(saved.new_events),
+        )
+        if saved.gap is not None:
+            log.warning(
+                "events gap: more than %d events arrived between polls; events between %s and "
+                "%s may be missing (request_id=%s)",
+                page.limit,
+                saved.gap.newest_stored_at.isoformat(),
+                saved.gap.oldest_seen_at.isoformat(),
+                page.request_id,
+            )
+        for event in saved.new_events:
+            if event.is_failed:
+                log.info(
+                    "job failed: model=%s error_code=%s request_id=%s job_id=%s",
+                    event.model,
+                    event.error_code,
+                    event.request_id,
+                    event.job_id,
+                )
+
+    def _poll_summary(self, now: datetime, days: int, report: TickReport) -> None:
+        started = time.perf_counter()
+        try:
+            summary = self.client.summary(days)
+            self.store.save_summary(summary, polled_at=now)
+        except BotError as exc:
+            self._finish(SUMMARY_PATH, now, started, report, error=exc)
+            return
+        self._finish(
+            SUMMARY_PATH,
+            now,
+            started,
+            report,
+            request_id=summary.request_id,
+            seen=len(summary.daily),
+        )
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _finish(
+        self,
+        endpoint: str,
+        now: datetime,
+        started: float,
+        report: TickReport,
+        *,
+        request_id: str | None = None,
+        seen: int = 0,
+        new: int = 0,
+        error: BotError | None = None,
+    ) -> None:
+        """Log the poll (one line and one poll-log row) and track 401/402 episodes."""
+        elapsed = time.perf_counter() - started
+        self._last_attempt[endpoint] = now
+        source = error if isinstance(error, SourceError) else None
+        if source is not None:
+            request_id = source.request_id
+        if error is None:
+            report.polled.append(endpoint)
+            log.info(
+                "poll %s ok request_id=%s items=%d new=%d %.0fms",
+                endpoint,
+                request_id,
+                seen,
+                new,
+                elapsed * 1000,
+            )
+        else:
+            report.errors.append(str(error))
+            log.warning("poll %s failed: %s (%.0fms)", endpoint, error, elapsed * 1000)
+        record = PollRecord(
+            endpoint=endpoint,
+            started_at=now,
+            finished_at=now + timedelta(seconds=elapsed),
+            status="ok" if error is None else "error",
+            http_status=source.status if source else (200 if error is None else None),
+            request_id=request_id,
+            error_code=(source.code if source else "store_error") if error else None,
+            error_message=str(error) if error else None,
+            items_seen=seen,
+            items_new=new,
+        )
+        try:
+            self.store.log_poll(record)
+            self._track_block(endpoint, now, source if error else None)
+        except BotError as exc:  # a log we cannot write must not hide the poll itself
+            log.error("could not record the poll of %s: %s", endpoint, exc)
+
+    def _track_block(self, endpoint: str, now: datetime, error: SourceError | None) -> None:
+        was_blocked = endpoint in self.store.blocked()
+        if error is None:
+            if was_blocked:
+                self.store.clear_blocked(endpoint)
+                log.warning("%s recovered: polling resumes at the normal rate", endpoint)
+            return
+        if error.status in _BLOCKING_STATUSES and not was_blocked:  # once per episode
+            self.store.set_blocked(
+                Blocked(endpoint, error.code or str(error.status), now, str(error))
+            )
+            log.error(
+                "%s refuses us (%s): polling paused, probing every %ss until it recovers",
+                endpoint,
+                error,
+                int(self.ruleset.poll.probe_every),
+            )
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM (Heroku gives 30 s of grace) and SIGINT set `stop`; the cycle finishes."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the current cycle", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(
+    worker: Worker,
+    *,
+    every: float,
+    stop: threading.Event,
+    cycles: int | None = None,
+    on_tick: Callable[[TickReport], None] | None = None,
+) -> int:
+    """Tick every `every` seconds until `stop` is set or `cycles` ticks have run."""
+    scheduler = schedule.Scheduler()
+    done = 0
+
+    def cycle() -> None:
+        nonlocal done
+        # schedule drops a job whose function raises, so nothing may escape from here.
+        try:
+            report = worker.tick()
+            if on_tick is not None:
+                on_tick(report)
+        except Exception:
+            log.exception("cycle failed; the worker carries on")
+        done += 1
+        if cycles is not None and done >= cycles:
+            stop.set()
+
+    scheduler.every(every).seconds.do(cycle)  # type: ignore[arg-type]  # floats work
+    cycle()  # the first cycle runs at once, not after one interval
+    while not stop.is_set():
+        scheduler.run_pending()
+        idle = scheduler.idle_seconds
+        stop.wait(max(0.0, min(idle if idle is not None else every, 1.0)))
+    return done
