@@ -49,7 +49,8 @@ class UsageClient:
         api_key: sent as X-Api-Key; never logged.
         max_attempts: tries per call for transient failures (429, 5xx, timeouts).
         backoff_base, backoff_cap: full-jitter exponential backoff, in seconds.
-        sleep: how to wait between tries (injected so tests and shutdown can cut it short).
+        sleep: how to wait between tries; returning True means "stop now" (a
+            `threading.Event.wait` does that on shutdown), which ends the retries.
         rand: uniform [0, 1) source for jitter.
     """
 
@@ -108,7 +109,8 @@ class UsageClient:
                     self._max_attempts,
                     exc,
                 )
-                self._sleep(wait)
+                if self._sleep(wait) is True:
+                    raise  # shutting down: no more tries
                 attempt += 1
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

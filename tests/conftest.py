@@ -1,0 +1,59 @@
+"""Shared fixtures: a real SQLite store (in memory or on disk) and event factories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.models import Event
+from bot.store import Store
+
+T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
+
+
+def make_event(
+    n: int,
+    at: datetime,
+    *,
+    model: str = "pro",
+    status: str | None = "completed",
+    credits: float = 60.0,
+    segment: str | None = "enterprise",
+) -> Event:
+    return Event(
+        id=f"evt_{n:06d}",
+        created_at=at,
+        request_id=f"req_{n:06d}",
+        method="GET",
+        endpoint="/v1/jobs/job",
+        status_code=200,
+        job_id=f"job_{n:06d}",
+        model=model,
+        output_format="webm",
+        status=status,
+        credits_used=credits,
+        duration_seconds=60.0,
+        error_code="internal_error" if status == "failed" else None,
+        metadata={"customer_id": "acme", "segment": segment} if segment else {},
+    )
+
+
+def event_series(
+    count: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)
+) -> list[Event]:
+    return [make_event(i, start + i * step) for i in range(count)]
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    db = Store(None)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "bot.db"

@@ -1,0 +1,170 @@
+"""The SQLite store: idempotent events, atomic writes, the gap detector, summaries."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.models import TOTAL, DailyUsage, EventsPage, Summary
+from bot.store import PollRecord, Store
+from tests.conftest import T0, event_series, make_event
+
+
+def page(events: list, limit: int = 100) -> EventsPage:  # type: ignore[type-arg]
+    return EventsPage(
+        limit=limit, items=tuple(sorted(events, key=lambda e: e.created_at, reverse=True))
+    )
+
+
+def test_the_same_events_twice_are_stored_once(store: Store) -> None:
+    events = event_series(50)
+    first = store.save_events(page(events), stored_at=T0)
+    second = store.save_events(page(events), stored_at=T0)
+    assert len(first.new_events) == 50 and second.new_events == ()
+    assert store.count_events() == 50
+
+
+def test_a_page_with_a_repeated_id_stores_it_once(store: Store) -> None:
+    events = event_series(3)
+    result = store.save_events(page([*events, events[0]]), stored_at=T0)
+    assert len(result.new_events) == 3 and store.count_events() == 3
+
+
+def test_events_round_trip_with_metadata(store: Store) -> None:
+    events = event_series(5)
+    store.save_events(page(events), stored_at=T0)
+    assert store.events_between(T0, T0 + timedelta(hours=1)) == events
+    assert store.recent_events(2) == [events[4], events[3]]
+
+
+def test_a_crash_inside_the_transaction_leaves_no_partial_rows(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real_row = Store._row
+
+    def failing_row(event, stored_at):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 30:
+            raise RuntimeError("power cut")
+        return real_row(event, stored_at)
+
+    monkeypatch.setattr(Store, "_row", staticmethod(failing_row))
+    with pytest.raises(RuntimeError):
+        store.save_events(page(event_series(60)), stored_at=T0)
+    assert store.count_events() == 0
+    monkeypatch.setattr(Store, "_row", staticmethod(real_row))
+    assert len(store.save_events(page(event_series(60)), stored_at=T0).new_events) == 60
+
+
+def test_the_gap_detector_on_a_crafted_sequence(store: Store) -> None:
+    minute = timedelta(minutes=1)
+    # First full page: nothing stored yet, so no gap can be claimed.
+    assert store.save_events(page(event_series(10), limit=10), stored_at=T0).gap is None
+    # Overlapping full page (oldest item already stored): no gap.
+    overlap = [make_event(i, T0 + i * minute) for i in range(5, 15)]
+    assert store.save_events(page(overlap, limit=10), stored_at=T0).gap is None
+    # A partial page newer than anything stored: all events arrived, no gap.
+    assert (
+        store.save_events(page([make_event(20, T0 + 20 * minute)], limit=10), stored_at=T0).gap
+        is None
+    )
+    # A full page entirely newer than the newest stored event: a gap.
+    jump = [make_event(i, T0 + i * minute) for i in range(100, 110)]
+    gap = store.save_events(page(jump, limit=10), stored_at=T0).gap
+    assert gap is not None
+    assert gap.newest_stored_at == T0 + 20 * minute and gap.oldest_seen_at == T0 + 100 * minute
+    assert store.gaps() == [gap]
+
+
+def summary(
+    days: list[tuple[str, list[tuple[str, int, float]]]], with_models: bool = True
+) -> Summary:
+    body_daily = []
+    for day, models in days:
+        entry: dict[str, object] = {
+            "date": day,
+            "total_jobs": sum(m[1] for m in models),
+            "completed_jobs": sum(m[1] for m in models),
+            "failed_jobs": 0,
+            "credits_used": sum(m[2] for m in models),
+        }
+        if with_models:
+            entry["by_model"] = [
+                {
+                    "model": m,
+                    "total_jobs": n,
+                    "completed_jobs": n,
+                    "failed_jobs": 0,
+                    "credits_used": c,
+                }
+                for m, n, c in models
+            ]
+        body_daily.append(entry)
+    totals = {
+        k: sum(d[k] for d in body_daily)
+        for k in ("total_jobs", "completed_jobs", "failed_jobs", "credits_used")
+    }  # type: ignore[misc]
+    return Summary.from_api(
+        {
+            "days": len(days),
+            "start_date": days[0][0],
+            "end_date": days[-1][0],
+            "daily": body_daily,
+            **totals,
+        }
+    )
+
+
+def test_summary_snapshots_keep_latest_daily_figures_per_model(store: Store) -> None:
+    store.save_summary(
+        summary([("2026-11-28", [("pro", 5, 900.0)]), ("2026-11-29", [("pro", 1, 180.0)])]), T0
+    )
+    # Later poll: today grew, and "light" appeared; the model absent today is cleared.
+    store.save_summary(summary([("2026-11-29", [("light", 2, 90.0)])]), T0 + timedelta(minutes=15))
+    rows = store.daily_usage(date(2026, 11, 28), date(2026, 11, 29))
+    assert rows == [
+        DailyUsage(date(2026, 11, 28), TOTAL, 5, 5, 0, 900.0),
+        DailyUsage(date(2026, 11, 28), "pro", 5, 5, 0, 900.0),
+        DailyUsage(date(2026, 11, 29), TOTAL, 2, 2, 0, 90.0),
+        DailyUsage(date(2026, 11, 29), "light", 2, 2, 0, 90.0),
+    ]
+    assert store.last_summary_poll() == T0 + timedelta(minutes=15)
+    assert not store.is_empty()
+
+
+def test_poll_log_rows(store: Store) -> None:
+    assert store.is_empty()
+    store.log_poll(
+        PollRecord(
+            "/v1/usage/events",
+            T0,
+            T0 + timedelta(seconds=1),
+            "ok",
+            200,
+            "req_1",
+            items_seen=3,
+            items_new=2,
+        )
+    )
+    store.log_poll(PollRecord("/v1/usage/events", T0, T0, "error", 503, "req_2", "timeout", "boom"))
+    newest, oldest = store.polls()
+    assert (newest["status"], newest["error_code"], newest["request_id"]) == (
+        "error",
+        "timeout",
+        "req_2",
+    )
+    assert (oldest["items_seen"], oldest["items_new"], oldest["duration_ms"]) == (3, 2, 1000.0)
+    assert store.last_success("/v1/usage/events") == T0 + timedelta(seconds=1)
+
+
+def test_a_file_database_uses_wal_and_survives_reopening(db_path: Path) -> None:
+    first = Store(db_path)
+    first.save_events(page(event_series(5)), stored_at=T0)
+    assert first.db.journal_mode == "wal"
+    first.close()
+    again = Store(db_path)  # migrations are idempotent
+    assert again.count_events() == 5 and again.integrity_ok()
+    again.close()

@@ -1,0 +1,230 @@
+"""The worker: cycles against the simulator, faults survived, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.models import PollConfig, RuleSet, parse_time
+from bot.simulator import ManualClock, Simulator
+from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.store import Store
+from bot.worker import Worker
+
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+RULES = RuleSet(
+    poll=PollConfig(events_every=60, summary_every=900, summary_days=30, probe_every=300)
+)
+
+
+class Rig:
+    """A worker wired to an in-process simulator on a manual clock."""
+
+    def __init__(self, store: Store, **sim_options: object) -> None:
+        self.clock = ManualClock(START)
+        self.sim = Simulator(start=START, clock=self.clock, **sim_options)  # type: ignore[arg-type]
+        self.http = httpx.Client(
+            base_url="http://sim", transport=httpx.MockTransport(self.sim.handle)
+        )
+        self.sleeps: list[float] = []
+        client = UsageClient(self.http, api_key="sim-key", sleep=self.sleeps.append)
+        self.store = store
+        self.worker = Worker(client=client, store=store, ruleset=RULES, clock=self.clock)
+
+    def tick(self, advance: timedelta = timedelta(minutes=1)):  # type: ignore[no-untyped-def]
+        self.clock.advance(advance)
+        return self.worker.tick()
+
+    def hits(self, endpoint: str) -> int:
+        return sum(1 for r in self.sim.requests if r.endpoint == endpoint)
+
+
+@pytest.fixture
+def rig(store: Store) -> Iterator[Rig]:
+    r = Rig(store)
+    yield r
+    r.http.close()
+
+
+def test_the_first_tick_backfills_90_days_then_polls_events(rig: Rig) -> None:
+    report = rig.tick()
+    assert report.errors == []
+    days = [r.params.get("days") for r in rig.sim.requests if r.endpoint == SUMMARY_PATH]
+    assert days[0] == "90"
+    assert rig.store.count_events() > 0
+    stored_days = {
+        row.date for row in rig.store.daily_usage(START.date() - timedelta(days=100), START.date())
+    }
+    assert len(stored_days) == 90
+    assert {p["endpoint"] for p in rig.store.polls()} == {EVENTS_PATH, SUMMARY_PATH}
+
+
+def test_the_summary_is_polled_less_often_than_events(rig: Rig) -> None:
+    for _ in range(30):
+        rig.tick()
+    assert rig.hits(EVENTS_PATH) == 30
+    assert rig.hits(SUMMARY_PATH) == 2  # backfill at 09:01, then 15 minutes later
+    assert rig.store.polls(1)[0]["status"] == "ok"
+
+
+def test_every_event_is_stored_once_however_often_it_is_seen(rig: Rig) -> None:
+    rig.tick()
+    covered_from = min(e.created_at for e in rig.store.recent_events(100))  # the first page
+    for _ in range(90):
+        rig.tick()
+    expected = {
+        item["id"]
+        for item in rig.sim.events_until(rig.clock())
+        if parse_time(item["created_at"]) >= covered_from
+    }
+    stored = {e.id for e in rig.store.recent_events(100_000)}
+    assert stored == expected and rig.store.count_events() == len(expected)
+    assert rig.store.gaps() == []
+
+
+def test_it_notices_and_records_a_gap_when_polls_fall_behind(rig: Rig) -> None:
+    rig.tick()
+    rig.tick(timedelta(hours=3))  # ~700 events arrived; only the newest 100 can be read
+    assert len(rig.store.gaps()) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "500",
+        "503",
+        "504",
+        "429",
+        "429_retry_after",
+        "hang",
+        "drop",
+        "non_json",
+        "wrong_shape",
+        "huge",
+    ],
+)
+def test_a_failing_cycle_is_recorded_and_the_next_one_recovers(rig: Rig, fault: str) -> None:
+    rig.tick()
+    before = rig.store.count_events()
+    rig.sim.inject(fault, "events", times=4)  # outlasts the client's 4 attempts
+    report = rig.tick()
+    assert report.errors and rig.store.count_events() == before
+    row = rig.store.polls(5)
+    assert any(p["status"] == "error" and p["endpoint"] == EVENTS_PATH for p in row)
+    report = rig.tick()
+    assert report.errors == [] and rig.store.count_events() > before
+
+
+def test_transient_faults_within_the_retry_budget_lose_nothing(rig: Rig) -> None:
+    rig.tick()
+    rig.sim.inject("503", "events", times=2)
+    report = rig.tick()
+    assert report.errors == [] and len(rig.sleeps) == 2
+
+
+@pytest.mark.parametrize("fault", ["401", "402"])
+def test_401_or_402_is_told_once_and_then_only_probed(
+    rig: Rig, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.tick()
+    rig.sim.inject(fault, "events", times=-1)
+    caplog.set_level(logging.ERROR, logger="bot.worker")
+    for _ in range(12):  # 12 minutes of ticks
+        rig.tick()
+    told = [r for r in caplog.records if "refuses us" in r.getMessage()]
+    assert len(told) == 1
+    events_hits = [r for r in rig.sim.requests if r.endpoint == EVENTS_PATH][1:]
+    assert len(events_hits) == 3  # at minutes 1, 6 and 11: a probe every 5 minutes
+    assert EVENTS_PATH in rig.store.blocked()
+    rig.sim.clear_faults()
+    for _ in range(5):
+        rig.tick()
+    assert EVENTS_PATH not in rig.store.blocked()
+    assert rig.hits(EVENTS_PATH) >= 5
+
+
+# -- the real process over real sockets ------------------------------------------------
+
+
+@pytest.fixture
+def live_sim() -> Iterator[tuple[Simulator, str]]:
+    sim = Simulator(start=datetime.now(UTC) - timedelta(hours=2), hang_seconds=2.0)
+    with sim.serve() as server:
+        yield sim, server.url
+
+
+def bot_env(url: str, db: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))}
+    env.update(USAGE_API_BASE_URL=url, USAGE_API_KEY="sim-key", BOT_DB_PATH=str(db))
+    env.update({"BOT_POLL_SECONDS": "0.2", **extra})
+    return env
+
+
+def test_run_three_cycles_against_the_simulator(
+    live_sim: tuple[Simulator, str], db_path: Path
+) -> None:
+    sim, url = live_sim
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--cycles", "3"],
+        env=bot_env(url, db_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "sim-key" not in done.stderr + done.stdout
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("select count(*) from events").fetchone()[0] > 0
+        statuses = db.execute("select endpoint, status from polls").fetchall()
+    assert statuses.count((EVENTS_PATH, "ok")) == 3
+    assert (SUMMARY_PATH, "ok") in statuses
+
+
+def test_sigterm_during_a_cycle_exits_0_with_a_sound_database(
+    live_sim: tuple[Simulator, str], db_path: Path
+) -> None:
+    sim, url = live_sim
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=bot_env(url, db_path, BOT_POLL_SECONDS="0.5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not db_path.exists() or _events(db_path) == 0:  # wait for a completed cycle
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    sim.inject("hang", "events", times=-1)  # the next cycle sits inside a request
+    deadline = time.monotonic() + 10
+    while not any(r.fault == "hang" for r in sim.requests):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - sent < 5.0
+    assert "Traceback" not in err
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _events(db_path: Path) -> int:
+    try:
+        with sqlite3.connect(db_path) as db:
+            return int(db.execute("select count(*) from events").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
