@@ -28,7 +28,7 @@ _MODEL_FIGURES = {
 }
 
 SUMMARY_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
     "required": ["days", "start_date", "end_date", "daily", *_FIGURES_REQUIRED],
     "properties": {
@@ -80,7 +80,7 @@ EVENT_SCHEMA: dict[str, Any] = {
 }
 
 EVENTS_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
     "required": ["items"],
     "properties": {

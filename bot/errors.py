@@ -65,7 +65,10 @@ class SourceError(BotError):
 
 
 class SchemaDrift(SourceError):
-    """The API answered 2xx with a body we cannot trust. `path` names the field."""
+    """The API answered 2xx with a body we cannot trust. `path` names the field.
+
+    Not retried within a poll (the same body would come back); the next cycle tries again.
+    """
 
     def __init__(
         self,
@@ -83,7 +86,7 @@ class SchemaDrift(SourceError):
             status=status,
             code="schema_drift",
             request_id=request_id,
-            transient=True,
+            transient=False,
         )
 
 

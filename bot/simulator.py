@@ -197,20 +197,20 @@ class CompressedClock:
 
 
 def demo_incidents(start: datetime) -> list[Incident]:
-    """The scripted story of `usage-bot demo`: 'pro' jobs start failing 3 h in (for 1 h),
-    then 'light' spend runs away 7 h in (for 1 h, 5x arrivals)."""
+    """The scripted story of `usage-bot demo`: 'pro' jobs start failing 1 h in (for 1 h),
+    then 'light' spend runs away 3 h in (for 1 h, 5x arrivals)."""
     return [
         Incident(
             "failure_spike",
-            start + timedelta(hours=3),
-            start + timedelta(hours=4),
+            start + timedelta(hours=1),
+            start + timedelta(hours=2),
             model="pro",
             failure_rate=0.5,
         ),
         Incident(
             "spend_runaway",
-            start + timedelta(hours=7),
-            start + timedelta(hours=8),
+            start + timedelta(hours=3),
+            start + timedelta(hours=4),
             model="light",
             factor=5.0,
         ),

@@ -38,6 +38,7 @@ class TickReport:
 
     polled: list[str] = field(default_factory=list)
     new_events: int = 0
+    failed_by_model: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -115,6 +116,8 @@ class Worker:
             )
         for event in saved.new_events:
             if event.is_failed:
+                model = event.model or "unknown"
+                report.failed_by_model[model] = report.failed_by_model.get(model, 0) + 1
                 log.info(
                     "job failed: model=%s error_code=%s request_id=%s job_id=%s",
                     event.model,

@@ -16,7 +16,9 @@ GOOD = sorted((RULES / "good").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
-def test_each_bad_rules_file_gives_its_exact_error(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_bad_rules_file_gives_its_exact_error(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(RULES)
     expected = path.with_suffix(".error").read_text().splitlines()
     with pytest.raises(ConfigError) as caught:

@@ -1,0 +1,112 @@
+"""`usage-bot demo`: the whole job on embedded defaults, in under a minute.
+
+Serves the simulator on a free loopback port with a compressed clock and a scripted
+incident, runs the real worker against it over HTTP on a temporary database, and prints
+what happens as it would read to an operator.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from bot.cli import default_rules_text, query_events, query_summary
+from bot.config import parse_rules
+from bot.logs import configure as configure_logging
+from bot.simulator import CompressedClock, Simulator, demo_incidents
+from bot.source import UsageClient, make_http_client
+from bot.store import Store
+from bot.worker import TickReport, Worker, run
+
+DEMO_START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday morning, data time
+DEMO_KEY = "demo-key"
+POLL_SECONDS = 0.15  # real seconds between cycles
+
+
+def run_demo(seconds: float = 25.0, speed: float = 600.0, out: TextIO = sys.stdout) -> int:
+    """Run the scripted incident for `seconds` of real time at `speed` data-seconds/second."""
+    configure_logging("WARNING", "text")
+    ruleset = parse_rules(default_rules_text(), "<embedded default rules>")
+    clock = CompressedClock(DEMO_START, speed)
+    sim = Simulator(
+        start=DEMO_START,
+        clock=clock,
+        seed=7,
+        jobs_per_hour=300.0,
+        incidents=demo_incidents(DEMO_START),
+        api_key=DEMO_KEY,
+    )
+    say = _printer(out)
+    with tempfile.TemporaryDirectory(prefix="usage-bot-demo-") as tmp, sim.serve() as server:
+        db_path = Path(tmp) / "demo.db"
+        say(f"usage-bot demo: simulated usage API on {server.url}, database {db_path}")
+        say(f"data clock runs {speed:.0f}x real time from {DEMO_START:%a %Y-%m-%d %H:%M} UTC")
+        for incident in sim.incidents:
+            window = f"{incident.start:%H:%M}-{incident.end:%H:%M}"
+            say(f"  scripted: {incident.kind.replace('_', ' ')} on {incident.model} {window}")
+        store = Store(db_path)
+        stop = threading.Event()
+        timer = threading.Timer(seconds, stop.set)
+        timer.start()
+        started = time.monotonic()
+        try:
+            with make_http_client(server.url) as http:
+                client = UsageClient(http, api_key=DEMO_KEY, sleep=stop.wait, backoff_base=0.05)
+                worker = Worker(client=client, store=store, ruleset=ruleset, clock=clock)
+                progress = _Progress(say)
+                cycles = run(worker, every=POLL_SECONDS, stop=stop, on_tick=progress.tick(clock))
+            now = clock()
+            say("")
+            say(
+                f"{cycles} cycles in {time.monotonic() - started:.1f}s real time; "
+                f"{store.count_events():,} events stored, {len(store.gaps())} gaps"
+            )
+            say("")
+            say(query_summary(store, 7, now))
+            say("")
+            say(query_events(store, 5, now))
+        finally:
+            timer.cancel()
+            store.close()
+    return 0
+
+
+class _Progress:
+    """Prints one line per simulated half hour: events seen and failures per model."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.period_start: datetime | None = None
+        self.events = 0
+        self.failed: dict[str, int] = {}
+        self.errors = 0
+
+    def tick(self, clock: CompressedClock) -> Callable[[TickReport], None]:
+        def on_tick(report: TickReport) -> None:
+            now = clock()
+            if self.period_start is None:
+                self.period_start = now
+            self.events += report.new_events
+            self.errors += len(report.errors)
+            for model, count in report.failed_by_model.items():
+                self.failed[model] = self.failed.get(model, 0) + count
+            if now - self.period_start >= timedelta(minutes=30):
+                failed = ", ".join(f"{m} {n}" for m, n in sorted(self.failed.items())) or "none"
+                errors = f"  poll errors {self.errors}" if self.errors else ""
+                self.say(f"[{now:%H:%M}] +{self.events:4d} events  failed jobs: {failed}{errors}")
+                self.period_start, self.events, self.failed, self.errors = now, 0, {}, 0
+
+        return on_tick
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    return say
