@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.alerts import Transition
 from bot.models import TOTAL, DailyUsage, Event
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -105,3 +106,60 @@ def events_report(events: Sequence[Event], last_poll: datetime | None, now: date
     ]
     header = ["time (UTC)", "status", "model", "credits", "error", "request_id", "job_id"]
     return f"Latest {len(events)} events ({freshness(last_poll, now)})\n" + _table(header, rows)
+
+
+# -- alerts --------------------------------------------------------------------------
+
+
+def describe_key(t: Transition) -> str:
+    """'failed-job-rate for model pro' / 'total-spend for the account'."""
+    if not t.group:
+        return f"{t.rule} for the account"
+    parts = [f"{name} {value or '(none)'}" for name, value in t.key.items()]
+    return f"{t.rule} for {', '.join(parts)}"
+
+
+def format_metric(metric: str, value: float) -> str:
+    if metric == "failure_rate":
+        return f"{value:.1%}"
+    if metric == "spend":
+        return f"{value:,.0f} credits"
+    return f"{value:,.0f} jobs"
+
+
+def format_duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def alert_text(t: Transition, metric: str, bucket: float) -> str:
+    """The plain-text alert: what broke, for whom, how bad, since when, which events."""
+    window = format_duration(bucket)
+    at = t.at.strftime("%Y-%m-%d %H:%M UTC")
+    if t.state == "firing":
+        lines = [
+            f"FIRING  {describe_key(t)}",
+            f"  {format_metric(metric, t.value)} against a baseline of "
+            f"{format_metric(metric, t.baseline)} (z = {t.zscore:.1f}) in the {window} "
+            f"ending {at}",
+        ]
+        if metric == "failure_rate":
+            lines.append(f"  {t.volume:,.0f} finished jobs in that window")
+        if t.request_ids:
+            pairs = ", ".join(
+                f"{r} / {j}" for r, j in zip(t.request_ids[:5], t.job_ids[:5], strict=False)
+            )
+            more = f" (+{len(t.request_ids) - 5} more)" if len(t.request_ids) > 5 else ""
+            lines.append(f"  request_id / job_id: {pairs}{more}")
+        return "\n".join(lines)
+    lasted = format_duration((t.at - t.since).total_seconds()) if t.since else "a while"
+    return (
+        f"RESOLVED {describe_key(t)} at {at} after {lasted}; "
+        f"now {format_metric(metric, t.value)} (peak {format_metric(metric, t.peak_value)}, "
+        f"z = {t.peak_zscore:.1f})"
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,7 +18,9 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
+from bot.alerts import AlertState, Transition
 from bot.errors import StoreError
+from bot.metrics import EventBatch, batch_from_rows
 from bot.models import DailyUsage, Event, EventsPage, Summary, format_time, parse_time
 
 migrations = Migrations("usage-bot")
@@ -109,6 +111,49 @@ def m001_initial(db: Database) -> None:
         {"endpoint": str, "blocked_code": str, "blocked_since": str, "message": str},
         pk="endpoint",
     )
+
+
+@migrations()
+def m002_alerts(db: Database) -> None:
+    db.table("alert_states").create(
+        {
+            "rule": str,
+            "group_key": str,  # JSON array of the group's values
+            "status": str,
+            "breaches": int,
+            "normals": int,
+            "since": str,
+            "peak_zscore": float,
+            "peak_value": float,
+        },
+        pk=("rule", "group_key"),
+    )
+    # The outbox: a transition is written here, in the same transaction as the state
+    # that caused it, before anything is sent; notify marks what it delivered.
+    db.table("alert_transitions").create(
+        {
+            "id": int,
+            "rule": str,
+            "group_key": str,
+            "group_by": str,
+            "state": str,
+            "at": str,
+            "value": float,
+            "baseline": float,
+            "zscore": float,
+            "volume": float,
+            "since": str,
+            "peak_zscore": float,
+            "peak_value": float,
+            "request_ids": str,
+            "job_ids": str,
+            "created_at": str,
+            "notified_at": str,
+        },
+        pk="id",
+    )
+    db.table("alert_transitions").create_index(["rule", "group_key", "state", "at"], unique=True)
+    db.table("rule_cursors").create({"rule": str, "evaluated_through": str}, pk="rule")
 
 
 @dataclass(frozen=True)
@@ -415,9 +460,145 @@ class Store:
         with _translated("writing source state"), self.db.atomic():
             self.db.execute("delete from source_state where endpoint = ?", [endpoint])
 
+    # -- detection state ---------------------------------------------------------------
+
+    def event_batch_since(self, start: datetime) -> EventBatch:
+        """Stored events from `start` on, as the columns detection counts (fast path)."""
+        sql = (
+            "select created_at, model, segment, customer_id, status, credits_used "
+            "from events where created_at >= ?"
+        )
+        with _translated("reading events"):
+            rows = self.db.execute(sql, [format_time(start)]).fetchall()
+        return batch_from_rows(rows)
+
+    def alert_states(self) -> dict[tuple[str, tuple[str, ...]], AlertState]:
+        with _translated("reading alert states"):
+            rows = list(self.db.query("select * from alert_states"))
+        states = {}
+        for row in rows:
+            group = tuple(json.loads(row["group_key"]))
+            states[(row["rule"], group)] = AlertState(
+                rule=row["rule"],
+                group=group,
+                status=row["status"],
+                breaches=row["breaches"],
+                normals=row["normals"],
+                since=parse_time(row["since"]) if row["since"] else None,
+                peak_zscore=row["peak_zscore"],
+                peak_value=row["peak_value"],
+            )
+        return states
+
+    def cursors(self) -> dict[str, datetime]:
+        with _translated("reading rule cursors"):
+            rows = list(self.db.query("select * from rule_cursors"))
+        return {row["rule"]: parse_time(row["evaluated_through"]) for row in rows}
+
+    def save_decisions(
+        self,
+        states: Iterable[AlertState],
+        transitions: Iterable[Transition],
+        cursors: dict[str, datetime],
+        now: datetime,
+    ) -> int:
+        """Alert states, new transitions and rule cursors in one transaction.
+
+        A transition already stored (same rule, group, state and time) is not added
+        again, so re-running an evaluation can never queue a second message.
+        Returns how many transitions were added.
+        """
+        with _translated("saving alert decisions"), self.db.atomic():
+            self.db.table("alert_states").upsert_all(
+                (_state_row(s) for s in states), pk=("rule", "group_key")
+            )
+            before = self.db.table("alert_transitions").count
+            self.db.table("alert_transitions").insert_all(
+                (_transition_row(t, now) for t in transitions), ignore=True
+            )
+            added = self.db.table("alert_transitions").count - before
+            self.db.table("rule_cursors").upsert_all(
+                ({"rule": r, "evaluated_through": format_time(t)} for r, t in cursors.items()),
+                pk="rule",
+            )
+        return int(added)
+
+    def undelivered(self) -> list[tuple[int, Transition]]:
+        """Transitions not yet told, oldest first."""
+        sql = "select * from alert_transitions where notified_at is null order by at, id"
+        with _translated("reading the outbox"):
+            rows = list(self.db.query(sql))
+        return [(row["id"], _transition_from_row(row)) for row in rows]
+
+    def transitions(self, limit: int = 100) -> list[Transition]:
+        sql = "select * from alert_transitions order by at desc, id desc limit ?"
+        with _translated("reading transitions"):
+            rows = list(self.db.query(sql, [limit]))
+        return [_transition_from_row(row) for row in rows]
+
+    def mark_delivered(self, transition_id: int, at: datetime) -> None:
+        with _translated("updating the outbox"), self.db.atomic():
+            self.db.execute(
+                "update alert_transitions set notified_at = ? where id = ?",
+                [format_time(at), transition_id],
+            )
+
     def integrity_ok(self) -> bool:
         with _translated("checking integrity"):
             return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _state_row(state: AlertState) -> dict[str, Any]:
+    return {
+        "rule": state.rule,
+        "group_key": json.dumps(list(state.group)),
+        "status": state.status,
+        "breaches": state.breaches,
+        "normals": state.normals,
+        "since": format_time(state.since) if state.since else None,
+        "peak_zscore": state.peak_zscore,
+        "peak_value": state.peak_value,
+    }
+
+
+def _transition_row(t: Transition, now: datetime) -> dict[str, Any]:
+    return {
+        "rule": t.rule,
+        "group_key": json.dumps(list(t.group)),
+        "group_by": json.dumps(list(t.group_by)),
+        "state": t.state,
+        "at": format_time(t.at),
+        "value": t.value,
+        "baseline": t.baseline,
+        "zscore": t.zscore,
+        "volume": t.volume,
+        "since": format_time(t.since) if t.since else None,
+        "peak_zscore": t.peak_zscore,
+        "peak_value": t.peak_value,
+        "request_ids": json.dumps(list(t.request_ids)),
+        "job_ids": json.dumps(list(t.job_ids)),
+        "created_at": format_time(now),
+        "notified_at": None,
+    }
+
+
+def _transition_from_row(row: dict[str, Any]) -> Transition:
+    return Transition(
+        rule=row["rule"],
+        group=tuple(json.loads(row["group_key"])),
+        group_by=tuple(json.loads(row["group_by"])),
+        state=row["state"],
+        at=parse_time(row["at"]),
+        value=row["value"],
+        baseline=row["baseline"],
+        zscore=row["zscore"],
+        volume=row["volume"],
+        since=parse_time(row["since"]) if row["since"] else None,
+        peak_zscore=row["peak_zscore"],
+        peak_value=row["peak_value"],
+        request_ids=tuple(json.loads(row["request_ids"])),
+        job_ids=tuple(json.loads(row["job_ids"])),
+    )
 
 
 def _text_or_none(value: object) -> str | None:

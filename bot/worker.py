@@ -11,21 +11,27 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import schedule
 
+from bot import messages
+from bot.alerts import FIRING, Transition, pick_examples
+from bot.engine import STEP, Engine, Monitor
 from bot.errors import BotError, SourceError
-from bot.models import RuleSet
+from bot.metrics import batch_from_events
+from bot.models import Event, RuleSet, Summary
+from bot.notify import ConsoleNotifier, Notifier, deliver
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
 from bot.store import Blocked, PollRecord, Store
 
 log = logging.getLogger(__name__)
 
 _BLOCKING_STATUSES = frozenset({401, 402})
+STEP_DELTA = timedelta(seconds=STEP)
 
 
 def utc_now() -> datetime:
@@ -40,6 +46,8 @@ class TickReport:
     new_events: int = 0
     failed_by_model: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    transitions: int = 0
+    delivered: int = 0
 
 
 class Worker:
@@ -52,11 +60,15 @@ class Worker:
         store: Store,
         ruleset: RuleSet,
         clock: Callable[[], datetime] = utc_now,
+        notifier: Notifier | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.ruleset = ruleset
         self.clock = clock
+        self.rules = {rule.name: rule for rule in ruleset.rules}
+        self.notifier = notifier or ConsoleNotifier(self.rules)
+        self.monitor: Monitor | None = None  # built from the store on the first cycle
         self._last_attempt: dict[str, datetime] = {}
 
     # -- one cycle ------------------------------------------------------------------------
@@ -66,17 +78,85 @@ class Worker:
         now = now or self.clock()
         report = TickReport()
         poll = self.ruleset.poll
+        summaries: list[Summary | None] = []
         if self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
-            self._poll_summary(now, poll.backfill_days, report)  # cold start: 90 days of history
+            summaries.append(self._poll_summary(now, poll.backfill_days, report))  # cold start
+        events: tuple[Event, ...] = ()
         if self._is_due(EVENTS_PATH, now, 0.0):
-            self._poll_events(now, report)
+            events = self._poll_events(now, report)
         last_summary = self.store.last_summary_poll()
         summary_age = (now - last_summary).total_seconds() if last_summary else None
         if (summary_age is None or summary_age >= poll.summary_every) and self._is_due(
             SUMMARY_PATH, now, poll.summary_every
         ):
-            self._poll_summary(now, poll.summary_days, report)
+            summaries.append(self._poll_summary(now, poll.summary_days, report))
+        if self.rules:
+            self._detect(now, events, [s for s in summaries if s is not None], report)
+        report.delivered = deliver(self.store, self.notifier, now)
         return report
+
+    # -- detect and decide ------------------------------------------------------------------
+
+    def _detect(
+        self,
+        now: datetime,
+        events: Sequence[Event],
+        summaries: Sequence[Summary],
+        report: TickReport,
+    ) -> None:
+        """Feed what this cycle stored to the engine, judge, persist the decisions."""
+        if self.monitor is None:
+            self.monitor = self._restore(now)
+        else:
+            self.monitor.engine.add_events(batch_from_events(events))
+            for summary in summaries:
+                self.monitor.engine.add_daily(summary.daily, final_before=summary.end_date)
+        engine = self.monitor.engine
+        transitions = [
+            self._with_examples(t) for t in self.monitor.run(until=now, start=now - STEP_DELTA)
+        ]
+        try:
+            added = self.store.save_decisions(
+                self.monitor.take_changes().values(), transitions, self.monitor.cursors, now
+            )
+        except BotError:
+            # The decisions exist only in memory now: forget them, and the next cycle
+            # rebuilds from the store and makes them again from the same data.
+            self.monitor = None
+            raise
+        report.transitions += added
+        for t in transitions:
+            log.warning(
+                "alert %s: %s value=%.4g baseline=%.4g z=%.1f request_ids=%s job_ids=%s",
+                t.state,
+                messages.describe_key(t),
+                t.value,
+                t.baseline,
+                t.zscore,
+                ",".join(t.request_ids[:3]) or "-",
+                ",".join(t.job_ids[:3]) or "-",
+            )
+        engine.forget_before(now - timedelta(seconds=engine.history_seconds()))
+
+    def _restore(self, now: datetime) -> Monitor:
+        """A monitor from what the store holds: events, daily figures, states, cursors."""
+        engine = Engine(self.ruleset.rules)
+        history = timedelta(seconds=engine.history_seconds())
+        engine.add_events(self.store.event_batch_since(now - history))
+        last_summary = self.store.last_summary_poll()
+        if last_summary is not None:
+            rows = self.store.daily_usage(now.date() - timedelta(days=120), now.date())
+            engine.add_daily(rows, final_before=last_summary.date())
+        return Monitor(engine, self.store.alert_states(), self.store.cursors())
+
+    def _with_examples(self, t: Transition) -> Transition:
+        """Attach the request_ids and job_ids of the events behind a firing alert."""
+        rule = self.rules[t.rule]
+        if t.state != FIRING or rule.source == "summary":
+            return t
+        window = self.store.events_between(t.at - timedelta(seconds=rule.bucket), t.at)
+        request_ids, job_ids = pick_examples(window, rule, t.group)
+        return replace(t, request_ids=request_ids, job_ids=job_ids)
 
     def _is_due(self, endpoint: str, now: datetime, every: float) -> bool:
         """Blocked endpoints wait probe_every between attempts; others `every`."""
@@ -87,14 +167,14 @@ class Worker:
             every = max(every, self.ruleset.poll.probe_every)
         return now - last >= timedelta(seconds=every)
 
-    def _poll_events(self, now: datetime, report: TickReport) -> None:
+    def _poll_events(self, now: datetime, report: TickReport) -> tuple[Event, ...]:
         started = time.perf_counter()
         try:
             page = self.client.events(self.ruleset.poll.events_limit)
             saved = self.store.save_events(page, stored_at=now)
         except BotError as exc:
             self._finish(EVENTS_PATH, now, started, report, error=exc)
-            return
+            return ()
         report.new_events += len(saved.new_events)
         self._finish(
             EVENTS_PATH,
@@ -125,15 +205,16 @@ class Worker:
                     event.request_id,
                     event.job_id,
                 )
+        return saved.new_events
 
-    def _poll_summary(self, now: datetime, days: int, report: TickReport) -> None:
+    def _poll_summary(self, now: datetime, days: int, report: TickReport) -> Summary | None:
         started = time.perf_counter()
         try:
             summary = self.client.summary(days)
             self.store.save_summary(summary, polled_at=now)
         except BotError as exc:
             self._finish(SUMMARY_PATH, now, started, report, error=exc)
-            return
+            return None
         self._finish(
             SUMMARY_PATH,
             now,
@@ -142,6 +223,7 @@ class Worker:
             request_id=summary.request_id,
             seen=len(summary.daily),
         )
+        return summary
 
     # -- bookkeeping ----------------------------------------------------------------------
 

@@ -1,0 +1,183 @@
+"""The alert state machine: pure, one key at a time, time passed in.
+
+Sits between `detect` (which judges each evaluation) and `notify`: per alert key (rule +
+group values) it walks ok -> pending -> firing -> (resolved) -> ok, with `for`
+consecutive breaches before firing and `recover_for` consecutive normal evaluations before
+resolving, so an alert neither fires on a blip nor flaps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot.models import Event, Rule
+
+OK, PENDING, FIRING = "ok", "pending", "firing"
+RESOLVED = "resolved"  # a transition, not a resting state: the key goes back to ok
+MAX_EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One judgement of one rule for one group at one moment of data time."""
+
+    rule: str
+    group: tuple[str, ...]
+    at: datetime  # end of the window judged
+    value: float  # failure rate, credits or jobs in the window
+    baseline: float
+    zscore: float  # NaN when there is not enough history to judge
+    volume: float  # finished jobs (failure rate), credits (spend) or jobs (volume)
+    breach: bool
+    judged: bool = True  # False: too little data or volume to say either way
+    calm: bool = True  # well inside the normal band (hysteresis: what recovery needs)
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Where one alert key stands; persisted between cycles."""
+
+    rule: str
+    group: tuple[str, ...]
+    status: str = OK  # ok | pending | firing
+    breaches: int = 0  # consecutive breaching evaluations
+    normals: int = 0  # consecutive normal evaluations while firing
+    since: datetime | None = None  # first breach of the current episode
+    peak_zscore: float = 0.0
+    peak_value: float = 0.0
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth telling: the alert fired or resolved."""
+
+    rule: str
+    group: tuple[str, ...]
+    group_by: tuple[str, ...]
+    state: str  # firing | resolved
+    at: datetime
+    value: float
+    baseline: float
+    zscore: float
+    volume: float
+    since: datetime | None
+    peak_zscore: float
+    peak_value: float
+    request_ids: tuple[str, ...] = ()
+    job_ids: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> dict[str, str]:
+        """{"model": "pro"}: group values by the last part of each group_by field."""
+        return {f.rsplit(".", 1)[-1]: v for f, v in zip(self.group_by, self.group, strict=True)}
+
+
+def step(state: AlertState, ev: Evaluation, rule: Rule) -> tuple[AlertState, str | None]:
+    """Advance one key by one evaluation; return the new state and FIRING/RESOLVED or None.
+
+    An unjudged evaluation (too few jobs in the window, no baseline yet) changes nothing:
+    a quiet quarter-hour in the middle of an incident must not count as recovery.
+    """
+    if not ev.judged:
+        return state, None
+    if ev.breach:
+        breaches = state.breaches + 1
+        peak_z = max(state.peak_zscore, abs(ev.zscore)) if state.status != OK else abs(ev.zscore)
+        peak_value = _peak(state, ev)
+        since = state.since if state.status != OK else ev.at
+        if state.status == FIRING:
+            return replace(
+                state, breaches=breaches, normals=0, peak_zscore=peak_z, peak_value=peak_value
+            ), None
+        if breaches >= rule.for_:
+            return replace(
+                state,
+                status=FIRING,
+                breaches=breaches,
+                normals=0,
+                since=since,
+                peak_zscore=peak_z,
+                peak_value=peak_value,
+            ), FIRING
+        return replace(
+            state,
+            status=PENDING,
+            breaches=breaches,
+            since=since,
+            peak_zscore=peak_z,
+            peak_value=peak_value,
+        ), None
+    if state.status == FIRING:
+        # Recovery needs calm evaluations, not merely sub-threshold ones, so a value
+        # hovering around the threshold does not resolve and re-fire every few minutes.
+        normals = state.normals + 1 if ev.calm else 0
+        if normals >= rule.recover_for:
+            return AlertState(state.rule, state.group), RESOLVED
+        return replace(state, breaches=0, normals=normals), None
+    return AlertState(state.rule, state.group), None
+
+
+def _peak(state: AlertState, ev: Evaluation) -> float:
+    if state.status == OK or abs(ev.zscore) >= state.peak_zscore:
+        return ev.value
+    return state.peak_value
+
+
+def transition(
+    state_before: AlertState, state_after: AlertState, kind: str, ev: Evaluation, rule: Rule
+) -> Transition:
+    """The record of a FIRING or RESOLVED step (examples are attached by the caller)."""
+    told = state_after if kind == FIRING else state_before
+    return Transition(
+        rule=rule.name,
+        group=ev.group,
+        group_by=rule.group_by,
+        state=kind,
+        at=ev.at,
+        value=ev.value,
+        baseline=ev.baseline,
+        zscore=ev.zscore if math.isfinite(ev.zscore) else 0.0,
+        volume=ev.volume,
+        since=told.since,
+        peak_zscore=told.peak_zscore,
+        peak_value=told.peak_value,
+    )
+
+
+def pick_examples(
+    events: Iterable[Event], rule: Rule, group: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """request_ids and job_ids of the events behind a breach, newest first, at most 10.
+
+    Failed events for a failure-rate rule, the costliest for a spend rule, the newest
+    job events for a volume rule.
+    """
+    mine = [e for e in events if group_of(e, rule.group_by) == group]
+    if rule.metric == "failure_rate":
+        chosen = [e for e in mine if e.is_failed]
+    elif rule.metric == "spend":
+        chosen = sorted((e for e in mine if e.credits_used > 0), key=lambda e: -e.credits_used)
+        chosen = chosen[:MAX_EXAMPLES]
+    else:
+        chosen = [e for e in mine if e.job_id]
+    chosen.sort(key=lambda e: (e.created_at, e.id), reverse=True)
+    chosen = chosen[:MAX_EXAMPLES]
+    return (
+        tuple(e.request_id for e in chosen if e.request_id),
+        tuple(e.job_id for e in chosen if e.job_id),
+    )
+
+
+def group_of(event: Event, group_by: Sequence[str]) -> tuple[str, ...]:
+    """The values of `group_by` for one event ("" where the event has none)."""
+    values = []
+    for field in group_by:
+        if field == "model":
+            value = event.model
+        else:
+            value = event.metadata.get(field.removeprefix("metadata."))
+        values.append(value if isinstance(value, str) else "")
+    return tuple(values)

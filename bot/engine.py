@@ -1,0 +1,427 @@
+"""The detection engine: rules over the usage held, judged at fixed moments of data time.
+
+Sits after `store` and before `alerts`: `metrics` counts events into 5-minute slots,
+`detect` scores each rule's groups against their trailing history, and `Monitor` walks
+the alert states. The live worker and `usage-bot backtest` both drive a `Monitor`, so the
+same data gives the same transitions. No I/O; the time is always an argument.
+
+Evaluation moments are the multiples of `STEP` in data time. At each, an events rule
+judges the trailing window of one `bucket` ending there, so a spike is judged as soon as
+the window holds enough evidence rather than when a calendar bucket closes. Its baseline
+is the windows one, two, ... buckets earlier (never overlapping the one judged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from bot import detect
+from bot.alerts import FIRING, AlertState, Evaluation, Transition, step, transition
+from bot.metrics import (
+    CREDITS,
+    FAILED,
+    FINISHED,
+    GROUP_FIELDS,
+    JOBS,
+    EventBatch,
+    UsageCube,
+    daily_slot_counts,
+)
+from bot.models import TOTAL, DailyUsage, Rule
+
+RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
+STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
+DAY = 86400
+_SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
+_MIN_SEASONS = 3
+# Floors for spend and volume z-scores, on the square-root scale: a move must exceed
+# REL_FLOOR of the level per unit of z, so a flat history (or one rebuilt from daily totals)
+# does not page on noise; ABS_FLOOR keeps near-empty series quiet.
+REL_FLOOR = 0.05
+ABS_FLOOR = 0.5
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+AlertKey = tuple[str, tuple[str, ...]]
+Groups = list[tuple[str, ...]]
+
+
+def slots_per_bucket(rule: Rule) -> int:
+    return max(1, int(rule.bucket) // STEP)
+
+
+def buckets_of_history(rule: Rule) -> int:
+    """Buckets a rule looks back: its baseline, or the seasons a seasonal baseline needs."""
+    window = max(3, int(rule.baseline // rule.bucket))
+    if rule.seasonal != "none":
+        period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
+        window = max(window, period * max(_MIN_SEASONS, window // period))
+    return window
+
+
+def _min_periods(window: int) -> int:
+    # Enough points for a median and MAD to mean something, without going blind for days.
+    return min(window, max(3, min(window // 4, 24)))
+
+
+class Engine:
+    """Holds the usage counts and judges rules over them."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self.cube = UsageCube(STEP)
+        self.daily: dict[tuple[date, str], DailyUsage] = {}
+        self.final_before: date | None = None  # daily rows before this day are complete
+
+    # -- data in ------------------------------------------------------------------------
+
+    def add_events(self, batch: EventBatch) -> None:
+        self.cube.add(batch)
+
+    def add_daily(self, rows: Iterable[DailyUsage], final_before: date) -> None:
+        """Daily summary rows; those dated before `final_before` are complete days."""
+        for row in rows:
+            self.daily[(row.date, row.model)] = row
+        if self.final_before is None or final_before > self.final_before:
+            self.final_before = final_before
+
+    def history_seconds(self) -> int:
+        """How much data time the rules look back, at most (what to load and keep)."""
+        spans = [
+            (buckets_of_history(r) + 2) * (DAY if r.source == "summary" else r.bucket)
+            for r in self.rules
+        ]
+        return int(max(spans, default=7 * DAY))
+
+    def forget_before(self, moment: datetime) -> None:
+        self.cube.forget_before(int(moment.timestamp()) // STEP)
+
+    # -- judging ------------------------------------------------------------------------
+
+    def evaluate(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
+        """Every evaluation of `rule` at moments in (since, until], oldest first."""
+        if rule.source == "summary":
+            return self._evaluate_daily(rule, since, until)
+        return self._evaluate_events(rule, since, until)
+
+    def _evaluate_events(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
+        first = int(since.timestamp()) // STEP + 1  # moments k * STEP with since < k*STEP
+        last = int(until.timestamp()) // STEP
+        if last < first:
+            return []
+        m = slots_per_bucket(rule)
+        history = buckets_of_history(rule)
+        lo = first - m * (history + 1)  # slots feeding the earliest window's baseline
+        groups, counts, known = self._rule_counts(rule, lo, last)
+        if not groups:
+            return []
+        windows = _window_sums(counts, m)  # window ending at moment lo + m + j
+        unknown = ~_window_known(known, m)
+        windows[:, unknown] = np.nan
+        value, baseline, z, volume = self._score(rule, windows, m, history)
+        breach, judged, calm = _gate(rule, value, baseline, z, volume)
+        offset = first - (lo + m)
+        flags = (breach, judged, calm)
+        return _evaluations(rule, groups, first, value, baseline, z, volume, flags, offset)
+
+    def _rule_counts(self, rule: Rule, lo: int, hi: int) -> tuple[Groups, FloatArray, BoolArray]:
+        """(groups, counts (fields, groups, hi - lo), known (groups, hi - lo)) for one rule.
+
+        A slot is known for a group once events are held and the group has been seen:
+        before its first event a new model or customer has no history, not a zero one.
+        """
+        fine = self.cube.counts(lo, hi)
+        picks = [GROUP_FIELDS.index(f) for f in rule.group_by]
+        keys = [tuple(g[i] for i in picks) for g in self.cube.groups]
+        # Daily totals stand in for missing events only where the daily shape does not
+        # matter: a failure rate. Spread evenly over a day, spend would make every
+        # afternoon peak look like a runaway.
+        by_summary = rule.metric == "failure_rate" and set(rule.group_by) <= {"model"}
+        summary_keys = self._summary_keys(rule) if by_summary else []
+        groups = sorted(set(keys) | set(summary_keys))
+        index = {g: i for i, g in enumerate(groups)}
+        counts = np.zeros((fine.shape[0], len(groups), hi - lo))
+        first_seen = np.full(len(groups), np.iinfo(np.int64).max)
+        for row, key in enumerate(keys):
+            counts[:, index[key]] += fine[:, row]
+            first_seen[index[key]] = min(first_seen[index[key]], self.cube.first_seen[row])
+        slots = np.arange(lo, hi)
+        covered_from = self.cube.covered_from
+        known = np.zeros((len(groups), hi - lo), dtype=bool)
+        if covered_from is not None:
+            known = slots[None, :] >= np.maximum(first_seen, covered_from)[:, None]
+        if by_summary:
+            # Before events were held, spread the daily summary over the slots.
+            cut = hi - lo if covered_from is None else max(0, min(hi, covered_from) - lo)
+            for key in summary_keys:
+                model = key[0] if key else TOTAL
+                filled, day_known = daily_slot_counts(
+                    self._final_daily(), model, lo, lo + cut, STEP
+                )
+                counts[:, index[key], :cut] += filled
+                known[index[key], :cut] |= day_known
+        return groups, counts, known
+
+    def _summary_keys(self, rule: Rule) -> list[tuple[str, ...]]:
+        if not rule.group_by:
+            return [()]
+        return sorted({(model,) for (_, model) in self.daily if model != TOTAL})
+
+    def _final_daily(self) -> Mapping[tuple[date, str], DailyUsage]:
+        if self.final_before is None:
+            return {}
+        return {k: v for k, v in self.daily.items() if k[0] < self.final_before}
+
+    def _score(
+        self, rule: Rule, windows: FloatArray, m: int, history: int
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """value, baseline, z and volume per (group, window), each phase judged apart."""
+        method: detect.Method = "plain" if rule.method == "plain" else "robust"
+        mp = _min_periods(history)
+        length = windows.shape[-1]
+        if rule.metric == "failure_rate":
+            failed, finished = _by_phase(windows[FAILED], m), _by_phase(windows[FINISHED], m)
+            rate, base, z = detect.rate_zscores(
+                failed, finished, history, method=method, min_periods=mp
+            )
+            return (
+                _from_phase(rate, m, length),
+                _from_phase(base, m, length),
+                _from_phase(z, m, length),
+                windows[FINISHED],
+            )
+        series = windows[CREDITS] if rule.metric == "spend" else windows[JOBS]
+        # Spend and job counts are (compound) Poisson: their noise grows with the level, so
+        # a night-time runaway would drown in daytime noise. On the square-root scale the
+        # noise is about level-free (Anscombe), and one scale serves every hour.
+        phased = np.sqrt(np.maximum(_by_phase(series, m), 0.0))
+        if rule.seasonal != "none":
+            period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
+            center, scale = detect.seasonal_baseline(
+                phased,
+                period,
+                history,
+                method=method,
+                min_periods=mp,
+                min_seasons=_MIN_SEASONS,
+                seasons=max(_MIN_SEASONS, history // period),
+            )
+        else:
+            center, scale = detect.rolling_baseline(phased, history, method=method, min_periods=mp)
+        z = detect.zscores(phased, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
+        baseline = np.square(_from_phase(center, m, length))
+        return series, baseline, _from_phase(z, m, length), series
+
+    def _evaluate_daily(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
+        """Summary rules judge complete days; a day is judged at the midnight ending it."""
+        final = self._final_daily()
+        if not final or self.final_before is None:
+            return []
+        days = sorted({d for (d, _) in final})
+        first_day, last_day = days[0], min(days[-1], self.final_before - timedelta(days=1))
+        moments = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+        groups = self._summary_keys(rule)
+        shape = (len(groups), len(moments))
+        counts = np.full((4, *shape), np.nan)
+        for j, day in enumerate(moments):
+            if (day, TOTAL) not in final:
+                continue  # a day the summary did not cover: unknown
+            for i, key in enumerate(groups):
+                row = final.get((day, key[0] if key else TOTAL))
+                figures = (
+                    (
+                        row.total_jobs,
+                        row.completed_jobs + row.failed_jobs,
+                        row.failed_jobs,
+                        row.credits_used,
+                    )
+                    if row
+                    else (0, 0, 0, 0.0)
+                )
+                counts[:, i, j] = figures
+        value, baseline, z, volume = self._score(rule, counts, 1, buckets_of_history(rule))
+        flags = _gate(rule, value, baseline, z, volume)
+        out = []
+        for j, day in enumerate(moments):
+            at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+            if since < at <= until:
+                out.extend(_column(rule, groups, at, value, baseline, z, volume, flags, j))
+        return out
+
+
+def _window_sums(counts: FloatArray, m: int) -> FloatArray:
+    """Sum of m consecutive slots: column j is slots [j, j + m) of `counts`."""
+    c = np.cumsum(counts, axis=-1)
+    out = c[..., m - 1 :].copy()
+    out[..., 1:] -= c[..., :-m]
+    return out
+
+
+def _window_known(known: npt.NDArray[np.bool_], m: int) -> npt.NDArray[np.bool_]:
+    """True for windows whose m slots are all known."""
+    unknown = _window_sums((~known).astype(np.float64), m)
+    return np.equal(unknown, 0.0)
+
+
+def _by_phase(x: FloatArray, m: int) -> FloatArray:
+    """(groups, T) -> (groups * m, ceil(T / m)): each row one group's one phase, in time.
+
+    Padding goes at the front so the newest column keeps the newest phase whole.
+    """
+    if m == 1:
+        return x
+    groups, length = x.shape
+    width = -(-length // m)
+    padded = np.full((groups, width * m), np.nan)
+    padded[:, width * m - length :] = x
+    return padded.reshape(groups, width, m).transpose(0, 2, 1).reshape(groups * m, width)
+
+
+def _from_phase(x: FloatArray, m: int, length: int) -> FloatArray:
+    """The inverse of `_by_phase` for a series of `length` columns."""
+    if m == 1:
+        return x
+    rows, width = x.shape
+    groups = rows // m
+    flat = x.reshape(groups, m, width).transpose(0, 2, 1).reshape(groups, width * m)
+    return flat[:, width * m - length :]
+
+
+def _gate(
+    rule: Rule, value: FloatArray, baseline: FloatArray, z: FloatArray, volume: FloatArray
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(breach, judged, calm) per evaluation.
+
+    breach: beyond z in the rule's direction and past its impact floors; judged: there is
+    a baseline and, for a rate, enough finished jobs; calm: within half the threshold (or
+    under the floors), which is what an alert needs to resolve.
+    """
+    judged = np.isfinite(z)
+    with np.errstate(invalid="ignore"):
+        if rule.metric == "failure_rate":
+            judged &= volume >= rule.min_volume
+            matters = value >= rule.min_rate if rule.direction == "up" else judged
+        elif rule.metric == "spend":
+            matters = np.abs(value - baseline) >= rule.min_credits
+        else:
+            judged &= np.fmax(value, baseline) >= rule.min_volume
+            matters = judged
+        direction: detect.Direction = rule.direction  # type: ignore[assignment]
+        hit = detect.breaches(z, max(rule.z, 1e-9), direction) & matters & judged
+        calm = judged & ~(
+            detect.breaches(z, max(rule.z * RECOVER_FRACTION, 1e-9), direction) & matters
+        )
+    return hit, judged, calm
+
+
+def _evaluations(
+    rule: Rule,
+    groups: Sequence[tuple[str, ...]],
+    first: int,
+    value: FloatArray,
+    baseline: FloatArray,
+    z: FloatArray,
+    volume: FloatArray,
+    flags: tuple[BoolArray, BoolArray, BoolArray],
+    offset: int,
+) -> list[Evaluation]:
+    """Column j >= offset judges the window ending at moment (first + j - offset) * STEP."""
+    result: list[Evaluation] = []
+    for j in range(offset, value.shape[-1]):
+        at = datetime.fromtimestamp((first + j - offset) * STEP, UTC)
+        result.extend(_column(rule, groups, at, value, baseline, z, volume, flags, j))
+    return result
+
+
+def _column(
+    rule: Rule,
+    groups: Sequence[tuple[str, ...]],
+    at: datetime,
+    value: FloatArray,
+    baseline: FloatArray,
+    z: FloatArray,
+    volume: FloatArray,
+    flags: tuple[BoolArray, BoolArray, BoolArray],
+    j: int,
+) -> list[Evaluation]:
+    breach, judged, calm = flags
+    return [
+        Evaluation(
+            rule=rule.name,
+            group=group,
+            at=at,
+            value=float(value[i, j]),
+            baseline=float(baseline[i, j]),
+            zscore=float(z[i, j]),
+            volume=float(volume[i, j]),
+            breach=bool(breach[i, j]),
+            judged=bool(judged[i, j]),
+            calm=bool(calm[i, j]),
+        )
+        for i, group in enumerate(groups)
+    ]
+
+
+class Monitor:
+    """Judges every rule since its cursor and walks the alert states: the shared path of
+    the live worker and `backtest`.
+
+    Args:
+        engine: the data and the rules.
+        states: alert states from the store (absent keys are ok).
+        cursors: per rule, the data time evaluated through (absent: `start` of `run`).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        states: Mapping[AlertKey, AlertState] | None = None,
+        cursors: Mapping[str, datetime] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.states: dict[AlertKey, AlertState] = dict(states or {})
+        self.cursors: dict[str, datetime] = dict(cursors or {})
+        self.changed: dict[AlertKey, AlertState] = {}
+
+    def run(self, until: datetime, start: datetime) -> list[Transition]:
+        """Evaluate every rule through `until`; return the transitions, oldest first.
+
+        `start` is where a rule without a cursor begins (exclusive).
+        """
+        found: list[Transition] = []
+        for rule in self.engine.rules:
+            since = self.cursors.get(rule.name, start)
+            evaluations = self.engine.evaluate(rule, since, until)
+            for ev in evaluations:
+                found.extend(self._step(rule, ev))
+            if rule.source == "summary":
+                if evaluations:
+                    self.cursors[rule.name] = evaluations[-1].at
+            else:
+                moment = int(until.timestamp()) // STEP * STEP
+                self.cursors[rule.name] = max(since, datetime.fromtimestamp(moment, UTC))
+        found.sort(key=lambda t: (t.at, t.rule, t.group))
+        return found
+
+    def _step(self, rule: Rule, ev: Evaluation) -> list[Transition]:
+        key = (rule.name, ev.group)
+        before = self.states.get(key) or AlertState(rule.name, ev.group)
+        after, kind = step(before, ev, rule)
+        if after != before:
+            self.states[key] = after
+            self.changed[key] = after
+        if kind is None:
+            return []
+        return [transition(before, after, kind, ev, rule)]
+
+    def firing(self) -> list[AlertState]:
+        return [s for s in self.states.values() if s.status == FIRING]
+
+    def take_changes(self) -> dict[AlertKey, AlertState]:
+        """States changed since the last call (what the store must save)."""
+        changed, self.changed = self.changed, {}
+        return changed
