@@ -7,6 +7,7 @@ Every subcommand of interface.md lives here as a thin veneer over the library; a
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
 
+    p = sub.add_parser("backtest", help="run the rules over recorded data; no Slack, no network")
+    p.add_argument("--events", required=True, type=Path, help="events as JSON Lines")
+    p.add_argument("--summary", type=Path, help="one summary response (JSON)")
+    p.add_argument("--rules", help="rules file (default: BOT_RULES_PATH)")
+    p.add_argument("--json", action="store_true", help="one JSON object per transition")
+
     p = sub.add_parser("simulate", help="serve the simulated usage API on loopback")
     p.add_argument("--port", type=int, default=8099)
     p.add_argument("--seed", type=int, default=7)
@@ -105,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(seconds=args.seconds, speed=args.speed)
         if args.command == "simulate":
             return cmd_simulate(args.port, args.seed, args.speed, args.api_key)
+        if args.command == "backtest":
+            return cmd_backtest(args)
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format, settings.secrets())
         if args.command == "run":
@@ -199,6 +208,29 @@ def query_summary(store: Store, days: int, now: datetime) -> str:
 def query_events(store: Store, limit: int, now: datetime) -> str:
     last = store.last_success(EVENTS_PATH)
     return messages.events_report(store.recent_events(limit), last, now)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from bot import backtest
+
+    ruleset = load_ruleset(Settings.from_env(), args.rules)
+    summary = None
+    if args.summary is not None:
+        try:
+            summary = json.loads(args.summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{args.summary}: cannot read a summary ({exc})") from exc
+    if not args.events.exists():
+        raise ConfigError(f"{args.events}: no such file")
+    recording = backtest.load(ruleset.rules, args.events, summary)
+    rules = {rule.name: rule for rule in ruleset.rules}
+    for t in backtest.run(recording):
+        if args.json:
+            print(backtest.to_json(t))
+        else:
+            rule = rules[t.rule]
+            print(messages.alert_text(t, rule.metric, rule.bucket))
+    return 0
 
 
 def cmd_simulate(port: int, seed: int, speed: float, api_key: str) -> int:

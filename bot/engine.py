@@ -92,7 +92,7 @@ class Engine:
     def history_seconds(self) -> int:
         """How much data time the rules look back, at most (what to load and keep)."""
         spans = [
-            (buckets_of_history(r) + 2) * (DAY if r.source == "summary" else r.bucket)
+            (2 * buckets_of_history(r) + 2) * (DAY if r.source == "summary" else r.bucket)
             for r in self.rules
         ]
         return int(max(spans, default=7 * DAY))
@@ -115,7 +115,10 @@ class Engine:
             return []
         m = slots_per_bucket(rule)
         history = buckets_of_history(rule)
-        lo = first - m * (history + 1)  # slots feeding the earliest window's baseline
+        # The earliest window's baseline spans `history` buckets, and each of those was
+        # itself judged against `history` more (robust scale, rate spread): two spans back
+        # make every evaluation independent of where the array happens to start.
+        lo = first - m * (2 * history + 1)
         groups, counts, known = self._rule_counts(rule, lo, last)
         if not groups:
             return []
@@ -137,16 +140,21 @@ class Engine:
         fine = self.cube.counts(lo, hi)
         picks = [GROUP_FIELDS.index(f) for f in rule.group_by]
         keys = [tuple(g[i] for i in picks) for g in self.cube.groups]
+        # An event without a model is an API call, not a job: no model group to judge.
+        by_model = GROUP_FIELDS.index("model") in picks
+        model_at = picks.index(0) if by_model else -1
         # Daily totals stand in for missing events only where the daily shape does not
         # matter: a failure rate. Spread evenly over a day, spend would make every
         # afternoon peak look like a runaway.
         by_summary = rule.metric == "failure_rate" and set(rule.group_by) <= {"model"}
         summary_keys = self._summary_keys(rule) if by_summary else []
-        groups = sorted(set(keys) | set(summary_keys))
+        groups = sorted({k for k in keys if not by_model or k[model_at]} | set(summary_keys))
         index = {g: i for i, g in enumerate(groups)}
         counts = np.zeros((fine.shape[0], len(groups), hi - lo))
         first_seen = np.full(len(groups), np.iinfo(np.int64).max)
         for row, key in enumerate(keys):
+            if by_model and key[model_at] == "":
+                continue
             counts[:, index[key]] += fine[:, row]
             first_seen[index[key]] = min(first_seen[index[key]], self.cube.first_seen[row])
         slots = np.arange(lo, hi)

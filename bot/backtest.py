@@ -1,0 +1,178 @@
+"""`usage-bot backtest`: the live detection path run over recorded data.
+
+Reads events as JSON Lines (usage-api.md 3b items, any order) and optionally one summary
+response (3a), feeds them to the same `Engine` and `Monitor` the worker drives, and
+reports every alert transition. No Slack, no network, no database.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from bot.alerts import FIRING, Transition, pick_examples
+from bot.api_schema import SUMMARY_SCHEMA
+from bot.engine import STEP, Engine, Monitor
+from bot.errors import ConfigError
+from bot.metrics import batch_from_items
+from bot.models import Event, Rule, Summary, format_time
+
+CHUNK = 50_000  # events parsed per batch: bounds memory on million-line files
+
+
+class EventIndex:
+    """Where each event sits in the file, by time: examples are read back on demand."""
+
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._spots: list[int] = []
+
+    def add(self, epoch: float, spot: int) -> None:
+        self._times.append(epoch)
+        self._spots.append(spot)
+
+    def freeze(self) -> None:
+        order = sorted(range(len(self._times)), key=self._times.__getitem__)
+        self._times = [self._times[i] for i in order]
+        self._spots = [self._spots[i] for i in order]
+
+    def spots_between(self, start: float, end: float) -> list[int]:
+        lo = bisect.bisect_left(self._times, start)
+        hi = bisect.bisect_left(self._times, end)
+        return self._spots[lo:hi]
+
+
+@dataclass
+class Recording:
+    """Events and summary loaded for a backtest."""
+
+    engine: Engine
+    first: datetime
+    last: datetime
+    lines: Sequence[str] | None  # in-memory items (tests) or None when read from a file
+    path: Path | None
+    index: EventIndex
+
+    def events_between(self, start: datetime, end: datetime) -> list[Event]:
+        spots = self.index.spots_between(start.timestamp(), end.timestamp())
+        if self.lines is not None:
+            return [Event.from_api(json.loads(self.lines[s])) for s in spots]
+        assert self.path is not None
+        found = []
+        with self.path.open("rb") as handle:
+            for spot in sorted(spots):
+                handle.seek(spot)
+                found.append(Event.from_api(json.loads(handle.readline())))
+        return found
+
+
+def load(
+    rules: Sequence[Rule],
+    events: Path | Sequence[str],
+    summary: Mapping[str, Any] | None = None,
+) -> Recording:
+    """Count the events (a JSON Lines file, or its lines) and the summary into an engine."""
+    engine = Engine(rules)
+    index = EventIndex()
+    first = last = None
+    if isinstance(events, Path):
+        with events.open("rb") as handle:
+            stream: Iterable[tuple[int, bytes | str]] = _offsets(handle)
+            first, last = _count(engine, index, stream, events.name)
+        lines = None
+    else:
+        first, last = _count(engine, index, enumerate(events), "events")
+        lines = events
+    index.freeze()
+    if summary is not None:
+        parsed = _summary(summary)
+        engine.add_daily(parsed.daily, final_before=parsed.end_date)
+        days_start = datetime.combine(parsed.start_date, datetime.min.time(), UTC)
+        first = min(first or days_start, days_start)
+        last = last or datetime.combine(parsed.end_date, datetime.min.time(), UTC)
+    if first is None or last is None:
+        raise ConfigError("backtest: no events and no summary to judge")
+    path = events if isinstance(events, Path) else None
+    return Recording(engine, first, last, lines, path, index)
+
+
+def _offsets(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    spot = handle.tell()
+    for line in handle:
+        yield spot, line
+        spot += len(line)
+
+
+def _count(
+    engine: Engine, index: EventIndex, lines: Iterable[tuple[int, bytes | str]], name: str
+) -> tuple[datetime | None, datetime | None]:
+    low = high = None
+    chunk: list[dict[str, Any]] = []
+    for number, (spot, line) in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            epoch = datetime.fromisoformat(item["created_at"]).timestamp()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{name}:{number}: not an event item ({exc})") from exc
+        index.add(epoch, spot)
+        low = epoch if low is None or epoch < low else low
+        high = epoch if high is None or epoch > high else high
+        chunk.append(item)
+        if len(chunk) >= CHUNK:
+            engine.add_events(batch_from_items(chunk))
+            chunk = []
+    engine.add_events(batch_from_items(chunk))
+    if low is None or high is None:
+        return None, None
+    return datetime.fromtimestamp(low, UTC), datetime.fromtimestamp(high, UTC)
+
+
+def _summary(body: Mapping[str, Any]) -> Summary:
+    import fastjsonschema
+
+    try:
+        fastjsonschema.compile(SUMMARY_SCHEMA)(body)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise ConfigError(f"summary file: {exc.message}") from exc
+    return Summary.from_api(body)
+
+
+def run(recording: Recording) -> list[Transition]:
+    """Judge every rule from the first event to the last; transitions with examples."""
+    monitor = Monitor(recording.engine)
+    start = recording.first - timedelta(seconds=STEP)
+    until = recording.last + timedelta(seconds=STEP)  # judge the window holding the last event
+    rules = {rule.name: rule for rule in recording.engine.rules}
+    return [_with_examples(t, rules[t.rule], recording) for t in monitor.run(until, start)]
+
+
+def _with_examples(t: Transition, rule: Rule, recording: Recording) -> Transition:
+    if t.state != FIRING or rule.source == "summary":
+        return t
+    window = recording.events_between(t.at - timedelta(seconds=rule.bucket), t.at)
+    request_ids, job_ids = pick_examples(window, rule, t.group)
+    return replace(t, request_ids=request_ids, job_ids=job_ids)
+
+
+def to_json(t: Transition) -> str:
+    """One line of `backtest --json` (interface.md)."""
+    return json.dumps(
+        {
+            "rule": t.rule,
+            "state": t.state,
+            "at": format_time(t.at),
+            "key": t.key,
+            "value": round(t.value, 6),
+            "zscore": round(t.zscore, 3),
+            "baseline": round(t.baseline, 6),
+            "request_ids": list(t.request_ids),
+            "job_ids": list(t.job_ids),
+        }
+    )
