@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="HTTP endpoint on PORT (Procfile: web)")
 
     p = sub.add_parser("demo", help="the whole job against a built-in simulated API")
-    p.add_argument("--seconds", type=float, default=25.0, help="how long to run (real time)")
+    p.add_argument("--seconds", type=float, default=30.0, help="how long to run (real time)")
     p.add_argument("--speed", type=float, default=600.0, help="data seconds per real second")
 
     p = sub.add_parser("check", help="validate the rules file and the environment")

@@ -19,6 +19,7 @@ from typing import TextIO
 from bot.cli import default_rules_text, query_events, query_summary
 from bot.config import parse_rules
 from bot.logs import configure as configure_logging
+from bot.models import Event, EventsPage, Summary
 from bot.simulator import CompressedClock, Simulator, demo_incidents
 from bot.source import UsageClient, make_http_client
 from bot.store import Store
@@ -26,23 +27,25 @@ from bot.worker import TickReport, Worker, run
 
 DEMO_START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday morning, data time
 DEMO_KEY = "demo-key"
-POLL_SECONDS = 0.15  # real seconds between cycles
+SEEDED_HISTORY = timedelta(days=4)  # spend baselines need a day per phase, seasons three
+POLL_SECONDS = 0.1  # real seconds between cycles
 
 
-def run_demo(seconds: float = 25.0, speed: float = 600.0, out: TextIO = sys.stdout) -> int:
+def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdout) -> int:
     """Run the scripted incident for `seconds` of real time at `speed` data-seconds/second."""
     configure_logging("WARNING", "text")
     ruleset = parse_rules(default_rules_text(), "<embedded default rules>")
+
+    say = _printer(out)
     clock = CompressedClock(DEMO_START, speed)
     sim = Simulator(
-        start=DEMO_START,
+        start=DEMO_START - SEEDED_HISTORY,
         clock=clock,
         seed=7,
         jobs_per_hour=300.0,
         incidents=demo_incidents(DEMO_START),
         api_key=DEMO_KEY,
     )
-    say = _printer(out)
     with tempfile.TemporaryDirectory(prefix="usage-bot-demo-") as tmp, sim.serve() as server:
         db_path = Path(tmp) / "demo.db"
         say(f"usage-bot demo: simulated usage API on {server.url}, database {db_path}")
@@ -51,6 +54,8 @@ def run_demo(seconds: float = 25.0, speed: float = 600.0, out: TextIO = sys.stdo
             window = f"{incident.start:%H:%M}-{incident.end:%H:%M}"
             say(f"  scripted: {incident.kind.replace('_', ' ')} on {incident.model} {window}")
         store = Store(db_path)
+        seeded = _seed_history(store, sim, clock)
+        say(f"  the bot has watched this account for 4 days: {seeded:,} events seeded")
         stop = threading.Event()
         timer = threading.Timer(seconds, stop.set)
         timer.start()
@@ -59,6 +64,8 @@ def run_demo(seconds: float = 25.0, speed: float = 600.0, out: TextIO = sys.stdo
             with make_http_client(server.url) as http:
                 client = UsageClient(http, api_key=DEMO_KEY, sleep=stop.wait, backoff_base=0.05)
                 worker = Worker(client=client, store=store, ruleset=ruleset, clock=clock)
+                worker.prepare(DEMO_START)
+                clock.restart()  # data time starts now, not while history was loaded
                 progress = _Progress(say)
                 cycles = run(worker, every=POLL_SECONDS, stop=stop, on_tick=progress.tick(clock))
             now = clock()
@@ -75,6 +82,17 @@ def run_demo(seconds: float = 25.0, speed: float = 600.0, out: TextIO = sys.stdo
             timer.cancel()
             store.close()
     return 0
+
+
+def _seed_history(store: Store, sim: Simulator, clock: CompressedClock) -> int:
+    """Store a week of the simulator's events and its 90-day summary, as if the worker had
+    been running: the spend baselines need a day or more of events to judge at all."""
+    items = sim.events_until(DEMO_START)  # also warms the simulator's traffic cache
+    events = tuple(Event.from_api(item) for item in reversed(items))
+    store.save_events(EventsPage(limit=len(events) + 1, items=events), stored_at=DEMO_START)
+    clock.restart()  # the summary is read at the start of the data clock
+    store.save_summary(Summary.from_api(sim.summary(90)), polled_at=DEMO_START)
+    return len(events)
 
 
 class _Progress:

@@ -369,10 +369,11 @@ def _lagged(
     single call.
     """
     src = np.ascontiguousarray(x)
-    out = np.full(src.shape, np.nan)
     length = src.shape[1]
     if min_count > length - 1:  # no window can hold min_count points yet
-        return out
+        return np.full(src.shape, np.nan)
+    out = np.empty(src.shape)
+    out[:, :1] = np.nan
     # bottleneck rejects a window longer than the axis; windows are clipped at the start
     # of the data anyway, so the shorter window gives the same numbers.
     win = min(window, length)

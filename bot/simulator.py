@@ -195,6 +195,10 @@ class CompressedClock:
         elapsed = self._monotonic() - self._origin
         return self._start + timedelta(seconds=elapsed * self._speed)
 
+    def restart(self) -> None:
+        """Run from `start` again, counting real time from now."""
+        self._origin = self._monotonic()
+
 
 def demo_incidents(start: datetime) -> list[Incident]:
     """The scripted story of `usage-bot demo`: 'pro' jobs start failing 1 h in (for 1 h),

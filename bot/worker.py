@@ -97,6 +97,11 @@ class Worker:
 
     # -- detect and decide ------------------------------------------------------------------
 
+    def prepare(self, now: datetime | None = None) -> None:
+        """Rebuild detection state from the store (at start, before the first cycle)."""
+        if self.rules and self.monitor is None:
+            self.monitor = self._restore(now or self.clock())
+
     def _detect(
         self,
         now: datetime,
@@ -126,7 +131,7 @@ class Worker:
             raise
         report.transitions += added
         for t in transitions:
-            log.warning(
+            log.info(
                 "alert %s: %s value=%.4g baseline=%.4g z=%.1f request_ids=%s job_ids=%s",
                 t.state,
                 messages.describe_key(t),
@@ -332,6 +337,10 @@ def run(
             stop.set()
 
     scheduler.every(every).seconds.do(cycle)  # type: ignore[arg-type]  # floats work
+    try:
+        worker.prepare()
+    except BotError as exc:  # the first cycle tries again
+        log.error("could not rebuild detection state from the store: %s", exc)
     cycle()  # the first cycle runs at once, not after one interval
     while not stop.is_set():
         scheduler.run_pending()
