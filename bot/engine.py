@@ -122,13 +122,28 @@ class Engine:
         groups, counts, known = self._rule_counts(rule, lo, last)
         if not groups:
             return []
-        windows = _window_sums(counts, m)  # window ending at moment lo + m + j
-        unknown = ~_window_known(known, m)
-        windows[:, unknown] = np.nan
-        value, baseline, z, volume = self._score(rule, windows, m, history)
-        breach, judged, calm = _gate(rule, value, baseline, z, volume)
-        offset = first - (lo + m)
-        flags = (breach, judged, calm)
+        fields = counts.shape[0]
+        if last - first + 1 < m:
+            # A live cycle judges a moment or two: build only those moments' phase rows,
+            # each the windows ending at k, k - bucket, k - 2 bucket, ... (oldest first).
+            ends = np.arange(first, last + 1)[:, None] - m * np.arange(2 * history, -1, -1)
+            rows = _gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
+            scores = self._score(rule, rows.reshape(fields, -1, rows.shape[-1]), history)
+            moments = last - first + 1
+            value, baseline, z, volume = (
+                a.reshape(len(groups), moments, -1)[:, :, -1] for a in scores
+            )
+            offset = 0
+        else:
+            windows = _window_sums(counts, m)  # window ending at moment lo + m + j
+            windows[:, ~_window_known(known, m)] = np.nan
+            length = windows.shape[-1]
+            phased = np.stack([_by_phase(windows[f], m) for f in range(fields)])
+            value, baseline, z, volume = (
+                _from_phase(a, m, length) for a in self._score(rule, phased, history)
+            )
+            offset = first - (lo + m)
+        flags = _gate(rule, value, baseline, z, volume)
         return _evaluations(rule, groups, first, value, baseline, z, volume, flags, offset)
 
     def _rule_counts(self, rule: Rule, lo: int, hi: int) -> tuple[Groups, FloatArray, BoolArray]:
@@ -185,32 +200,26 @@ class Engine:
         return {k: v for k, v in self.daily.items() if k[0] < self.final_before}
 
     def _score(
-        self, rule: Rule, windows: FloatArray, m: int, history: int
+        self, rule: Rule, windows: FloatArray, history: int
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """value, baseline, z and volume per (group, window), each phase judged apart."""
+        """value, baseline, z and volume for (fields, rows, buckets) windows, where each row
+        is one series in time (one group's one phase): rows are judged apart."""
         method: detect.Method = "plain" if rule.method == "plain" else "robust"
         mp = _min_periods(history)
-        length = windows.shape[-1]
         if rule.metric == "failure_rate":
-            failed, finished = _by_phase(windows[FAILED], m), _by_phase(windows[FINISHED], m)
             rate, base, z = detect.rate_zscores(
-                failed, finished, history, method=method, min_periods=mp
+                windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
             )
-            return (
-                _from_phase(rate, m, length),
-                _from_phase(base, m, length),
-                _from_phase(z, m, length),
-                windows[FINISHED],
-            )
+            return rate, base, z, windows[FINISHED]
         series = windows[CREDITS] if rule.metric == "spend" else windows[JOBS]
         # Spend and job counts are (compound) Poisson: their noise grows with the level, so
         # a night-time runaway would drown in daytime noise. On the square-root scale the
         # noise is about level-free (Anscombe), and one scale serves every hour.
-        phased = np.sqrt(np.maximum(_by_phase(series, m), 0.0))
+        root = np.sqrt(np.maximum(series, 0.0))
         if rule.seasonal != "none":
             period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
             center, scale = detect.seasonal_baseline(
-                phased,
+                root,
                 period,
                 history,
                 method=method,
@@ -219,10 +228,9 @@ class Engine:
                 seasons=max(_MIN_SEASONS, history // period),
             )
         else:
-            center, scale = detect.rolling_baseline(phased, history, method=method, min_periods=mp)
-        z = detect.zscores(phased, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
-        baseline = np.square(_from_phase(center, m, length))
-        return series, baseline, _from_phase(z, m, length), series
+            center, scale = detect.rolling_baseline(root, history, method=method, min_periods=mp)
+        z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
+        return series, np.square(center), z, series
 
     def _evaluate_daily(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
         """Summary rules judge complete days; a day is judged at the midnight ending it."""
@@ -231,6 +239,9 @@ class Engine:
             return []
         days = sorted({d for (d, _) in final})
         first_day, last_day = days[0], min(days[-1], self.final_before - timedelta(days=1))
+        newest_moment = datetime.combine(last_day, datetime.min.time(), UTC) + timedelta(days=1)
+        if newest_moment <= since:
+            return []  # no complete day since the last evaluation: nothing to judge
         moments = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         groups = self._summary_keys(rule)
         shape = (len(groups), len(moments))
@@ -251,7 +262,7 @@ class Engine:
                     else (0, 0, 0, 0.0)
                 )
                 counts[:, i, j] = figures
-        value, baseline, z, volume = self._score(rule, counts, 1, buckets_of_history(rule))
+        value, baseline, z, volume = self._score(rule, counts, buckets_of_history(rule))
         flags = _gate(rule, value, baseline, z, volume)
         out = []
         for j, day in enumerate(moments):
@@ -267,6 +278,26 @@ def _window_sums(counts: FloatArray, m: int) -> FloatArray:
     out = c[..., m - 1 :].copy()
     out[..., 1:] -= c[..., :-m]
     return out
+
+
+def _gathered_windows(
+    counts: FloatArray, known: BoolArray, ends: npt.NDArray[np.int64], m: int
+) -> FloatArray:
+    """Window sums ending at the given slot offsets: (fields, groups, *ends.shape).
+
+    The same numbers `_window_sums` gives, for just the windows asked for; a window with
+    an unknown slot is NaN.
+    """
+    cum = np.zeros((*counts.shape[:-1], counts.shape[-1] + 1))
+    np.cumsum(counts, axis=-1, out=cum[..., 1:])
+    missing = np.zeros((*known.shape[:-1], known.shape[-1] + 1))
+    np.cumsum(~known, axis=-1, out=missing[..., 1:])
+    inside = ends - m >= 0
+    at, before = np.where(inside, ends, 0), np.where(inside, ends - m, 0)
+    sums = cum[..., at] - cum[..., before]
+    unknown = (missing[..., at] - missing[..., before] > 0) | ~inside
+    sums[:, unknown] = np.nan
+    return sums
 
 
 def _window_known(known: npt.NDArray[np.bool_], m: int) -> npt.NDArray[np.bool_]:
