@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--days", type=_days, default=7)
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
+    q.add_parser("alerts", help="open alerts and the latest transitions")
 
     p = sub.add_parser("backtest", help="run the rules over recorded data; no Slack, no network")
     p.add_argument("--events", required=True, type=Path, help="events as JSON Lines")
@@ -193,6 +194,8 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(query_summary(store, args.days, now))
         elif args.what == "events":
             print(query_events(store, args.limit, now))
+        elif args.what == "alerts":
+            print(query_alerts(store, now))
     finally:
         store.close()
     return 0
@@ -231,6 +234,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             rule = rules[t.rule]
             print(messages.alert_text(t, rule.metric, rule.bucket))
     return 0
+
+
+def query_alerts(store: Store, now: datetime) -> str:
+    open_alerts = [s for s in store.alert_states().values() if s.status == "firing"]
+    return messages.alerts_report(open_alerts, store.transitions(10), now)
 
 
 def cmd_simulate(port: int, seed: int, speed: float, api_key: str) -> int:

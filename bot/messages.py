@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.alerts import Transition
+from bot.alerts import AlertState, Transition
 from bot.models import TOTAL, DailyUsage, Event
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -163,3 +163,29 @@ def alert_text(t: Transition, metric: str, bucket: float) -> str:
         f"now {format_metric(metric, t.value)} (peak {format_metric(metric, t.peak_value)}, "
         f"z = {t.peak_zscore:.1f})"
     )
+
+
+def alerts_report(
+    open_alerts: Sequence[AlertState], recent: Sequence[Transition], now: datetime
+) -> str:
+    """Open alerts, then the latest transitions, newest first."""
+    lines = []
+    if open_alerts:
+        lines.append(f"{len(open_alerts)} open alert(s):")
+        for state in sorted(open_alerts, key=lambda s: (s.rule, s.group)):
+            group = ", ".join(v or "(none)" for v in state.group) or "account"
+            since = (
+                f"firing for {format_duration((now - state.since).total_seconds())}"
+                if state.since
+                else "firing"
+            )
+            lines.append(f"  {state.rule} [{group}]: {since}, peak z = {state.peak_zscore:.1f}")
+    else:
+        lines.append("No open alerts.")
+    if recent:
+        lines.append("Latest transitions:")
+        for t in recent:
+            lines.append(
+                f"  {t.at:%Y-%m-%d %H:%M} {t.state:<8} {describe_key(t)} (z = {t.zscore:.1f})"
+            )
+    return "\n".join(lines)
