@@ -108,8 +108,11 @@ def main() -> None:
 
 
 class _Quiet:
-    def send(self, transition: object) -> None:
+    def send(self, transition_id: int, transition: object) -> None:
         pass
+
+    def recover(self, store: object, now: object) -> int:
+        return 0
 
 
 if __name__ == "__main__":

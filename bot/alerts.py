@@ -8,6 +8,8 @@ resolving, so an alert neither fires on a blip nor flaps.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -68,6 +70,13 @@ class Transition:
     peak_value: float
     request_ids: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same transition, recomputed from the same data anywhere, gets the same key:
+        what finds an already-posted Slack message again after a crash or a lost disk."""
+        text = json.dumps([self.rule, list(self.group), self.state, self.at.isoformat()])
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     @property
     def key(self) -> dict[str, str]:

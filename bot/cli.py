@@ -21,6 +21,7 @@ from bot.config import Settings, load_rules, parse_rules
 from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
+from bot.notify import ConsoleNotifier, Notifier, SlackNotifier, make_web_clients
 from bot.source import EVENTS_PATH, UsageClient, make_http_client
 from bot.store import Store
 from bot.worker import Worker, run, stop_on_signals, utc_now
@@ -172,7 +173,12 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
     try:
         with make_http_client(settings.api_base_url) as http:
             client = UsageClient(http, api_key=settings.api_key, sleep=stop.wait)
-            worker = Worker(client=client, store=store, ruleset=ruleset)
+            worker = Worker(
+                client=client,
+                store=store,
+                ruleset=ruleset,
+                notifier=make_notifier(settings, ruleset, store),
+            )
             log.info(
                 "worker started: polling %s every %ss, database %s",
                 settings.api_base_url,
@@ -184,6 +190,23 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
         store.close()
     log.info("worker stopped after %d cycles", ran)
     return 0
+
+
+def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifier:
+    """Slack when a bot token is set, else the console."""
+    rules = {rule.name: rule for rule in ruleset.rules}
+    if not settings.slack_bot_token:
+        return ConsoleNotifier(rules)
+    if not settings.slack_channel and any(rule.channel is None for rule in ruleset.rules):
+        raise ConfigError("SLACK_CHANNEL: needed for rules that name no channel of their own")
+    reader, poster = make_web_clients(settings.slack_bot_token, settings.slack_api_url)
+    return SlackNotifier(
+        reader=reader,
+        poster=poster,
+        store=store,
+        rules=rules,
+        default_channel=settings.slack_channel,
+    )
 
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:

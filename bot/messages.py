@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.alerts import AlertState, Transition
-from bot.models import TOTAL, DailyUsage, Event
+from bot.models import TOTAL, DailyUsage, Event, Rule
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -189,3 +189,116 @@ def alerts_report(
                 f"  {t.at:%Y-%m-%d %H:%M} {t.state:<8} {describe_key(t)} (z = {t.zscore:.1f})"
             )
     return "\n".join(lines)
+
+
+# -- Slack Block Kit ---------------------------------------------------------------------
+
+MAX_BLOCKS = 50
+MAX_SECTION = 2900  # Slack refuses section text over 3,000 characters
+SEVERITY_ICON = {
+    "critical": ":rotating_light:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+}
+
+
+def _section(text: str) -> dict[str, object]:
+    if len(text) > MAX_SECTION:
+        text = text[: MAX_SECTION - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, object]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:MAX_SECTION]}]}
+
+
+def alert_fallback(t: Transition, metric: str) -> str:
+    """The short plain text Slack shows in notifications."""
+    verb = "FIRING" if t.state == "firing" else "RESOLVED"
+    return (
+        f"{verb}: {describe_key(t)}: {format_metric(metric, t.value)} "
+        f"(baseline {format_metric(metric, t.baseline)}, z {t.zscore:.1f})"
+    )
+
+
+def parent_blocks(
+    t: Transition,
+    rule: Rule,
+    *,
+    mention: str | None = None,
+    spark: str = "",
+    resolved: Transition | None = None,
+) -> list[dict[str, object]]:
+    """The parent message: what broke, for whom, how bad, since when; edited on resolve."""
+    metric = rule.metric
+    window = format_duration(rule.bucket)
+    since = t.since or t.at
+    if resolved is None:
+        icon = SEVERITY_ICON.get(rule.severity, ":warning:")
+        head = f"{icon} *{describe_key(t)}* is firing"
+        if mention:
+            head = f"{mention} {head}"
+    else:
+        lasted = format_duration((resolved.at - since).total_seconds())
+        head = f":white_check_mark: *{describe_key(t)}* resolved after {lasted}"
+    figures = [
+        f"*Value:* {format_metric(metric, t.value)} in the {window} ending {t.at:%H:%M} UTC",
+        f"*Baseline:* {format_metric(metric, t.baseline)}   *z:* {t.zscore:.1f}",
+    ]
+    if metric == "failure_rate":
+        figures.append(f"*Finished jobs in the window:* {t.volume:,.0f}")
+    elif metric == "spend":
+        extra = max(0.0, t.value - t.baseline)
+        figures.append(f"*Credits above baseline:* {extra:,.0f}")
+    figures.append(f"*Since:* {since:%Y-%m-%d %H:%M} UTC")
+    if spark:
+        figures.append(f"`{spark}`")
+    blocks = [_section(head), _section("\n".join(figures))]
+    if t.request_ids:
+        shown = ", ".join(f"`{r}`" for r in t.request_ids[:3])
+        more = len(t.request_ids) - 3
+        tail = f" and {more} more in the thread" if more > 0 else " (details in the thread)"
+        blocks.append(_context(f"request_ids: {shown}{tail}"))
+    footer = f"rule `{rule.name}` · severity {rule.severity} · usage-bot"
+    if rule.runbook:
+        footer += f" · <{rule.runbook}|runbook>"
+    blocks.append(_context(footer))
+    return blocks[:MAX_BLOCKS]
+
+
+def detail_blocks(t: Transition, events: Sequence[Event], metric: str) -> list[dict[str, object]]:
+    """The first reply: the example events behind the breach, one line each."""
+    known = {e.request_id: e for e in events}
+    lines = []
+    for request_id, job_id in zip(t.request_ids, t.job_ids, strict=False):
+        e = known.get(request_id)
+        if e is None:
+            lines.append(f"• `{request_id}` · job `{job_id}`")
+            continue
+        lines.append(
+            f"• `{request_id}` · job `{job_id}` · {e.model or '-'} · {e.output_format or '-'} · "
+            f"{e.error_code or e.status or '-'} · {e.credits_used:,.2f} credits · "
+            f"{e.created_at:%H:%M:%S} UTC"
+        )
+    what = "Failed jobs" if metric == "failure_rate" else "Costliest jobs"
+    if not lines:
+        return [_section(f"{what}: no example events were stored for this window.")]
+    blocks = [_section(f"*{what} behind this alert* (newest first):")]
+    chunk: list[str] = []
+    for line in lines:  # several sections rather than one over the 3,000-character limit
+        if sum(len(x) + 1 for x in chunk) + len(line) > MAX_SECTION:
+            blocks.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    blocks.append(_section("\n".join(chunk)))
+    return blocks[:MAX_BLOCKS]
+
+
+def resolve_text(t: Transition, metric: str) -> str:
+    lasted = format_duration((t.at - t.since).total_seconds()) if t.since else "a while"
+    return (
+        f":white_check_mark: Resolved at {t.at:%Y-%m-%d %H:%M} UTC after {lasted}: now "
+        f"{format_metric(metric, t.value)} against a baseline of "
+        f"{format_metric(metric, t.baseline)}. Peak {format_metric(metric, t.peak_value)} "
+        f"(z {t.peak_zscore:.1f})."
+    )

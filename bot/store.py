@@ -156,6 +156,58 @@ def m002_alerts(db: Database) -> None:
     db.table("rule_cursors").create({"rule": str, "evaluated_through": str}, pk="rule")
 
 
+@migrations()
+def m003_slack(db: Database) -> None:
+    transitions = db.table("alert_transitions")
+    transitions.add_column("key", str)  # stable across databases: the idempotency key
+    transitions.add_column("attempts", int, not_null_default=0)
+    transitions.add_column("next_attempt_at", float)  # wall clock, epoch seconds
+    transitions.add_column("last_error", str)
+    transitions.add_column("failed_at", str)  # a permanent error: never retried
+    # One row per Slack call a transition needs (parent, details, resolve reply, ...):
+    # written before the call, completed with its ts after, so a retry can tell
+    # "never sent" from "sent, outcome unknown" and look before it posts again.
+    db.table("deliveries").create(
+        {
+            "transition_id": int,
+            "step": str,
+            "channel": str,
+            "ts": str,
+            "attempted_at": float,
+            "done": int,
+        },
+        pk=("transition_id", "step"),
+    )
+    db.table("alert_threads").create(
+        {
+            "rule": str,
+            "group_key": str,
+            "channel": str,
+            "ts": str,
+            "status": str,  # open | resolved
+            "opened_at": str,
+        },
+        pk=("rule", "group_key"),
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str
+    ts: str | None
+    attempted_at: float
+    done: bool
+
+
+@dataclass(frozen=True)
+class Thread:
+    rule: str
+    group: tuple[str, ...]
+    channel: str
+    ts: str
+    status: str
+
+
 @dataclass(frozen=True)
 class Gap:
     """Events between these two times may be lost: more arrived than one page holds."""
@@ -523,12 +575,119 @@ class Store:
             )
         return int(added)
 
-    def undelivered(self) -> list[tuple[int, Transition]]:
-        """Transitions not yet told, oldest first."""
-        sql = "select * from alert_transitions where notified_at is null order by at, id"
+    def undelivered(self, wall: float | None = None) -> list[tuple[int, Transition]]:
+        """Transitions not yet told and not failed for good, oldest first; with `wall`,
+        only those whose backoff has passed."""
+        sql = (
+            "select * from alert_transitions where notified_at is null and failed_at is null "
+            "order by at, id"
+        )
         with _translated("reading the outbox"):
             rows = list(self.db.query(sql))
+        if wall is not None:
+            # Keep the order: nothing after a row that is still backing off goes first.
+            for index, row in enumerate(rows):
+                if row["next_attempt_at"] and row["next_attempt_at"] > wall:
+                    rows = rows[:index]
+                    break
         return [(row["id"], _transition_from_row(row)) for row in rows]
+
+    def delivery_failed(
+        self, transition_id: int, error: str, *, permanent: bool, retry_at: float, now: datetime
+    ) -> None:
+        with _translated("updating the outbox"), self.db.atomic():
+            self.db.execute(
+                "update alert_transitions set attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ?, failed_at = ? where id = ?",
+                [error[:500], retry_at, format_time(now) if permanent else None, transition_id],
+            )
+
+    def attempts(self, transition_id: int) -> int:
+        with _translated("reading the outbox"):
+            row = self.db.execute(
+                "select attempts from alert_transitions where id = ?", [transition_id]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def delivery(self, transition_id: int, step: str) -> Delivery | None:
+        with _translated("reading deliveries"):
+            rows = list(
+                self.db.query(
+                    "select * from deliveries where transition_id = ? and step = ?",
+                    [transition_id, step],
+                )
+            )
+        if not rows:
+            return None
+        row = rows[0]
+        return Delivery(row["channel"], row["ts"], row["attempted_at"], bool(row["done"]))
+
+    def delivery_attempted(self, transition_id: int, step: str, channel: str, wall: float) -> None:
+        """Record that a Slack call is about to be made (committed before it is)."""
+        with _translated("recording a delivery"), self.db.atomic():
+            self.db.table("deliveries").upsert(
+                {
+                    "transition_id": transition_id,
+                    "step": step,
+                    "channel": channel,
+                    "attempted_at": wall,
+                    "done": 0,
+                },
+                pk=("transition_id", "step"),
+            )
+
+    def delivery_done(self, transition_id: int, step: str, channel: str, ts: str | None) -> None:
+        with _translated("recording a delivery"), self.db.atomic():
+            self.db.execute(
+                "update deliveries set channel = ?, ts = ?, done = 1 "
+                "where transition_id = ? and step = ?",
+                [channel, ts, transition_id, step],
+            )
+
+    def thread(self, rule: str, group: tuple[str, ...]) -> Thread | None:
+        with _translated("reading alert threads"):
+            rows = list(
+                self.db.query(
+                    "select * from alert_threads where rule = ? and group_key = ?",
+                    [rule, json.dumps(list(group))],
+                )
+            )
+        return _thread(rows[0]) if rows else None
+
+    def threads(self, status: str | None = None) -> list[Thread]:
+        sql, params = "select * from alert_threads", []
+        if status is not None:
+            sql, params = sql + " where status = ?", [status]
+        with _translated("reading alert threads"):
+            return [_thread(row) for row in self.db.query(sql, params)]
+
+    def save_thread(self, thread: Thread, opened_at: datetime) -> None:
+        with _translated("saving an alert thread"), self.db.atomic():
+            self.db.table("alert_threads").upsert(
+                {
+                    "rule": thread.rule,
+                    "group_key": json.dumps(list(thread.group)),
+                    "channel": thread.channel,
+                    "ts": thread.ts,
+                    "status": thread.status,
+                    "opened_at": format_time(opened_at),
+                },
+                pk=("rule", "group_key"),
+            )
+
+    def adopt(self, thread: Thread, state: AlertState, opened_at: datetime) -> None:
+        """A firing alert found in Slack on a fresh database: its thread and its state."""
+        with _translated("adopting an alert"), self.db.atomic():
+            self.save_thread(thread, opened_at)
+            self.db.table("alert_states").upsert(_state_row(state), pk=("rule", "group_key"))
+
+    def events_by_request_id(self, request_ids: Iterable[str]) -> list[Event]:
+        ids = list(request_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        sql = f"select * from events where request_id in ({marks}) order by created_at desc"
+        return list(self._events(sql, ids))
 
     def transitions(self, limit: int = 100) -> list[Transition]:
         sql = "select * from alert_transitions order by at desc, id desc limit ?"
@@ -546,6 +705,16 @@ class Store:
     def integrity_ok(self) -> bool:
         with _translated("checking integrity"):
             return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _thread(row: dict[str, Any]) -> Thread:
+    return Thread(
+        rule=row["rule"],
+        group=tuple(json.loads(row["group_key"])),
+        channel=row["channel"],
+        ts=row["ts"],
+        status=row["status"],
+    )
 
 
 def _state_row(state: AlertState) -> dict[str, Any]:
@@ -579,6 +748,7 @@ def _transition_row(t: Transition, now: datetime) -> dict[str, Any]:
         "job_ids": json.dumps(list(t.job_ids)),
         "created_at": format_time(now),
         "notified_at": None,
+        "key": t.idempotency_key,
     }
 
 

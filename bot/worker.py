@@ -100,7 +100,12 @@ class Worker:
     def prepare(self, now: datetime | None = None) -> None:
         """Rebuild detection state from the store (at start, before the first cycle)."""
         if self.rules and self.monitor is None:
-            self.monitor = self._restore(now or self.clock())
+            now = now or self.clock()
+            try:
+                self.notifier.recover(self.store, now)
+            except BotError as exc:  # Slack down at start: alerts still get told later
+                log.warning("could not look for open alerts in Slack: %s", exc)
+            self.monitor = self._restore(now)
 
     def _detect(
         self,
@@ -111,7 +116,8 @@ class Worker:
     ) -> None:
         """Feed what this cycle stored to the engine, judge, persist the decisions."""
         if self.monitor is None:
-            self.monitor = self._restore(now)
+            self.prepare(now)
+            assert self.monitor is not None
         else:
             self.monitor.engine.add_events(batch_from_events(events))
             for summary in summaries:
