@@ -70,6 +70,8 @@ class Transition:
     peak_value: float
     request_ids: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
+    # The metric around the breach, for the chart: (moment, value, baseline, breach).
+    series: tuple[tuple[datetime, float, float, bool], ...] = ()
 
     @property
     def idempotency_key(self) -> str:

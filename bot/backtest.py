@@ -10,14 +10,14 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from bot.alerts import FIRING, Transition, pick_examples
+from bot.alerts import Transition
 from bot.api_schema import SUMMARY_SCHEMA
-from bot.engine import STEP, Engine, Monitor
+from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import ConfigError
 from bot.metrics import batch_from_items
 from bot.models import Event, Rule, Summary, format_time
@@ -149,16 +149,9 @@ def run(recording: Recording) -> list[Transition]:
     monitor = Monitor(recording.engine)
     start = recording.first - timedelta(seconds=STEP)
     until = recording.last + timedelta(seconds=STEP)  # judge the window holding the last event
-    rules = {rule.name: rule for rule in recording.engine.rules}
-    return [_with_examples(t, rules[t.rule], recording) for t in monitor.run(until, start)]
-
-
-def _with_examples(t: Transition, rule: Rule, recording: Recording) -> Transition:
-    if t.state != FIRING or rule.source == "summary":
-        return t
-    window = recording.events_between(t.at - timedelta(seconds=rule.bucket), t.at)
-    request_ids, job_ids = pick_examples(window, rule, t.group)
-    return replace(t, request_ids=request_ids, job_ids=job_ids)
+    return [
+        enrich(t, recording.engine, recording.events_between) for t in monitor.run(until, start)
+    ]
 
 
 def to_json(t: Transition) -> str:

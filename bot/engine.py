@@ -13,14 +13,23 @@ is the windows one, two, ... buckets earlier (never overlapping the one judged).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
 from bot import detect
-from bot.alerts import FIRING, AlertState, Evaluation, Transition, step, transition
+from bot.alerts import (
+    FIRING,
+    AlertState,
+    Evaluation,
+    Transition,
+    pick_examples,
+    step,
+    transition,
+)
 from bot.metrics import (
     CREDITS,
     FAILED,
@@ -31,7 +40,7 @@ from bot.metrics import (
     UsageCube,
     daily_slot_counts,
 )
-from bot.models import TOTAL, DailyUsage, Rule
+from bot.models import TOTAL, DailyUsage, Event, Rule
 
 RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
@@ -96,6 +105,17 @@ class Engine:
             for r in self.rules
         ]
         return int(max(spans, default=7 * DAY))
+
+    def series(
+        self, rule: Rule, group: tuple[str, ...], until: datetime, buckets: int = 24
+    ) -> tuple[tuple[datetime, float, float, bool], ...]:
+        """The last `buckets` buckets of evaluations of one group, oldest first."""
+        since = until - timedelta(seconds=rule.bucket * buckets)
+        return tuple(
+            (e.at, e.value, e.baseline, e.breach)
+            for e in self.evaluate(rule, since, until)
+            if e.group == group
+        )
 
     def forget_before(self, moment: datetime) -> None:
         self.cube.forget_before(int(moment.timestamp()) // STEP)
@@ -403,6 +423,23 @@ def _column(
         )
         for i, group in enumerate(groups)
     ]
+
+
+def enrich(
+    t: Transition,
+    engine: Engine,
+    events_between: Callable[[datetime, datetime], Sequence[Event]],
+) -> Transition:
+    """What a firing alert is told with: the events behind it and the metric around it."""
+    rule = next(r for r in engine.rules if r.name == t.rule)
+    if t.state != FIRING:
+        return t
+    series = engine.series(rule, t.group, t.at)
+    if rule.source == "summary":
+        return replace(t, series=series)
+    window = events_between(t.at - timedelta(seconds=rule.bucket), t.at)
+    request_ids, job_ids = pick_examples(window, rule, t.group)
+    return replace(t, request_ids=request_ids, job_ids=job_ids, series=series)
 
 
 class Monitor:

@@ -30,7 +30,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import messages
+from bot import chart, messages
 from bot.alerts import FIRING, AlertState, Transition
 from bot.errors import NotifyError
 from bot.models import Rule, format_time, parse_time
@@ -187,7 +187,8 @@ class SlackNotifier:
         thread = self.store.thread(t.rule, t.group)
         if thread is None or thread.status != "open":
             mention = self.mention if rule.severity == "critical" else None
-            blocks = messages.parent_blocks(t, rule, mention=mention)
+            spark = messages.sparkline([point[1] for point in t.series][-24:])
+            blocks = messages.parent_blocks(t, rule, mention=mention, spark=spark)
             channel_id, ts = self._once(
                 tid,
                 "parent",
@@ -217,6 +218,27 @@ class SlackNotifier:
                 open_thread.channel, open_thread.ts, f"{t.idempotency_key}:details", since
             ),
         )
+        self._chart(tid, t, rule, thread)
+
+    def _chart(self, tid: int, t: Transition, rule: Rule, thread: Thread) -> None:
+        """Upload the chart into the thread: best effort, and never twice (an upload leaves
+        no metadata to look for, so an attempt whose outcome is unknown is not repeated)."""
+        if not t.series or self.store.delivery(tid, "chart") is not None:
+            return
+        self.store.delivery_attempted(tid, "chart", thread.channel, self.wall())
+        try:
+            png = chart.render(t.series, t, rule)
+            self.poster.files_upload_v2(
+                channel=thread.channel,
+                thread_ts=thread.ts,
+                content=png,
+                filename=f"{t.rule}-{t.at:%Y%m%dT%H%M}.png",
+                title=f"{messages.describe_key(t)} around {t.at:%H:%M} UTC",
+            )
+        except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
+            log.warning("could not upload the chart for %s: %s", t.rule, exc)
+            return
+        self.store.delivery_done(tid, "chart", thread.channel, None)
 
     def _resolve(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
         thread = self.store.thread(t.rule, t.group)

@@ -191,6 +191,11 @@ def m003_slack(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_series(db: Database) -> None:
+    db.table("alert_transitions").add_column("series", str)  # JSON, for the chart
+
+
 @dataclass(frozen=True)
 class Delivery:
     channel: str
@@ -749,6 +754,7 @@ def _transition_row(t: Transition, now: datetime) -> dict[str, Any]:
         "created_at": format_time(now),
         "notified_at": None,
         "key": t.idempotency_key,
+        "series": json.dumps([[format_time(a), v, b, h] for a, v, b, h in t.series]),
     }
 
 
@@ -768,6 +774,10 @@ def _transition_from_row(row: dict[str, Any]) -> Transition:
         peak_value=row["peak_value"],
         request_ids=tuple(json.loads(row["request_ids"])),
         job_ids=tuple(json.loads(row["job_ids"])),
+        series=tuple(
+            (parse_time(a), float(v), float(b), bool(h))
+            for a, v, b, h in json.loads(row["series"] or "[]")
+        ),
     )
 
 

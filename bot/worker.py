@@ -12,15 +12,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import schedule
 
 from bot import messages
-from bot.alerts import FIRING, Transition, pick_examples
-from bot.engine import STEP, Engine, Monitor
+from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SourceError
 from bot.metrics import batch_from_events
 from bot.models import Event, RuleSet, Summary
@@ -124,7 +123,8 @@ class Worker:
                 self.monitor.engine.add_daily(summary.daily, final_before=summary.end_date)
         engine = self.monitor.engine
         transitions = [
-            self._with_examples(t) for t in self.monitor.run(until=now, start=now - STEP_DELTA)
+            enrich(t, engine, self.store.events_between)
+            for t in self.monitor.run(until=now, start=now - STEP_DELTA)
         ]
         try:
             added = self.store.save_decisions(
@@ -159,15 +159,6 @@ class Worker:
             rows = self.store.daily_usage(now.date() - timedelta(days=120), now.date())
             engine.add_daily(rows, final_before=last_summary.date())
         return Monitor(engine, self.store.alert_states(), self.store.cursors())
-
-    def _with_examples(self, t: Transition) -> Transition:
-        """Attach the request_ids and job_ids of the events behind a firing alert."""
-        rule = self.rules[t.rule]
-        if t.state != FIRING or rule.source == "summary":
-            return t
-        window = self.store.events_between(t.at - timedelta(seconds=rule.bucket), t.at)
-        request_ids, job_ids = pick_examples(window, rule, t.group)
-        return replace(t, request_ids=request_ids, job_ids=job_ids)
 
     def _is_due(self, endpoint: str, now: datetime, every: float) -> bool:
         """Blocked endpoints wait probe_every between attempts; others `every`."""

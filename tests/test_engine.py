@@ -65,19 +65,15 @@ def engine_for(rules: list[Rule], items: list[dict], summary: dict | None = None
     return engine
 
 
-def same(a: list, b: list) -> bool:  # type: ignore[type-arg]
+def same(a: object, b: object) -> bool:
     """Equal decisions, and equal figures up to float rounding (NaN equals NaN)."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        for field, u in vars(x).items():
-            v = getattr(y, field)
-            if isinstance(u, float):
-                if not (math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12) or (u != u and v != v)):
-                    return False
-            elif u != v:
-                return False
-    return True
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (a != a and b != b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "__dataclass_fields__") and type(a) is type(b):
+        return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return a == b
 
 
 def test_window_sums_and_phases_round_trip() -> None:
