@@ -34,11 +34,12 @@ from bot import chart, messages
 from bot.alerts import FIRING, AlertState, Transition
 from bot.errors import NotifyError
 from bot.models import Rule, format_time, parse_time
-from bot.store import Store, Thread
+from bot.store import Notice, Store, Thread
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "usage_alert"
+NOTICE_EVENT_TYPE = "usage_bot_notice"
 # Errors that no retry will cure: recorded on the row and reported once.
 PERMANENT_ERRORS = frozenset(
     {
@@ -66,6 +67,9 @@ class Notifier(Protocol):
     def recover(self, store: Store, now: datetime) -> int:
         """On a fresh database, adopt alerts that are still open where they were told."""
 
+    def send_notice(self, notice: Notice) -> None:
+        """Tell ops about an episode opening or clearing (bad key, gap, schema drift)."""
+
 
 class ConsoleNotifier:
     """Prints alerts to stdout as plain text."""
@@ -82,6 +86,10 @@ class ConsoleNotifier:
 
     def recover(self, store: Store, now: datetime) -> int:
         return 0
+
+    def send_notice(self, notice: Notice) -> None:
+        label = "NOTICE" if notice.state == "open" else "CLEARED"
+        print(f"{label}  {notice.text}", file=self.out, flush=True)
 
 
 def deliver(
@@ -115,6 +123,18 @@ def deliver(
             )
             break  # keep the order: nothing overtakes a message that is still due
         store.mark_delivered(transition_id, now)
+        sent += 1
+    for notice in store.undelivered_notices():
+        try:
+            notifier.send_notice(notice)
+        except NotifyError as exc:
+            if not exc.permanent:
+                log.warning("ops notice %s not delivered, retrying later: %s", notice.kind, exc)
+                break
+            log.error("ops notice %s cannot be delivered: %s", notice.kind, exc)
+            store.notice_done(notice.id, now, failed=True)
+            continue
+        store.notice_done(notice.id, now)
         sent += 1
     return sent
 
@@ -388,6 +408,30 @@ class SlackNotifier:
         if channel not in self._channel_ids:
             raise NotifyError(f"channel {channel} not found", permanent=True)
         return self._channel_ids[channel]
+
+    def send_notice(self, notice: Notice) -> None:
+        """A plain message in the default channel, once per episode change."""
+        channel = self.default_channel or next(
+            (r.channel for r in self.rules.values() if r.channel), None
+        )
+        if channel is None:
+            raise NotifyError("no channel for ops notices", permanent=True)
+        icon = ":large_orange_circle:" if notice.state == "open" else ":large_green_circle:"
+        text = f"{icon} usage-bot: {notice.text}"
+        delivery = f"notice-{notice.kind}-{notice.state}-{format_time(notice.at)}"
+        metadata = {
+            "event_type": NOTICE_EVENT_TYPE,
+            "event_payload": {"delivery": delivery, "kind": notice.kind, "state": notice.state},
+        }
+        with _slack_errors():
+            # Notices share the step log with transitions, under negative ids.
+            self._once(
+                -notice.id,
+                "notice",
+                channel,
+                lambda: self._post(channel, [messages._section(text)], text, metadata),
+                lambda since: self._find(channel, None, delivery, since),
+            )
 
     # -- cold start ---------------------------------------------------------------------
 

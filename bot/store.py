@@ -107,10 +107,6 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("source_state").create(
-        {"endpoint": str, "blocked_code": str, "blocked_since": str, "message": str},
-        pk="endpoint",
-    )
 
 
 @migrations()
@@ -196,6 +192,34 @@ def m004_series(db: Database) -> None:
     db.table("alert_transitions").add_column("series", str)  # JSON, for the chart
 
 
+@migrations()
+def m005_notices(db: Database) -> None:
+    # Ops notices (bad key, no credits, events gap, schema drift): told once when an
+    # episode opens and once when it clears.
+    db.table("episodes").create({"kind": str, "since": str, "text": str}, pk="kind")
+    db.table("notices").create(
+        {
+            "id": int,
+            "kind": str,
+            "state": str,  # open | cleared
+            "text": str,
+            "at": str,
+            "notified_at": str,
+            "failed_at": str,
+        },
+        pk="id",
+    )
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: int
+    kind: str
+    state: str
+    text: str
+    at: datetime
+
+
 @dataclass(frozen=True)
 class Delivery:
     channel: str
@@ -245,16 +269,6 @@ class PollRecord:
     @property
     def duration_ms(self) -> float:
         return (self.finished_at - self.started_at).total_seconds() * 1000.0
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """An endpoint that answers 401/402: polled only as a slow probe until it recovers."""
-
-    endpoint: str
-    code: str
-    since: datetime
-    message: str
 
 
 @contextmanager
@@ -491,32 +505,6 @@ class Store:
             Gap(parse_time(r["newest_stored_at"]), parse_time(r["oldest_seen_at"])) for r in rows
         ]
 
-    def blocked(self) -> dict[str, Blocked]:
-        with _translated("reading source state"):
-            rows = list(self.db.query("select * from source_state"))
-        return {
-            r["endpoint"]: Blocked(
-                r["endpoint"], r["blocked_code"], parse_time(r["blocked_since"]), r["message"]
-            )
-            for r in rows
-        }
-
-    def set_blocked(self, blocked: Blocked) -> None:
-        with _translated("writing source state"), self.db.atomic():
-            self.db.table("source_state").upsert(
-                {
-                    "endpoint": blocked.endpoint,
-                    "blocked_code": blocked.code,
-                    "blocked_since": format_time(blocked.since),
-                    "message": blocked.message,
-                },
-                pk="endpoint",
-            )
-
-    def clear_blocked(self, endpoint: str) -> None:
-        with _translated("writing source state"), self.db.atomic():
-            self.db.execute("delete from source_state where endpoint = ?", [endpoint])
-
     # -- detection state ---------------------------------------------------------------
 
     def event_batch_since(self, start: datetime) -> EventBatch:
@@ -705,6 +693,50 @@ class Store:
             self.db.execute(
                 "update alert_transitions set notified_at = ? where id = ?",
                 [format_time(at), transition_id],
+            )
+
+    # -- ops notices -----------------------------------------------------------------------
+
+    def episode(self, kind: str, is_open: bool, text: str, now: datetime) -> bool:
+        """Open or clear an episode; queue a notice when that changes anything."""
+        with _translated("recording an episode"), self.db.atomic():
+            row = self.db.execute("select since from episodes where kind = ?", [kind]).fetchone()
+            if is_open == (row is not None):
+                return False
+            if is_open:
+                self.db.table("episodes").insert(
+                    {"kind": kind, "since": format_time(now), "text": text}
+                )
+            else:
+                self.db.execute("delete from episodes where kind = ?", [kind])
+            self.db.table("notices").insert(
+                {
+                    "kind": kind,
+                    "state": "open" if is_open else "cleared",
+                    "text": text,
+                    "at": format_time(now),
+                }
+            )
+        return True
+
+    def open_episodes(self) -> dict[str, str]:
+        with _translated("reading episodes"):
+            return {row["kind"]: row["text"] for row in self.db.query("select * from episodes")}
+
+    def undelivered_notices(self) -> list[Notice]:
+        sql = "select * from notices where notified_at is null and failed_at is null order by id"
+        with _translated("reading notices"):
+            rows = list(self.db.query(sql))
+        return [
+            Notice(row["id"], row["kind"], row["state"], row["text"], parse_time(row["at"]))
+            for row in rows
+        ]
+
+    def notice_done(self, notice_id: int, now: datetime, *, failed: bool = False) -> None:
+        column = "failed_at" if failed else "notified_at"
+        with _translated("updating notices"), self.db.atomic():
+            self.db.execute(
+                f"update notices set {column} = ? where id = ?", [format_time(now), notice_id]
             )
 
     def integrity_ok(self) -> bool:

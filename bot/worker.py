@@ -20,12 +20,12 @@ import schedule
 
 from bot import messages
 from bot.engine import STEP, Engine, Monitor, enrich
-from bot.errors import BotError, SourceError
+from bot.errors import BotError, SchemaDrift, SourceError
 from bot.metrics import batch_from_events
 from bot.models import Event, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
-from bot.store import Blocked, PollRecord, Store
+from bot.store import PollRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Worker:
         last = self._last_attempt.get(endpoint)
         if last is None:
             return True
-        if endpoint in self.store.blocked():
+        if refusal(endpoint) in self.store.open_episodes():
             every = max(every, self.ruleset.poll.probe_every)
         return now - last >= timedelta(seconds=every)
 
@@ -187,6 +187,14 @@ class Worker:
             seen=len(page.items),
             new=len(saved.new_events),
         )
+        gap_text = (
+            f"More than {page.limit} events arrived between two polls: events between "
+            f"{saved.gap.newest_stored_at:%Y-%m-%d %H:%M:%S} and "
+            f"{saved.gap.oldest_seen_at:%H:%M:%S} UTC may be missing, so counts there are low."
+            if saved.gap
+            else "Polls keep up with the events again: no gap since the last notice."
+        )
+        self.store.episode("events gap", saved.gap is not None, gap_text, now)
         if saved.gap is not None:
             log.warning(
                 "events gap: more than %d events arrived between polls; events between %s and "
@@ -274,27 +282,40 @@ class Worker:
         )
         try:
             self.store.log_poll(record)
-            self._track_block(endpoint, now, source if error else None)
+            self._track_episodes(endpoint, now, error is None, source)
         except BotError as exc:  # a log we cannot write must not hide the poll itself
             log.error("could not record the poll of %s: %s", endpoint, exc)
 
-    def _track_block(self, endpoint: str, now: datetime, error: SourceError | None) -> None:
-        was_blocked = endpoint in self.store.blocked()
-        if error is None:
-            if was_blocked:
-                self.store.clear_blocked(endpoint)
-                log.warning("%s recovered: polling resumes at the normal rate", endpoint)
-            return
-        if error.status in _BLOCKING_STATUSES and not was_blocked:  # once per episode
-            self.store.set_blocked(
-                Blocked(endpoint, error.code or str(error.status), now, str(error))
+    def _track_episodes(
+        self, endpoint: str, now: datetime, ok: bool, error: SourceError | None
+    ) -> None:
+        """Open or clear the ops episodes a poll reveals; each change is told once."""
+        refused = error is not None and error.status in _BLOCKING_STATUSES
+        drift = isinstance(error, SchemaDrift)
+        # Only a good answer clears an episode; a timeout says nothing about the key.
+        if ok or refused:
+            text = (
+                f"The usage API refuses our key at {endpoint} ({error}). Polling is paused "
+                f"and probed every {int(self.ruleset.poll.probe_every)} s until it recovers."
+                if refused
+                else f"The usage API accepts our key again at {endpoint}; polling resumed."
             )
-            log.error(
-                "%s refuses us (%s): polling paused, probing every %ss until it recovers",
-                endpoint,
-                error,
-                int(self.ruleset.poll.probe_every),
+            if self.store.episode(refusal(endpoint), refused, text, now):
+                (log.error if refused else log.warning)("%s", text)
+        if ok or drift:
+            text = (
+                f"The usage API answered {endpoint} with a body we cannot trust ({error}); "
+                "nothing from it was stored."
+                if drift
+                else f"The usage API's answers at {endpoint} match the expected schema again."
             )
+            if self.store.episode(f"schema drift {endpoint}", drift, text, now):
+                (log.error if drift else log.warning)("%s", text)
+
+
+def refusal(endpoint: str) -> str:
+    """The episode kind of an endpoint answering 401/402."""
+    return f"refused {endpoint}"
 
 
 def stop_on_signals(stop: threading.Event) -> None:

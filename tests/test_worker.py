@@ -20,7 +20,7 @@ from bot.models import PollConfig, RuleSet, parse_time
 from bot.simulator import ManualClock, Simulator
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
 from bot.store import Store
-from bot.worker import Worker
+from bot.worker import Worker, refusal
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULES = RuleSet(
@@ -143,16 +143,44 @@ def test_401_or_402_is_told_once_and_then_only_probed(
     caplog.set_level(logging.ERROR, logger="bot.worker")
     for _ in range(12):  # 12 minutes of ticks
         rig.tick()
-    told = [r for r in caplog.records if "refuses us" in r.getMessage()]
+    told = [r for r in caplog.records if "refuses our key" in r.getMessage()]
     assert len(told) == 1
     events_hits = [r for r in rig.sim.requests if r.endpoint == EVENTS_PATH][1:]
     assert len(events_hits) == 3  # at minutes 1, 6 and 11: a probe every 5 minutes
-    assert EVENTS_PATH in rig.store.blocked()
+    assert refusal(EVENTS_PATH) in rig.store.open_episodes()
     rig.sim.clear_faults()
     for _ in range(5):
         rig.tick()
-    assert EVENTS_PATH not in rig.store.blocked()
+    assert refusal(EVENTS_PATH) not in rig.store.open_episodes()
+    notices = [(n["kind"], n["state"]) for n in all_notices(rig.store)]
+    assert notices == [(refusal(EVENTS_PATH), "open"), (refusal(EVENTS_PATH), "cleared")]
     assert rig.hits(EVENTS_PATH) >= 5
+
+
+def all_notices(store: Store) -> list:  # type: ignore[type-arg]
+    return list(store.db.query("select kind, state from notices order by id"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fault", ["wrong_shape", "non_json"])
+def test_schema_drift_is_told_once_and_once_more_when_it_clears(rig: Rig, fault: str) -> None:
+    rig.tick()
+    rig.sim.inject(fault, "events", times=3)
+    for _ in range(5):
+        rig.tick()
+    kinds = [(row["kind"], row["state"]) for row in all_notices(rig.store)]
+    assert kinds == [
+        (f"schema drift {EVENTS_PATH}", "open"),
+        (f"schema drift {EVENTS_PATH}", "cleared"),
+    ]
+
+
+def test_a_gap_episode_is_told_once(rig: Rig) -> None:
+    rig.tick()
+    rig.tick(timedelta(hours=3))
+    rig.tick(timedelta(minutes=5))  # catches up again: the 100 newest reach back to what we hold
+    rig.tick(timedelta(minutes=1))
+    kinds = [(row["kind"], row["state"]) for row in all_notices(rig.store)]
+    assert kinds == [("events gap", "open"), ("events gap", "cleared")]
 
 
 # -- the real process over real sockets ------------------------------------------------
