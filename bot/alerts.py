@@ -36,6 +36,7 @@ class Evaluation:
     breach: bool
     judged: bool = True  # False: too little data or volume to say either way
     calm: bool = True  # well inside the normal band (hysteresis: what recovery needs)
+    window: float = 0.0  # seconds of data the value covers
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Transition:
     since: datetime | None
     peak_zscore: float
     peak_value: float
+    window: float = 0.0  # seconds of data the value covers
     request_ids: tuple[str, ...] = ()
     job_ids: tuple[str, ...] = ()
     # The metric around the breach, for the chart: (moment, value, baseline, breach).
@@ -155,6 +157,7 @@ def transition(
         since=told.since,
         peak_zscore=told.peak_zscore,
         peak_value=told.peak_value,
+        window=ev.window,
     )
 
 

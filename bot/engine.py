@@ -43,6 +43,7 @@ from bot.metrics import (
 from bot.models import TOTAL, DailyUsage, Event, Rule
 
 RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
+RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
 DAY = 86400
 _SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
@@ -56,6 +57,8 @@ ABS_FLOOR = 0.5
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 AlertKey = tuple[str, tuple[str, ...]]
+Scores = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # value, baseline, z, volume
+Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
 
 
@@ -133,6 +136,30 @@ class Engine:
         last = int(until.timestamp()) // STEP
         if last < first:
             return []
+        if rule.metric != "failure_rate":
+            judged = self._judge(rule, first, last)
+            if judged is None:
+                return []
+            groups, scores = judged
+            flags = _gate(rule, *scores)
+            windows = np.full(scores[0].shape, rule.bucket)
+            return _evaluations(rule, groups, first, scores, flags, windows)
+        # A failure rate is also judged over 2 and 4 buckets: at quiet hours one bucket may
+        # hold too few jobs to judge, and a modest rise needs more than one bucket of
+        # evidence. Any breaching span pages; the figures told are those of the strongest.
+        spans = [
+            self._judge(replace(rule, bucket=rule.bucket * n), first, last) for n in RATE_SPANS
+        ]
+        if spans[0] is None:
+            return []
+        groups = spans[0][0]
+        per_span = [(s[1], _gate(rule, *s[1])) for s in spans if s is not None]
+        return _evaluations(rule, groups, first, *_combine(per_span, rule))
+
+    def _judge(
+        self, rule: Rule, first: int, last: int
+    ) -> tuple[Groups, tuple[FloatArray, FloatArray, FloatArray, FloatArray]] | None:
+        """(groups, (value, baseline, z, volume)), each (groups, moments first..last)."""
         m = slots_per_bucket(rule)
         history = buckets_of_history(rule)
         # The earliest window's baseline spans `history` buckets, and each of those was
@@ -141,30 +168,28 @@ class Engine:
         lo = first - m * (2 * history + 1)
         groups, counts, known = self._rule_counts(rule, lo, last)
         if not groups:
-            return []
+            return None
         fields = counts.shape[0]
-        if last - first + 1 < m:
+        moments = last - first + 1
+        if moments < m:
             # A live cycle judges a moment or two: build only those moments' phase rows,
             # each the windows ending at k, k - bucket, k - 2 bucket, ... (oldest first).
             ends = np.arange(first, last + 1)[:, None] - m * np.arange(2 * history, -1, -1)
             rows = _gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             scores = self._score(rule, rows.reshape(fields, -1, rows.shape[-1]), history)
-            moments = last - first + 1
             value, baseline, z, volume = (
                 a.reshape(len(groups), moments, -1)[:, :, -1] for a in scores
             )
-            offset = 0
         else:
             windows = _window_sums(counts, m)  # window ending at moment lo + m + j
             windows[:, ~_window_known(known, m)] = np.nan
             length = windows.shape[-1]
             phased = np.stack([_by_phase(windows[f], m) for f in range(fields)])
-            value, baseline, z, volume = (
-                _from_phase(a, m, length) for a in self._score(rule, phased, history)
-            )
             offset = first - (lo + m)
-        flags = _gate(rule, value, baseline, z, volume)
-        return _evaluations(rule, groups, first, value, baseline, z, volume, flags, offset)
+            value, baseline, z, volume = (
+                _from_phase(a, m, length)[:, offset:] for a in self._score(rule, phased, history)
+            )
+        return groups, (value, baseline, z, volume)
 
     def _rule_counts(self, rule: Rule, lo: int, hi: int) -> tuple[Groups, FloatArray, BoolArray]:
         """(groups, counts (fields, groups, hi - lo), known (groups, hi - lo)) for one rule.
@@ -264,12 +289,19 @@ class Engine:
             return []  # no complete day since the last evaluation: nothing to judge
         moments = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
         groups = self._summary_keys(rule)
+        first_row: dict[tuple[str, ...], date] = {}
+        for day, model in sorted(final):
+            key: tuple[str, ...] = () if not rule.group_by else (model,)
+            if (rule.group_by and model != TOTAL) or (not rule.group_by and model == TOTAL):
+                first_row.setdefault(key, day)
         shape = (len(groups), len(moments))
         counts = np.full((4, *shape), np.nan)
         for j, day in enumerate(moments):
             if (day, TOTAL) not in final:
                 continue  # a day the summary did not cover: unknown
             for i, key in enumerate(groups):
+                if day < first_row.get(key, day):
+                    continue  # before a model's first activity: no history, not a zero one
                 row = final.get((day, key[0] if key else TOTAL))
                 figures = (
                     (
@@ -282,13 +314,14 @@ class Engine:
                     else (0, 0, 0, 0.0)
                 )
                 counts[:, i, j] = figures
-        value, baseline, z, volume = self._score(rule, counts, buckets_of_history(rule))
-        flags = _gate(rule, value, baseline, z, volume)
+        scores = self._score(rule, counts, buckets_of_history(rule))
+        flags = _gate(rule, *scores)
+        windows = np.full(scores[0].shape, float(DAY))
         out = []
         for j, day in enumerate(moments):
             at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
             if since < at <= until:
-                out.extend(_column(rule, groups, at, value, baseline, z, volume, flags, j))
+                out.extend(_column(rule, groups, at, scores, flags, windows, j))
         return out
 
 
@@ -377,22 +410,39 @@ def _gate(
     return hit, judged, calm
 
 
+def _combine(
+    per_span: Sequence[tuple[Scores, Flags]], rule: Rule
+) -> tuple[Scores, Flags, FloatArray]:
+    """One evaluation per cell from several spans: breach if any span breaches (figures of
+    the strongest), judged if any is, calm only if every judged span is calm."""
+    zs = np.stack([np.where(f[0], np.abs(s[2]), -np.inf) for s, f in per_span])
+    judged_any = np.any([f[1] for _, f in per_span], axis=0)
+    breach = np.any([f[0] for _, f in per_span], axis=0)
+    calm = judged_any & np.all([f[2] | ~f[1] for _, f in per_span], axis=0)
+    # The span told: the strongest breach, else the shortest span that could be judged.
+    first_judged = np.argmax(np.stack([f[1] for _, f in per_span]), axis=0)
+    pick = np.where(breach, np.argmax(zs, axis=0), first_judged)
+    cells = np.indices(pick.shape)
+    value, baseline, z, volume = (
+        np.stack([s[i] for s, _ in per_span])[pick, cells[0], cells[1]] for i in range(4)
+    )
+    spans = np.asarray([rule.bucket * n for n in RATE_SPANS[: len(per_span)]])[pick]
+    return (value, baseline, z, volume), (breach, judged_any, calm), spans
+
+
 def _evaluations(
     rule: Rule,
     groups: Sequence[tuple[str, ...]],
     first: int,
-    value: FloatArray,
-    baseline: FloatArray,
-    z: FloatArray,
-    volume: FloatArray,
-    flags: tuple[BoolArray, BoolArray, BoolArray],
-    offset: int,
+    scores: Scores,
+    flags: Flags,
+    windows: FloatArray,
 ) -> list[Evaluation]:
-    """Column j >= offset judges the window ending at moment (first + j - offset) * STEP."""
+    """Column j judges the window ending at moment (first + j) * STEP."""
     result: list[Evaluation] = []
-    for j in range(offset, value.shape[-1]):
-        at = datetime.fromtimestamp((first + j - offset) * STEP, UTC)
-        result.extend(_column(rule, groups, at, value, baseline, z, volume, flags, j))
+    for j in range(scores[0].shape[-1]):
+        at = datetime.fromtimestamp((first + j) * STEP, UTC)
+        result.extend(_column(rule, groups, at, scores, flags, windows, j))
     return result
 
 
@@ -400,13 +450,12 @@ def _column(
     rule: Rule,
     groups: Sequence[tuple[str, ...]],
     at: datetime,
-    value: FloatArray,
-    baseline: FloatArray,
-    z: FloatArray,
-    volume: FloatArray,
-    flags: tuple[BoolArray, BoolArray, BoolArray],
+    scores: Scores,
+    flags: Flags,
+    windows: FloatArray,
     j: int,
 ) -> list[Evaluation]:
+    value, baseline, z, volume = scores
     breach, judged, calm = flags
     return [
         Evaluation(
@@ -420,6 +469,7 @@ def _column(
             breach=bool(breach[i, j]),
             judged=bool(judged[i, j]),
             calm=bool(calm[i, j]),
+            window=float(windows[i, j]),
         )
         for i, group in enumerate(groups)
     ]

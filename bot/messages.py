@@ -139,7 +139,7 @@ def format_duration(seconds: float) -> str:
 
 def alert_text(t: Transition, metric: str, bucket: float) -> str:
     """The plain-text alert: what broke, for whom, how bad, since when, which events."""
-    window = format_duration(bucket)
+    window = format_duration(t.window or bucket)
     at = t.at.strftime("%Y-%m-%d %H:%M UTC")
     if t.state == "firing":
         lines = [
@@ -231,7 +231,7 @@ def parent_blocks(
 ) -> list[dict[str, object]]:
     """The parent message: what broke, for whom, how bad, since when; edited on resolve."""
     metric = rule.metric
-    window = format_duration(rule.bucket)
+    window = format_duration(t.window or rule.bucket)
     since = t.since or t.at
     if resolved is None:
         icon = SEVERITY_ICON.get(rule.severity, ":warning:")

@@ -211,6 +211,11 @@ def m005_notices(db: Database) -> None:
     )
 
 
+@migrations()
+def m006_window(db: Database) -> None:
+    db.table("alert_transitions").add_column("window", float)
+
+
 @dataclass(frozen=True)
 class Notice:
     id: int
@@ -786,6 +791,7 @@ def _transition_row(t: Transition, now: datetime) -> dict[str, Any]:
         "created_at": format_time(now),
         "notified_at": None,
         "key": t.idempotency_key,
+        "window": t.window,
         "series": json.dumps([[format_time(a), v, b, h] for a, v, b, h in t.series]),
     }
 
@@ -804,6 +810,7 @@ def _transition_from_row(row: dict[str, Any]) -> Transition:
         since=parse_time(row["since"]) if row["since"] else None,
         peak_zscore=row["peak_zscore"],
         peak_value=row["peak_value"],
+        window=row["window"] or 0.0,
         request_ids=tuple(json.loads(row["request_ids"])),
         job_ids=tuple(json.loads(row["job_ids"])),
         series=tuple(

@@ -95,7 +95,8 @@ def test_a_failure_spike_fires_for_its_model_only_within_two_buckets() -> None:
     assert [t.group for t in fired] == [("pro",)]
     spike = START + timedelta(days=2, hours=14)
     assert spike < fired[0].at <= spike + timedelta(minutes=30)
-    assert fired[0].value > 0.3 and fired[0].baseline < 0.06 and fired[0].zscore > 4
+    assert fired[0].value > 0.2 and fired[0].baseline < 0.06 and fired[0].zscore > 4
+    assert fired[0].window in (900, 1800, 3600)
     resolved = [t for t in transitions if t.state == "resolved"]
     assert len(resolved) == 1 and resolved[0].at > spike + timedelta(hours=1)
 
