@@ -183,14 +183,16 @@ def zscores(
         raise ValueError(f"rel_floor must be >= 0, got {rel_floor}")
     x = _as_2d(values)
     c = np.asarray(center, dtype=np.float64)
-    denom = np.abs(c)
-    denom *= rel_floor
     # np.maximum propagates NaN, so a NaN scale stays NaN instead of becoming the floor.
-    np.maximum(denom, scale, out=denom)
-    np.maximum(denom, abs_floor, out=denom)
+    denom = np.maximum(scale, abs_floor, dtype=np.float64)
+    if rel_floor > 0:
+        level = np.abs(c)
+        level *= rel_floor
+        np.maximum(denom, level, out=denom)
+        del level
     z = np.subtract(x, c)
     z /= denom
-    z[~np.isfinite(z)] = np.nan
+    np.copyto(z, np.nan, where=np.isinf(z))  # only inf inputs get here: denom >= abs_floor
     return z
 
 

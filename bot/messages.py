@@ -5,6 +5,7 @@ Pure functions from plain data to text; no I/O. Slack Block Kit builders join th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,14 +16,20 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: Sequence[float]) -> str:
-    """A one-line chart: ▁ for the smallest value, █ for the largest."""
-    if not values:
+    """A one-line chart: ▁ for the smallest value, █ for the largest, a space for none."""
+    known = [v for v in values if math.isfinite(v)]
+    if not known:
         return ""
-    low, high = min(values), max(values)
+    low, high = min(known), max(known)
     span = high - low
-    if span <= 0:
-        return SPARK[0] * len(values)
-    return "".join(SPARK[min(7, int((v - low) / span * 7.999))] for v in values)
+    return "".join(
+        " "
+        if not math.isfinite(v)
+        else SPARK[min(7, int((v - low) / span * 7.999))]
+        if span > 0
+        else SPARK[0]
+        for v in values
+    )
 
 
 def _rate(failed: int, finished: int) -> str:

@@ -32,7 +32,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot import chart, messages
 from bot.alerts import FIRING, AlertState, Transition
-from bot.errors import NotifyError
+from bot.errors import BotError, NotifyError
 from bot.models import Rule, format_time, parse_time
 from bot.store import Notice, Store, Thread
 
@@ -58,6 +58,7 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 BACKOFF_BASE, BACKOFF_CAP = 30.0, 900.0  # seconds between delivery attempts of one row
+CLOCK_SKEW = 3600.0  # how far Slack's ts may run behind our clock when we look a post up
 
 
 class Notifier(Protocol):
@@ -99,7 +100,14 @@ def deliver(
     sent = 0
     for transition_id, transition in store.undelivered(wall()):
         try:
-            notifier.send(transition_id, transition)
+            try:
+                notifier.send(transition_id, transition)
+            except BotError:
+                raise
+            except Exception as exc:
+                # A bug in rendering must not block every later alert behind this one.
+                log.exception("alert %s could not be rendered", transition.rule)
+                raise NotifyError(f"internal error: {type(exc).__name__}", permanent=True) from exc
         except NotifyError as exc:
             attempts = store.attempts(transition_id) + 1
             retry_at = wall() + min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1))
@@ -323,7 +331,7 @@ class SlackNotifier:
         if done is not None and done.done and done.ts:
             return done.channel, done.ts
         if done is not None:  # tried before, outcome unknown: look before posting again
-            found = find(done.attempted_at - 60.0)
+            found = find(done.attempted_at - CLOCK_SKEW)
             if found is not None:
                 self.store.delivery_done(tid, step, found[0], found[1])
                 return found

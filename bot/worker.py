@@ -60,6 +60,7 @@ class Worker:
         ruleset: RuleSet,
         clock: Callable[[], datetime] = utc_now,
         notifier: Notifier | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.store = store
@@ -67,6 +68,7 @@ class Worker:
         self.clock = clock
         self.rules = {rule.name: rule for rule in ruleset.rules}
         self.notifier = notifier or ConsoleNotifier(self.rules)
+        self.wall = wall  # real time, for delivery backoff (data time may run faster)
         self.monitor: Monitor | None = None  # built from the store on the first cycle
         self._last_attempt: dict[str, datetime] = {}
 
@@ -91,7 +93,7 @@ class Worker:
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         if self.rules:
             self._detect(now, events, [s for s in summaries if s is not None], report)
-        report.delivered = deliver(self.store, self.notifier, now)
+        report.delivered = deliver(self.store, self.notifier, now, self.wall)
         return report
 
     # -- detect and decide ------------------------------------------------------------------

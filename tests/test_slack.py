@@ -1,0 +1,250 @@
+"""Alerts as Slack threads, delivered exactly once: the real WebClient against the local
+stand-in of the Slack Web API, the worker against the simulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot import messages
+from bot.alerts import Transition
+from bot.models import PollConfig, Rule, RuleSet
+from bot.notify import SlackNotifier, make_web_clients
+from bot.simulator import Incident, ManualClock, Simulator
+from bot.slack_standin import SlackStandIn
+from bot.source import UsageClient
+from bot.store import Store
+from bot.worker import Worker
+
+START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
+SPIKE = Incident(
+    "failure_spike",
+    START + timedelta(hours=10),
+    START + timedelta(hours=11),
+    model="pro",
+    failure_rate=0.6,
+)
+RULE = Rule(
+    name="failed-job-rate",
+    metric="failure_rate",
+    group_by=("model",),
+    bucket=900,
+    baseline=7 * 86400,
+    method="plain",
+    z=4,
+    min_volume=10,
+    min_rate=0.05,
+    recover_for=2,
+    severity="critical",
+    runbook="https://runbooks.example/failures",
+)
+RULES = RuleSet(poll=PollConfig(events_every=60, summary_every=3600), rules=(RULE,))
+CHANNEL = "#usage-alerts"
+
+
+class Wall:
+    """Real-time stand-in for delivery backoff, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Rig:
+    def __init__(self, db: Path, slack: SlackStandIn, sim: Simulator, clock: ManualClock) -> None:
+        self.wall = Wall()
+        self.store = Store(db)
+        reader, poster = make_web_clients("xoxb-test", slack.url, timeout=3)
+        self.notifier = SlackNotifier(
+            reader=reader,
+            poster=poster,
+            store=self.store,
+            rules={RULE.name: RULE},
+            default_channel=CHANNEL,
+            wall=self.wall,
+        )
+        self.http = httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle))
+        self.clock = clock
+        self.worker = Worker(
+            client=UsageClient(self.http, api_key="sim-key"),
+            store=self.store,
+            ruleset=RULES,
+            clock=clock,
+            notifier=self.notifier,
+            wall=self.wall,
+        )
+
+    def run_until(self, moment: datetime, step: timedelta = timedelta(minutes=2)) -> None:
+        while self.clock() < moment:
+            self.clock.advance(step)
+            self.worker.tick()
+
+    def close(self) -> None:
+        self.http.close()
+        self.store.close()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def world() -> tuple[Simulator, ManualClock]:
+    clock = ManualClock(START + timedelta(hours=9, minutes=30))
+    return Simulator(start=START, clock=clock, jobs_per_hour=600, incidents=[SPIKE]), clock
+
+
+def parents(slack: SlackStandIn) -> list:  # type: ignore[type-arg]
+    return [m for m in slack.messages(CHANNEL) if m.metadata]
+
+
+def test_one_thread_per_alert_with_real_failing_events_and_an_edited_parent_on_resolve(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    rig.run_until(START + timedelta(hours=13))
+    rig.close()
+    (parent,) = parents(slack)
+    assert parent.metadata["event_type"] == "usage_alert"
+    payload = parent.metadata["event_payload"]
+    assert payload["key"] == {"model": "pro"} and payload["rule"] == "failed-job-rate"
+    assert payload["state"] == "resolved"  # the edit updated the metadata too
+    assert "<!here>" in str(parent.revisions[0].blocks if parent.revisions else parent.blocks)
+    assert parent.edited and "resolved after" in str(parent.blocks)
+    replies = parent.replies
+    details = replies[0]
+    failed = {e["request_id"]: e for e in sim.events_until(clock()) if e["status"] == "failed"}
+    told = [r for r in failed if r in str(details.blocks)]
+    assert told and all(failed[r]["model"] == "pro" for r in told)
+    assert all(failed[r]["job_id"] in str(details.blocks) for r in told)
+    assert any("Resolved at" in (r.text or "") for r in replies)
+    assert [f.thread_ts for f in slack.files] == [parent.ts]  # the chart, in the thread
+    assert slack.files[0].content.startswith(b"\x89PNG")
+
+
+def test_rate_limit_then_server_error_then_success_delivers_once(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    slack.rate_limit("chat.postMessage", retry_after=1)
+    slack.server_error("chat.postMessage", status=500)
+    rig.run_until(START + timedelta(hours=10, minutes=40))
+    assert len(parents(slack)) == 0  # the 500 came after the 429: backing off
+    assert rig.store.undelivered()
+    rig.wall.now += 3600  # the backoff has passed
+    rig.run_until(START + timedelta(hours=10, minutes=45))
+    rig.close()
+    assert len(parents(slack)) == 1
+    assert slack.calls("chat.postMessage")[0].status == 429
+
+
+def test_a_post_whose_answer_is_lost_is_found_again_not_posted_twice(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    slack.post_then_drop()  # Slack stores the parent; the bot never hears back
+    rig.run_until(START + timedelta(hours=10, minutes=40))
+    assert len(parents(slack)) == 1 and rig.store.undelivered()
+    rig.wall.now += 3600
+    rig.run_until(START + timedelta(hours=13))
+    rig.close()
+    (parent,) = parents(slack)
+    assert parent.replies and parent.edited
+    assert len(slack.calls("conversations.history")) >= 1  # it looked before posting again
+
+
+def test_a_crash_between_post_and_record_does_not_post_a_second_parent(
+    slack: SlackStandIn,
+    world: tuple[Simulator, ManualClock],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    real_done = Store.delivery_done
+
+    def die(self, transition_id, step, channel, ts):  # type: ignore[no-untyped-def]
+        raise SystemExit("killed right after the post")  # nothing after the post is recorded
+
+    monkeypatch.setattr(Store, "delivery_done", die)
+    with pytest.raises(SystemExit):
+        rig.run_until(START + timedelta(hours=10, minutes=40))
+    rig.close()
+    monkeypatch.setattr(Store, "delivery_done", real_done)
+    assert len(parents(slack)) == 1
+    restarted = Rig(tmp_path / "bot.db", slack, sim, clock)  # same file: a restart
+    restarted.wall.now += 3600
+    restarted.run_until(START + timedelta(hours=13))
+    restarted.close()
+    (parent,) = parents(slack)
+    assert parent.edited and len([r for r in parent.replies if "Resolved" in (r.text or "")]) == 1
+
+
+def test_a_fresh_database_adopts_the_open_thread_instead_of_posting_again(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    first = Rig(tmp_path / "first.db", slack, sim, clock)
+    first.run_until(START + timedelta(hours=10, minutes=40))
+    first.close()
+    assert len(parents(slack)) == 1
+    # The dyno restarts with an empty disk in the middle of the incident.
+    second = Rig(tmp_path / "second.db", slack, sim, clock)
+    second.run_until(START + timedelta(hours=13))
+    second.close()
+    (parent,) = parents(slack)
+    assert parent.edited and any("Resolved" in (r.text or "") for r in parent.replies)
+
+
+def test_block_and_text_limits_hold_for_an_alert_with_500_failing_events(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
+    at = START + timedelta(hours=10)
+    ids = tuple(f"req_{i:06d}" for i in range(500))
+    jobs = tuple(f"job_{i:06d}" for i in range(500))
+    t = Transition(
+        RULE.name,
+        ("pro",),
+        ("model",),
+        "firing",
+        at,
+        0.9,
+        0.02,
+        40.0,
+        555.0,
+        at,
+        40.0,
+        0.9,
+        900.0,
+        ids,
+        jobs,
+    )
+    parent = messages.parent_blocks(t, RULE, mention="<!here>", spark="▁▂▃█")
+    details = messages.detail_blocks(t, [], RULE.metric)
+    for blocks in (parent, details):
+        assert len(blocks) <= 50
+        assert all(len(b.get("text", {}).get("text", "")) < 3000 for b in blocks)  # type: ignore[union-attr]
+    assert "and 497 more in the thread" in str(parent)
+    store = Store(tmp_path / "bot.db")
+    store.save_decisions([], [t], {}, at)
+    reader, poster = make_web_clients("xoxb-test", slack.url, timeout=3)
+    notifier = SlackNotifier(
+        reader=reader, poster=poster, store=store, rules={RULE.name: RULE}, default_channel=CHANNEL
+    )
+    ((tid, stored),) = store.undelivered()
+    notifier.send(tid, stored)  # the stand-in refuses what Slack would refuse
+    store.close()
+    (message,) = parents(slack)
+    assert len(message.replies) == 1 and len(messages.alert_fallback(t, "failure_rate")) < 200
