@@ -25,18 +25,20 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bot.detect import breaches, rolling_baseline, seasonal_baseline, zscores  # noqa: E402
 
-# Rows are mostly 5 minutes apart, so: baseline of ~43 h, same time of day over the
-# previous 7 days, resolve after 8 quiet hours. Chosen on a coarse grid over the whole
-# corpus; neighbours (window 448-576, z 5.5-6.5, recover_for 88-120) score 49-53.
+# Rows are mostly 5 minutes apart, so: residual scale over ~37 h, same time of day over
+# the previous 7 days, resolve after 6 calm hours. Chosen on a coarse grid over the whole
+# corpus (no hold-out); neighbours (window 448-576, z 5.5-6.5, recover_for 48-96) score
+# 48.8-51.7 on the standard profile.
 PARAMS: dict[str, Any] = {
-    "window": 512,  # trailing rows of the baseline and of the residual scale
+    "window": 448,  # trailing rows of the baseline and of the residual scale
     "method": "plain",  # mean and standard deviation
     "seasonal": True,  # rule `seasonal: hour_of_day`; period = rows per day
     "seasons": 7,  # earlier days the seasonal center averages
     "z": 6.0,  # |z| beyond this is a breaching evaluation
     "direction": "both",
     "for_": 1,  # consecutive breaches before the alert fires
-    "recover_for": 96,  # consecutive normal evaluations before it resolves
+    "recover_for": 72,  # consecutive calm evaluations before it resolves
+    "recover_fraction": 0.5,  # calm: |z| under this share of z (bot/engine.py)
     "abs_floor": 1e-9,  # the series have no common unit: only guard the division
     "rel_floor": 0.0,
     "graded": False,  # True: |z| / (|z| + z) at a firing edge instead of 1
@@ -55,7 +57,12 @@ def detect(values: npt.ArrayLike, timestamps: npt.ArrayLike, **params: Any) -> A
     else:
         center, scale = rolling_baseline(x, p["window"], method=p["method"])
     z = zscores(x, center, scale, abs_floor=p["abs_floor"], rel_floor=p["rel_floor"])[0]
-    edges = _alert_edges(breaches(z, p["z"], p["direction"]), p["for_"], p["recover_for"])
+    # As bot/engine.py judges: no baseline, no judgement; calm (what recovery needs) is
+    # within recover_fraction of the threshold.
+    judged = np.isfinite(z)
+    calm = judged & ~breaches(z, p["z"] * p["recover_fraction"], p["direction"])
+    hit = breaches(z, p["z"], p["direction"])
+    edges = _alert_edges(hit, p["for_"], p["recover_for"], judged=judged, calm=calm)
     if p["graded"]:
         # Lets NAB's threshold sweep drop the weakest pages (a higher z to fire than to
         # stay firing); the default keeps the page itself as the score.
@@ -63,27 +70,39 @@ def detect(values: npt.ArrayLike, timestamps: npt.ArrayLike, **params: Any) -> A
     return edges.astype(np.float64)
 
 
-def _alert_edges(breach: npt.NDArray[np.bool_], for_: int, recover_for: int) -> Any:
+def _alert_edges(
+    breach: npt.NDArray[np.bool_],
+    for_: int,
+    recover_for: int,
+    *,
+    judged: npt.NDArray[np.bool_] | None = None,
+    calm: npt.NDArray[np.bool_] | None = None,
+) -> Any:
     """True on each evaluation where an alert starts firing.
 
-    Mirrors bot/alerts.py's state machine until the lead wires the real one in here:
-    ok -> firing after `for_` consecutive breaches; firing -> ok after `recover_for`
-    consecutive normal evaluations; no new alert while firing. A NaN z (no baseline yet)
-    is not a breach, so it counts as normal.
+    Mirrors bot/alerts.py's `step` until the lead wires the real one in here: ok -> firing
+    after `for_` consecutive breaches; once firing, no new alert until `recover_for`
+    consecutive calm evaluations resolve it (calm defaults to "not a breach"); an
+    unjudged evaluation (no baseline yet) changes nothing.
     """
+    judged_l = [True] * breach.size if judged is None else judged.tolist()
+    calm_l = (~breach).tolist() if calm is None else calm.tolist()
     edges = np.zeros(breach.shape, dtype=bool)
     firing = False
-    run = 0  # consecutive breaches while ok, consecutive normals while firing
+    breaches = normals = 0
     for i, hit in enumerate(breach.tolist()):
-        if not firing:
-            run = run + 1 if hit else 0
-            if run >= for_:
-                firing, run = True, 0
-                edges[i] = True
+        if not judged_l[i]:
+            continue
+        if hit:
+            breaches, normals = breaches + 1, 0
+            if not firing and breaches >= for_:
+                firing = edges[i] = True
+        elif firing:
+            normals = normals + 1 if calm_l[i] else 0
+            if normals >= recover_for:
+                firing, breaches, normals = False, 0, 0
         else:
-            run = 0 if hit else run + 1
-            if run >= recover_for:
-                firing, run = False, 0
+            breaches = 0
     return edges
 
 

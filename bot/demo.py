@@ -1,8 +1,9 @@
 """`usage-bot demo`: the whole job on embedded defaults, in under a minute.
 
 Serves the simulator on a free loopback port with a compressed clock and a scripted
-incident, runs the real worker against it over HTTP on a temporary database, and prints
-what happens as it would read to an operator.
+incident, runs the real worker against it over HTTP on a temporary database, delivers the
+alerts with the real Slack client to the local Slack stand-in, and prints the channel as
+it reads in Slack, with the charts saved to a folder it names.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.cli import default_rules_text, query_events, query_summary
 from bot.config import parse_rules
 from bot.logs import configure as configure_logging
 from bot.models import Event, EventsPage, Summary
+from bot.notify import SlackNotifier, make_web_clients
 from bot.simulator import CompressedClock, Simulator, demo_incidents
+from bot.slack_standin import SlackStandIn
 from bot.source import UsageClient, make_http_client
 from bot.store import Store
 from bot.worker import TickReport, Worker, run
 
 DEMO_START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday morning, data time
 DEMO_KEY = "demo-key"
+CHANNEL = "#usage-alerts"
+SLACK_TOKEN = "xoxb-demo-token"
 SEEDED_HISTORY = timedelta(days=4)  # spend baselines need a day per phase, seasons three
 POLL_SECONDS = 0.1  # real seconds between cycles
 
@@ -46,7 +51,11 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
         incidents=demo_incidents(DEMO_START),
         api_key=DEMO_KEY,
     )
-    with tempfile.TemporaryDirectory(prefix="usage-bot-demo-") as tmp, sim.serve() as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="usage-bot-demo-") as tmp,
+        sim.serve() as server,
+        SlackStandIn(token=SLACK_TOKEN) as slack,
+    ):
         db_path = Path(tmp) / "demo.db"
         say(f"usage-bot demo: simulated usage API on {server.url}, database {db_path}")
         say(f"data clock runs {speed:.0f}x real time from {DEMO_START:%a %Y-%m-%d %H:%M} UTC")
@@ -63,7 +72,17 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
         try:
             with make_http_client(server.url) as http:
                 client = UsageClient(http, api_key=DEMO_KEY, sleep=stop.wait, backoff_base=0.05)
-                worker = Worker(client=client, store=store, ruleset=ruleset, clock=clock)
+                reader, poster = make_web_clients(SLACK_TOKEN, slack.url, timeout=5)
+                notifier = SlackNotifier(
+                    reader=reader,
+                    poster=poster,
+                    store=store,
+                    rules={rule.name: rule for rule in ruleset.rules},
+                    default_channel=CHANNEL,
+                )
+                worker = Worker(
+                    client=client, store=store, ruleset=ruleset, clock=clock, notifier=notifier
+                )
                 worker.prepare(DEMO_START)
                 clock.restart()  # data time starts now, not while history was loaded
                 progress = _Progress(say)
@@ -74,6 +93,11 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
                 f"{cycles} cycles in {time.monotonic() - started:.1f}s real time; "
                 f"{store.count_events():,} events stored, {len(store.gaps())} gaps"
             )
+            say("")
+            say(_channel_as_text(slack, CHANNEL))
+            charts = _save_charts(slack)
+            if charts is not None:
+                say(f"charts of the alerts (PNG, as uploaded to the threads): {charts}")
             say("")
             say(query_summary(store, 7, now))
             say("")
@@ -95,6 +119,47 @@ def _seed_history(store: Store, sim: Simulator, clock: CompressedClock) -> int:
     return len(events)
 
 
+def _channel_as_text(slack: SlackStandIn, channel: str) -> str:
+    """The channel as it reads in Slack: each parent as first posted, its thread, and the
+    edit made on resolve."""
+    lines = [f"── Slack {channel} " + "─" * 60]
+    for message in slack.messages(channel):
+        first = message.revisions[0] if message.revisions else None
+        lines += _blocks_as_text(first.blocks if first else message.blocks, message.text)
+        for reply in message.replies:
+            for name in (str(f.get("name")) for f in reply.files):
+                lines.append(f"    ↳ [chart {name}]")
+            if reply.text and not reply.files:
+                body = _blocks_as_text(reply.blocks, reply.text)
+                lines += ["    ↳ " + body[0]] + ["      " + line for line in body[1:]]
+        if message.edited:
+            lines.append("  (parent edited:) " + _blocks_as_text(message.blocks, message.text)[0])
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _blocks_as_text(blocks: list[Any] | None, fallback: str) -> list[str]:
+    """Block Kit sections and contexts as plain lines (mrkdwn marks dropped)."""
+    texts = []
+    for block in blocks or []:
+        if block.get("type") == "section":
+            texts.append(block["text"]["text"])
+        elif block.get("type") == "context":
+            texts.extend(element.get("text", "") for element in block.get("elements", []))
+    text = "\n".join(texts) or fallback
+    return [line.replace("*", "").replace("`", "") for line in text.splitlines()]
+
+
+def _save_charts(slack: SlackStandIn) -> Path | None:
+    files = [f for f in slack.files if f.content]
+    if not files:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="usage-bot-demo-charts-"))
+    for file in files:
+        (folder / file.name).write_bytes(file.content or b"")
+    return folder
+
+
 class _Progress:
     """Prints one line per simulated half hour: events seen and failures per model."""
 
@@ -110,6 +175,8 @@ class _Progress:
             now = clock()
             if self.period_start is None:
                 self.period_start = now
+            if report.delivered:
+                self.say(f"[{now:%H:%M}] {report.delivered} alert message(s) delivered to Slack")
             self.events += report.new_events
             self.errors += len(report.errors)
             for model, count in report.failed_by_model.items():

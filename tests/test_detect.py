@@ -53,14 +53,15 @@ def random_history(seed=7, shape=(5, 80), nan_share=0.15):
     ("method", "expected_center"),
     [
         # window 3, min_periods 2: t=0 and t=1 lack history; t=4 never sees its own 100.
-        ("robust", [NAN, NAN, 1.5, 2.0, 3.0]),
-        ("plain", [NAN, NAN, 1.5, 2.0, 3.0]),
+        ("robust", [NAN, NAN, 1.5, 2.0, 4.0]),  # medians of [1 2], [1 2 9], [2 9 4]
+        ("plain", [NAN, NAN, 1.5, 4.0, 5.0]),  # means of the same windows
     ],
 )
 def test_baseline_excludes_the_current_point(method, expected_center):
-    values = np.array([[1.0, 2.0, 3.0, 4.0, 100.0]])
-    center, _ = rolling_baseline(values, 3, method=method, min_periods=2)
+    values = np.array([[1.0, 2.0, 9.0, 4.0, 100.0]])
+    center, scale = rolling_baseline(values, 3, method=method, min_periods=2)
     np.testing.assert_array_equal(center[0], expected_center)
+    assert np.isfinite(scale[0, 4]) and scale[0, 4] < 10  # the 100 is not in it either
 
 
 def test_plain_baseline_matches_a_naive_loop():
