@@ -142,13 +142,17 @@ def seasonal_baseline(
     center = _lagged(mover, folded, n_seasons, min_seasons).reshape(groups, cycles * period)[
         :, :buckets
     ]
+    # The seasonal scale is trusted only from `min_seasons` periods of residuals on: one
+    # day of them is a noisy, often too small estimate, and the smaller scale is what
+    # wins the choice below, so an early, lucky one would page on ordinary noise.
+    scale_mp = min(window, max(mp, min_seasons * period))
     if method == "robust":
-        scale = _lagged(bn.move_median, _abs_resid32(x, center), window, mp)
+        scale = _lagged(bn.move_median, _abs_resid32(x, center), window, scale_mp)
         scale *= MAD_TO_SIGMA
     else:
         resid = np.subtract(x, center)
         np.square(resid, out=resid)
-        scale = _lagged(bn.move_mean, resid, window, mp)
+        scale = _lagged(bn.move_mean, resid, window, scale_mp)
         del resid
         # bottleneck's running sums can leave a mean of squares a hair below zero.
         np.maximum(scale, 0.0, out=scale)
