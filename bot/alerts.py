@@ -19,6 +19,7 @@ from bot.models import Event, Rule
 
 OK, PENDING, FIRING = "ok", "pending", "firing"
 RESOLVED = "resolved"  # a transition, not a resting state: the key goes back to ok
+REMINDER = "reminder"  # still firing after the rule's remind_every: said again in the thread
 MAX_EXAMPLES = 10
 
 
@@ -51,6 +52,7 @@ class AlertState:
     since: datetime | None = None  # first breach of the current episode
     peak_zscore: float = 0.0
     peak_value: float = 0.0
+    told_at: datetime | None = None  # when it was last told (firing or a reminder)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Transition:
     rule: str
     group: tuple[str, ...]
     group_by: tuple[str, ...]
-    state: str  # firing | resolved
+    state: str  # firing | reminder | resolved
     at: datetime
     value: float
     baseline: float
@@ -102,9 +104,10 @@ def step(state: AlertState, ev: Evaluation, rule: Rule) -> tuple[AlertState, str
         peak_value = _peak(state, ev)
         since = state.since if state.status != OK else ev.at
         if state.status == FIRING:
-            return replace(
+            after = replace(
                 state, breaches=breaches, normals=0, peak_zscore=peak_z, peak_value=peak_value
-            ), None
+            )
+            return _remind(after, ev, rule)
         if breaches >= rule.for_:
             return replace(
                 state,
@@ -114,6 +117,7 @@ def step(state: AlertState, ev: Evaluation, rule: Rule) -> tuple[AlertState, str
                 since=since,
                 peak_zscore=peak_z,
                 peak_value=peak_value,
+                told_at=ev.at,
             ), FIRING
         return replace(
             state,
@@ -129,8 +133,16 @@ def step(state: AlertState, ev: Evaluation, rule: Rule) -> tuple[AlertState, str
         normals = state.normals + 1 if ev.calm else 0
         if normals >= rule.recover_for:
             return AlertState(state.rule, state.group), RESOLVED
-        return replace(state, breaches=0, normals=normals), None
+        return _remind(replace(state, breaches=0, normals=normals), ev, rule)
     return AlertState(state.rule, state.group), None
+
+
+def _remind(state: AlertState, ev: Evaluation, rule: Rule) -> tuple[AlertState, str | None]:
+    """A firing key is told again once `remind_every` has passed since it was last told."""
+    told = state.told_at or state.since or ev.at
+    if (ev.at - told).total_seconds() >= rule.remind_every:
+        return replace(state, told_at=ev.at), REMINDER
+    return state, None
 
 
 def _peak(state: AlertState, ev: Evaluation) -> float:
@@ -143,7 +155,7 @@ def transition(
     state_before: AlertState, state_after: AlertState, kind: str, ev: Evaluation, rule: Rule
 ) -> Transition:
     """The record of a FIRING or RESOLVED step (examples are attached by the caller)."""
-    told = state_after if kind == FIRING else state_before
+    told = state_before if kind == RESOLVED else state_after
     return Transition(
         rule=rule.name,
         group=ev.group,

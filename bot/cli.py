@@ -206,6 +206,7 @@ def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifie
         store=store,
         rules=rules,
         default_channel=settings.slack_channel,
+        mention=ruleset.mention,
     )
 
 

@@ -155,6 +155,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_HINT = "must be a positive duration like 30s, 15m, 1h or 7d"
 
 _DURATION = {"type": ["string", "number"], "x-duration": True}
+MENTION_PATTERN = r"^(<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@[A-Z0-9]+>)$"
 _POSITIVE_INT = {"type": "integer", "minimum": 1}
 
 RULES_SCHEMA: dict[str, Any] = {
@@ -173,6 +174,16 @@ RULES_SCHEMA: dict[str, Any] = {
                 "summary_days": {"type": "integer", "minimum": 1, "maximum": 90},
                 "backfill_days": {"type": "integer", "minimum": 1, "maximum": 90},
                 "probe_every": _DURATION,
+            },
+        },
+        "notify": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mention": {
+                    "type": "string",
+                    "pattern": r"^(<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@[A-Z0-9]+>)$",
+                },
             },
         },
         "rules": {
@@ -201,6 +212,7 @@ RULES_SCHEMA: dict[str, Any] = {
                     "min_credits": {"type": "number", "minimum": 0},
                     "for": _POSITIVE_INT,
                     "recover_for": _POSITIVE_INT,
+                    "remind_every": _DURATION,
                     "channel": {"type": "string", "x-channel": True},
                     "severity": {"enum": ["info", "warning", "critical"]},
                     "runbook": {"type": "string", "pattern": r"^https?://\S+$"},
@@ -213,6 +225,7 @@ RULES_SCHEMA: dict[str, Any] = {
 _PATTERN_HINTS = {
     "name": "must be lower-case letters, digits, '-', '_' or '.' (at most 64)",
     "runbook": "must be an http(s) URL",
+    "mention": "must be <!here>, <!channel>, a user group <!subteam^S0123> or a user <@U0123>",
 }
 
 
@@ -425,7 +438,8 @@ def _build(data: dict[str, Any]) -> RuleSet:
         probe_every=parse_duration(poll.get("probe_every")) or defaults.probe_every,
     )
     rules = tuple(_build_rule(raw) for raw in data.get("rules") or ())
-    return RuleSet(poll=poll_config, rules=rules)
+    mention = (data.get("notify") or {}).get("mention", RuleSet.mention)
+    return RuleSet(poll=poll_config, mention=mention, rules=rules)
 
 
 def _build_rule(raw: dict[str, Any]) -> Rule:
@@ -434,7 +448,7 @@ def _build_rule(raw: dict[str, Any]) -> Rule:
     values["group_by"] = tuple(values.get("group_by", ()))
     if values.get("source") == "summary":
         values["bucket"] = 86400.0
-    for key in ("bucket", "baseline"):
+    for key in ("bucket", "baseline", "remind_every"):
         if key in values:
             values[key] = parse_duration(values[key])
     return Rule(**values)

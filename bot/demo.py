@@ -79,6 +79,7 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
                     store=store,
                     rules={rule.name: rule for rule in ruleset.rules},
                     default_channel=CHANNEL,
+                    mention=ruleset.mention,
                 )
                 worker = Worker(
                     client=client, store=store, ruleset=ruleset, clock=clock, notifier=notifier

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from bot import detect
 from bot.alerts import (
     FIRING,
+    REMINDER,
     AlertState,
     Evaluation,
     Transition,
@@ -482,7 +483,7 @@ def enrich(
 ) -> Transition:
     """What a firing alert is told with: the events behind it and the metric around it."""
     rule = next(r for r in engine.rules if r.name == t.rule)
-    if t.state != FIRING:
+    if t.state not in (FIRING, REMINDER):
         return t
     series = engine.series(rule, t.group, t.at)
     if rule.source == "summary":

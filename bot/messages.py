@@ -164,6 +164,8 @@ def alert_text(t: Transition, metric: str, bucket: float) -> str:
             more = f" (+{len(t.request_ids) - 5} more)" if len(t.request_ids) > 5 else ""
             lines.append(f"  request_id / job_id: {pairs}{more}")
         return "\n".join(lines)
+    if t.state == "reminder":
+        return f"STILL FIRING {describe_key(t)}: " + reminder_text(t, metric)
     lasted = format_duration((t.at - t.since).total_seconds()) if t.since else "a while"
     return (
         f"RESOLVED {describe_key(t)} at {at} after {lasted}; "
@@ -299,6 +301,15 @@ def detail_blocks(t: Transition, events: Sequence[Event], metric: str) -> list[d
         chunk.append(line)
     blocks.append(_section("\n".join(chunk)))
     return blocks[:MAX_BLOCKS]
+
+
+def reminder_text(t: Transition, metric: str) -> str:
+    lasted = format_duration((t.at - t.since).total_seconds()) if t.since else "a while"
+    return (
+        f":hourglass: Still firing after {lasted}: now {format_metric(metric, t.value)} "
+        f"against a baseline of {format_metric(metric, t.baseline)} (z {t.zscore:.1f}); peak "
+        f"so far {format_metric(metric, t.peak_value)} (z {t.peak_zscore:.1f})."
+    )
 
 
 def resolve_text(t: Transition, metric: str) -> str:

@@ -193,6 +193,7 @@ class Rule:
     min_credits: float = 0.0  # impact floor on spend
     for_: int = 1  # consecutive breaching evaluations before firing
     recover_for: int = 2  # consecutive normal evaluations before resolving
+    remind_every: float = 4 * 3600.0  # while firing, say so again in the thread this often
     channel: str | None = None
     severity: str = "warning"  # info | warning | critical
     runbook: str | None = None
@@ -213,4 +214,5 @@ class RuleSet:
     """Everything rules.yaml says."""
 
     poll: PollConfig = field(default_factory=PollConfig)
+    mention: str = "<!here>"  # who a critical alert mentions in Slack
     rules: tuple[Rule, ...] = ()

@@ -31,7 +31,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import chart, messages
-from bot.alerts import FIRING, AlertState, Transition
+from bot.alerts import FIRING, REMINDER, AlertState, Transition
 from bot.errors import BotError, NotifyError
 from bot.models import Rule, format_time, parse_time
 from bot.store import Notice, Store, Thread
@@ -208,6 +208,8 @@ class SlackNotifier:
         with _slack_errors():
             if transition.state == FIRING:
                 self._fire(transition_id, transition, rule, channel)
+            elif transition.state == REMINDER:
+                self._remind(transition_id, transition, rule, channel)
             else:
                 self._resolve(transition_id, transition, rule, channel)
 
@@ -267,6 +269,26 @@ class SlackNotifier:
             log.warning("could not upload the chart for %s: %s", t.rule, exc)
             return
         self.store.delivery_done(tid, "chart", thread.channel, None)
+
+    def _remind(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
+        """Still firing: a reply in the thread with the figures now and new examples."""
+        thread = self.store.thread(t.rule, t.group)
+        if thread is None or thread.status != "open":
+            return  # the firing was never told: nothing to remind of
+        text = messages.reminder_text(t, rule.metric)
+        events = self.store.events_by_request_id(t.request_ids)
+        blocks = [messages._section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
+        self._once(
+            tid,
+            "reminder",
+            thread.channel,
+            lambda: self._post(
+                thread.channel, blocks, text, _meta(t, "reminder"), thread_ts=thread.ts
+            ),
+            lambda since: self._find(
+                thread.channel, thread.ts, f"{t.idempotency_key}:reminder", since
+            ),
+        )
 
     def _resolve(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
         thread = self.store.thread(t.rule, t.group)

@@ -216,6 +216,11 @@ def m006_window(db: Database) -> None:
     db.table("alert_transitions").add_column("window", float)
 
 
+@migrations()
+def m007_told_at(db: Database) -> None:
+    db.table("alert_states").add_column("told_at", str)
+
+
 @dataclass(frozen=True)
 class Notice:
     id: int
@@ -537,6 +542,7 @@ class Store:
                 since=parse_time(row["since"]) if row["since"] else None,
                 peak_zscore=row["peak_zscore"],
                 peak_value=row["peak_value"],
+                told_at=parse_time(row["told_at"]) if row["told_at"] else None,
             )
         return states
 
@@ -769,6 +775,7 @@ def _state_row(state: AlertState) -> dict[str, Any]:
         "since": format_time(state.since) if state.since else None,
         "peak_zscore": state.peak_zscore,
         "peak_value": state.peak_value,
+        "told_at": format_time(state.told_at) if state.told_at else None,
     }
 
 

@@ -10,6 +10,7 @@ from bot.alerts import (
     FIRING,
     OK,
     PENDING,
+    REMINDER,
     RESOLVED,
     AlertState,
     Evaluation,
@@ -105,3 +106,15 @@ def test_examples_of_a_spend_rule_are_the_costliest() -> None:
     request_ids, _ = pick_examples(events, rule, ())
     assert set(request_ids) == {f"req_{i:06d}" for i in range(20, 30)}
     assert request_ids[0] == "req_000029"  # newest first
+
+
+def test_a_firing_key_is_told_again_after_remind_every_and_only_then() -> None:
+    rule = Rule(name="r", metric="failure_rate", for_=1, recover_for=2, remind_every=3600)
+    state = AlertState("r", ())
+    kinds = []
+    for i in range(30):  # every 5 minutes for 2.5 hours, always breaching
+        ev = Evaluation("r", (), T0 + timedelta(minutes=5 * i), 0.5, 0.02, 6.0, 20, True)
+        state, kind = step(state, ev, rule)
+        kinds.append((i, kind))
+    told = [(i, k) for i, k in kinds if k]
+    assert told == [(0, FIRING), (12, REMINDER), (24, REMINDER)]

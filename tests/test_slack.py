@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -58,7 +59,9 @@ class Wall:
 
 
 class Rig:
-    def __init__(self, db: Path, slack: SlackStandIn, sim: Simulator, clock: ManualClock) -> None:
+    def __init__(
+        self, db: Path, slack: SlackStandIn, sim: Simulator, clock: ManualClock, rule: Rule = RULE
+    ) -> None:
         self.wall = Wall()
         self.store = Store(db)
         reader, poster = make_web_clients("xoxb-test", slack.url, timeout=3)
@@ -75,7 +78,7 @@ class Rig:
         self.worker = Worker(
             client=UsageClient(self.http, api_key="sim-key"),
             store=self.store,
-            ruleset=RULES,
+            ruleset=RuleSet(poll=RULES.poll, rules=(rule,)),
             clock=clock,
             notifier=self.notifier,
             wall=self.wall,
@@ -248,3 +251,15 @@ def test_block_and_text_limits_hold_for_an_alert_with_500_failing_events(
     store.close()
     (message,) = parents(slack)
     assert len(message.replies) == 1 and len(messages.alert_fallback(t, "failure_rate")) < 200
+
+
+def test_a_long_incident_gets_reminders_in_its_thread_not_new_parents(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock, rule=replace(RULE, remind_every=1200))
+    rig.run_until(START + timedelta(hours=11, minutes=30))
+    rig.close()
+    (parent,) = parents(slack)
+    reminders = [r for r in parent.replies if "Still firing" in (r.text or "")]
+    assert len(reminders) >= 2
