@@ -121,6 +121,14 @@ def deliver(
                     transition.state,
                     exc,
                 )
+                # Told once to the default channel (as an ops notice), where that works.
+                store.episode(
+                    f"undeliverable {transition.rule}",
+                    True,
+                    f"Alerts of rule {transition.rule} cannot be delivered: {exc}. "
+                    "Check the rule's channel and the bot's membership and scopes.",
+                    now,
+                )
                 continue  # later alerts still go out
             log.warning(
                 "alert %s (%s) not delivered (attempt %d), retrying later: %s",
@@ -131,6 +139,12 @@ def deliver(
             )
             break  # keep the order: nothing overtakes a message that is still due
         store.mark_delivered(transition_id, now)
+        store.episode(
+            f"undeliverable {transition.rule}",
+            False,
+            f"Alerts of rule {transition.rule} are delivered again.",
+            now,
+        )
         sent += 1
     for notice in store.undelivered_notices():
         try:

@@ -33,3 +33,12 @@ def test_every_environment_variable_is_in_the_readme() -> None:
     names = set(re.findall(r'reader\.\w+\(\s*"([A-Z_]+)"', CONFIG))
     assert {"USAGE_API_KEY", "SLACK_BOT_TOKEN", "BOT_POLL_SECONDS", "PORT"} <= names
     assert not [n for n in names if f"`{n}`" not in README]
+
+
+def test_the_worker_does_not_load_matplotlib_until_something_fires() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, bot.cli, bot.worker, bot.notify; print('matplotlib' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -195,3 +195,30 @@ def test_events_in_any_order_count_the_same(order: str) -> None:
         (x.at, x.group, x.breach) == (y.at, y.group, y.breach) for x, y in zip(a, b, strict=True)
     )
     assert STEP == 300
+
+
+def test_a_segment_rule_fires_for_the_failing_segment_only() -> None:
+    rule = Rule(
+        name="failures-by-segment",
+        metric="failure_rate",
+        group_by=("metadata.segment",),
+        bucket=900,
+        baseline=86400,
+        method="plain",
+        z=4,
+        min_volume=10,
+        min_rate=0.05,
+    )
+    end = START + timedelta(days=2)
+    spike = Incident(
+        "failure_spike",
+        START + timedelta(days=1, hours=14),
+        START + timedelta(days=1, hours=15),
+        segment="enterprise",
+        failure_rate=0.5,
+    )
+    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=300, incidents=[spike])
+    transitions = Monitor(engine_for([rule], sim.events_until(end))).run(end, START)
+    fired = [t for t in transitions if t.state == "firing"]
+    assert [t.key for t in fired] == [{"segment": "enterprise"}]
+    assert spike.start < fired[0].at <= spike.start + timedelta(minutes=30)

@@ -69,7 +69,7 @@ class Rig:
             reader=reader,
             poster=poster,
             store=self.store,
-            rules={RULE.name: RULE},
+            rules={rule.name: rule},
             default_channel=CHANNEL,
             wall=self.wall,
         )
@@ -263,3 +263,33 @@ def test_a_long_incident_gets_reminders_in_its_thread_not_new_parents(
     (parent,) = parents(slack)
     reminders = [r for r in parent.replies if "Still firing" in (r.text or "")]
     assert len(reminders) >= 2
+
+
+def test_ops_notices_go_to_the_default_channel_once_per_episode(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    rig.run_until(START + timedelta(hours=9, minutes=40))
+    sim.inject("401", "events", times=-1)
+    rig.run_until(START + timedelta(hours=10, minutes=10))
+    sim.clear_faults()
+    rig.run_until(START + timedelta(hours=10, minutes=30))
+    rig.close()
+    notices = [m for m in slack.messages(CHANNEL) if "our key" in (m.text or "")]
+    assert len(notices) == 2  # (the half hour without events also opened a gap episode)
+    assert "refuses our key" in notices[0].text and "accepts our key again" in notices[1].text
+    assert "sim-key" not in notices[0].text
+
+
+def test_a_channel_the_bot_cannot_post_to_is_reported_once_in_the_default_channel(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    slack.add_channel("private-ops", member=False)
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock, rule=replace(RULE, channel="#private-ops"))
+    rig.run_until(START + timedelta(hours=13))
+    assert rig.store.undelivered() == []  # given up on, not retried forever
+    rig.close()
+    told = [m for m in slack.messages(CHANNEL) if "cannot be delivered" in (m.text or "")]
+    assert len(told) == 1 and "not_in_channel" in told[0].text
