@@ -1,0 +1,90 @@
+"""Secrets (API key, Slack token) never reach logs, errors, the database or Slack messages,
+at any log level: a real worker process through a real incident, everything it wrote
+searched for them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bot.alerts import Transition
+from bot.simulator import Incident, Simulator
+from bot.slack_standin import SlackStandIn
+from bot.store import Store
+
+API_KEY = "sk_live_9f8e7d6c5b4a39281706"
+SLACK_TOKEN = "xoxb-1234567890-0987654321-SeCrEtToKeNvAlUe"
+
+
+def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    spike = Incident(
+        "failure_spike",
+        now - timedelta(minutes=40),
+        now + timedelta(hours=1),
+        model="pro",
+        failure_rate=0.9,
+    )
+    sim = Simulator(
+        start=now - timedelta(hours=3), jobs_per_hour=900, incidents=[spike], api_key=API_KEY
+    )
+    db = tmp_path / "bot.db"
+    # An alert already in the outbox: the first cycle delivers it with the Slack token.
+    store = Store(db)
+    firing = Transition(
+        "failed-job-rate",
+        ("pro",),
+        ("model",),
+        "firing",
+        now,
+        0.9,
+        0.02,
+        9.0,
+        40,
+        now,
+        9.0,
+        0.9,
+        900.0,
+        ("req_1",),
+        ("job_1",),
+    )
+    store.save_decisions([], [firing], {}, now)
+    store.close()
+    with sim.serve() as api, SlackStandIn(token=SLACK_TOKEN) as slack:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))
+        }
+        env.update(
+            USAGE_API_BASE_URL=api.url,
+            USAGE_API_KEY=API_KEY,
+            SLACK_BOT_TOKEN=SLACK_TOKEN,
+            SLACK_API_URL=slack.url,
+            SLACK_CHANNEL="#usage-alerts",
+            BOT_DB_PATH=str(db),
+            BOT_POLL_SECONDS="0.2",
+            LOG_LEVEL="DEBUG",
+        )
+        sim.inject("401", "events", times=1)  # an error path too
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "run", "--cycles", "4"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        posted = [m.text + str(m.blocks) + str(m.metadata) for m in slack.messages("#usage-alerts")]
+        posted += [
+            r.text + str(r.blocks) for m in slack.messages("#usage-alerts") for r in m.replies
+        ]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any("failed-job-rate" in text for text in posted), "the incident was not told"
+    assert "DEBUG" in done.stderr  # debug logging really was on
+    written = done.stdout + done.stderr + "\n".join(posted)
+    files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    for secret in (API_KEY, SLACK_TOKEN):
+        assert secret not in written
+        assert secret.encode() not in files
+        assert secret[-12:] not in written  # not even a tail of it
