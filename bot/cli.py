@@ -12,17 +12,17 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from bot import __version__, messages
+from bot import __version__, commands, messages
 from bot.config import Settings, load_rules, parse_rules
 from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
 from bot.notify import ConsoleNotifier, Notifier, SlackNotifier, make_web_clients
-from bot.source import EVENTS_PATH, UsageClient, make_http_client
+from bot.source import UsageClient, make_http_client
 from bot.store import Store
 from bot.worker import Worker, run, stop_on_signals, utc_now
 
@@ -215,26 +215,14 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     try:
         now = utc_now()
         if args.what == "summary":
-            print(query_summary(store, args.days, now))
+            print(commands.summary_text(store, args.days, now))
         elif args.what == "events":
-            print(query_events(store, args.limit, now))
+            print(commands.events_text(store, args.limit, now))
         elif args.what == "alerts":
-            print(query_alerts(store, now))
+            print(commands.alerts_text(store, now))
     finally:
         store.close()
     return 0
-
-
-def query_summary(store: Store, days: int, now: datetime) -> str:
-    last = store.last_summary_poll()
-    end = (last or now).date()
-    rows = store.daily_usage(end - timedelta(days=days - 1), end)
-    return messages.summary_report(rows, days, last, now)
-
-
-def query_events(store: Store, limit: int, now: datetime) -> str:
-    last = store.last_success(EVENTS_PATH)
-    return messages.events_report(store.recent_events(limit), last, now)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -258,11 +246,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             rule = rules[t.rule]
             print(messages.alert_text(t, rule.metric, rule.bucket))
     return 0
-
-
-def query_alerts(store: Store, now: datetime) -> str:
-    open_alerts = [s for s in store.alert_states().values() if s.status == "firing"]
-    return messages.alerts_report(open_alerts, store.transitions(10), now)
 
 
 def cmd_simulate(port: int, seed: int, speed: float, api_key: str) -> int:

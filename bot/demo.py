@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli import default_rules_text, query_events, query_summary
+from bot.cli import default_rules_text
+from bot.commands import events_text, summary_text
 from bot.config import parse_rules
 from bot.logs import configure as configure_logging
 from bot.models import Event, EventsPage, Summary
@@ -100,9 +101,9 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
             if charts is not None:
                 say(f"charts of the alerts (PNG, as uploaded to the threads): {charts}")
             say("")
-            say(query_summary(store, 7, now))
+            say(summary_text(store, 7, now))
             say("")
-            say(query_events(store, 5, now))
+            say(events_text(store, 5, now))
         finally:
             timer.cancel()
             store.close()

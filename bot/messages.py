@@ -36,7 +36,7 @@ def _rate(failed: int, finished: int) -> str:
     return f"{failed / finished:.1%}" if finished else "-"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Right-aligned columns except the first; a rule under the header."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
@@ -76,8 +76,8 @@ def summary_report(
     daily_credits = [r.credits_used for r in sorted(totals, key=lambda r: r.date)]
     first, last = min(r.date for r in rows), max(r.date for r in rows)
     head = f"Usage {first} .. {last} ({days} days, UTC; {freshness(last_poll, now)})"
-    table = _table(["model", "jobs", "completed", "failed", "fail rate", "credits"], table_rows)
-    return f"{head}\n{table}\ncredits per day: {sparkline(daily_credits)}"
+    grid = table(["model", "jobs", "completed", "failed", "fail rate", "credits"], table_rows)
+    return f"{head}\n{grid}\ncredits per day: {sparkline(daily_credits)}"
 
 
 def _figures_row(name: str, rows: Sequence[DailyUsage]) -> list[str]:
@@ -112,7 +112,7 @@ def events_report(events: Sequence[Event], last_poll: datetime | None, now: date
         for e in events
     ]
     header = ["time (UTC)", "status", "model", "credits", "error", "request_id", "job_id"]
-    return f"Latest {len(events)} events ({freshness(last_poll, now)})\n" + _table(header, rows)
+    return f"Latest {len(events)} events ({freshness(last_poll, now)})\n" + table(header, rows)
 
 
 # -- alerts --------------------------------------------------------------------------

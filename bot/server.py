@@ -1,7 +1,9 @@
 """`usage-bot serve`: the HTTP side of the bot (Procfile `web`) on PORT.
 
-For now it answers `GET /healthz` with the freshness of the store; Slack slash commands
-and interactivity arrive here with the slash-command issue.
+`GET /healthz` answers with the freshness of the store. `POST /slack/commands` is the
+slash command's Request URL: the request is verified against Slack's v0 signature over the
+raw body before anything in it is parsed, then `commands.handle_command` answers from a
+short-lived store connection, well within Slack's 3 seconds.
 """
 
 from __future__ import annotations
@@ -9,24 +11,46 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
+from slack_sdk.signature import Clock, SignatureVerifier
+
+from bot.commands import Reply, handle_command
 from bot.config import Settings
 from bot.source import EVENTS_PATH, SUMMARY_PATH
 from bot.store import Store
-from bot.worker import stop_on_signals
+from bot.worker import stop_on_signals, utc_now
 
 log = logging.getLogger(__name__)
 
+COMMANDS_PATH = "/slack/commands"
+MAX_BODY = 64 * 1024  # a slash-command payload is well under 4 KB
+MAX_DRAIN = 1024 * 1024  # past this, an oversized body is not read at all
+FORM = "application/x-www-form-urlencoded"
+FAILED_TEXT = "Sorry, I could not read the usage store just now; please try again shortly."
 
-def make_server(settings: Settings, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+
+def make_server(
+    settings: Settings, host: str = "0.0.0.0", *, clock: Clock | None = None
+) -> ThreadingHTTPServer:
+    """The server on `settings.port` (0: any free port). `clock` is for tests of the
+    signature's 5-minute window."""
     db_path = settings.db_path
+    verifier = (
+        SignatureVerifier(settings.slack_signing_secret, clock or Clock())
+        if settings.slack_signing_secret
+        else None
+    )
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # seconds: a client that stalls mid-body does not hold a thread
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path != "/healthz":
+            if urlsplit(self.path).path != "/healthz":
                 self._reply(404, {"error": "not_found"})
                 return
             store = Store(db_path)  # one short-lived connection per request: thread-safe
@@ -41,6 +65,43 @@ def make_server(settings: Settings, host: str = "0.0.0.0") -> ThreadingHTTPServe
                 store.close()
             self._reply(200, body)
 
+        def do_POST(self) -> None:  # noqa: N802
+            if urlsplit(self.path).path != COMMANDS_PATH:
+                self._reply(404, {"error": "not_found"})
+                return
+            if verifier is None:
+                self._reply(503, {"error": "SLACK_SIGNING_SECRET is not set"})
+                return
+            length = self.headers.get("Content-Length")
+            if length is None:
+                self._reply(411, {"error": "length_required"})
+                return
+            if not (length.isascii() and length.isdigit()):
+                self._reply(400, {"error": "bad_content_length"})
+                return
+            if int(length) > MAX_BODY:
+                self._discard(int(length))
+                self._reply(413, {"error": "body_too_large"})
+                return
+            raw = self.rfile.read(int(length))
+            timestamp = self.headers.get("X-Slack-Request-Timestamp", "")
+            signature = self.headers.get("X-Slack-Signature", "")
+            if not _signed(verifier, raw, timestamp, signature):
+                self._reply(401, {"error": "invalid_signature"})
+                return
+            form = _form(raw, self.headers.get("Content-Type", ""))
+            if form is None:
+                self._reply(400, {"error": "not_a_slash_command"})
+                return
+            self._reply(200, _answer(db_path, form))
+
+        def _discard(self, length: int) -> None:
+            """Read a modestly oversized body away unparsed: closing on unread data makes
+            the kernel send a reset, and the client could lose the 413 with it."""
+            left = length if length <= MAX_DRAIN else 0
+            while left > 0 and (chunk := self.rfile.read(min(left, MAX_BODY))):
+                left -= len(chunk)
+
         def _reply(self, status: int, body: Mapping[str, object]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
@@ -50,9 +111,68 @@ def make_server(settings: Settings, host: str = "0.0.0.0") -> ThreadingHTTPServe
             self.wfile.write(data)
 
         def log_message(self, format: str, *args: object) -> None:
-            log.debug("serve: " + format, *args)
+            log.debug("serve: " + format, *args)  # the request line only, never a body
 
     return ThreadingHTTPServer((host, settings.port), Handler)
+
+
+def _signed(verifier: SignatureVerifier, raw: bytes, timestamp: str, signature: str) -> bool:
+    """Slack's v0 signature over the raw body: HMAC-SHA256, constant-time compared, the
+    timestamp within 5 minutes (SignatureVerifier does all three). The checks before it
+    keep odd headers from raising inside it: int() of a non-number or of thousands of
+    digits, compare_digest() of non-ASCII text, a body that is not UTF-8."""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    if not (signature.isascii() and signature.startswith("v0=")):
+        return False
+    try:
+        return verifier.is_valid(body=raw, timestamp=timestamp, signature=signature)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        return False
+
+
+def _form(raw: bytes, content_type: str) -> dict[str, str] | None:
+    """The slash command's fields, or None when the body is not one."""
+    if content_type.split(";")[0].strip().lower() != FORM:
+        return None
+    try:
+        fields = parse_qs(
+            raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=50
+        )
+    except ValueError:  # UnicodeDecodeError is one too
+        return None
+    form = {key: values[0] for key, values in fields.items()}
+    return form if form.get("command") else None
+
+
+def _answer(db_path: str, form: Mapping[str, str]) -> dict[str, object]:
+    started = time.monotonic()
+    user, command = form.get("user_id"), form["command"]
+    text = form.get("text", "")
+    try:
+        store = Store(db_path)
+        try:
+            reply = handle_command(text, store=store, now=utc_now(), user=user, command=command)
+        finally:
+            store.close()
+    except Exception:  # Slack shows its own opaque error on a 500; say something useful
+        log.exception("slash command failed (user %s)", user)
+        reply = Reply(FAILED_TEXT)
+    first = text.split()[0][:20] if text.split() else ""
+    log.info(
+        "slash command %s %r from %s answered in %.0f ms",
+        command[:40],
+        first,
+        user,
+        (time.monotonic() - started) * 1000,
+    )
+    body: dict[str, object] = {
+        "response_type": "in_channel" if reply.public else "ephemeral",
+        "text": reply.text,
+    }
+    if reply.blocks is not None:
+        body["blocks"] = list(reply.blocks)
+    return body
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -62,6 +182,8 @@ def _iso(moment: datetime | None) -> str | None:
 def serve(settings: Settings) -> int:
     server = make_server(settings)
     log.info("serving on port %d", settings.port)
+    if not settings.slack_signing_secret:
+        log.warning("SLACK_SIGNING_SECRET is unset: %s answers 503", COMMANDS_PATH)
     stop = threading.Event()
     stop_on_signals(stop)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

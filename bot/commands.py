@@ -1,0 +1,333 @@
+"""The `/usage` slash command, transport-free: text in, a `Reply` out.
+
+Sits between the Slack transports (`server.py` over HTTP, Socket Mode later) and the
+store: it parses what the user typed, reads the store and words the answer with
+`messages`. It never raises on user input; a bad word or number gets a short correction.
+The `*_text` functions are the plain-text answers, shared with `usage-bot query`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot import messages
+from bot.alerts import AlertState
+from bot.models import TOTAL, DailyUsage
+from bot.source import EVENTS_PATH
+from bot.store import Store, Thread
+
+DAYS = (1, 90)
+SLACK_EVENTS = (1, 50)  # more rows than this are unreadable in a Slack message
+DEFAULT_DAYS = 7
+DEFAULT_EVENTS = 10
+MODELS_LOOKBACK = 90  # days of summary searched for "the models seen"
+WORDS = ("summary", "events", "model", "alerts", "help")
+PUBLIC = "public"
+ECHO_MAX = 30  # how much of an unknown word is quoted back
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to answer: ephemeral (only the caller sees it) unless `public`."""
+
+    text: str
+    public: bool = False
+    blocks: tuple[dict[str, object], ...] | None = None
+
+
+# -- wording ----------------------------------
+
+
+def help_text(command: str = "/usage") -> str:
+    c = command
+    return "\n".join(
+        [
+            f"*{c}* answers from the usage the bot has stored:",
+            f"• `{c} summary [days]`: totals and a per-model table ({_range(DAYS)} days,"
+            f" default {DEFAULT_DAYS})",
+            f"• `{c} events [limit]`: the newest events with request_id and job_id"
+            f" ({_range(SLACK_EVENTS)}, default {DEFAULT_EVENTS})",
+            f"• `{c} model NAME [days]`: one model's daily jobs, failures and credits,"
+            " and its open alerts",
+            f"• `{c} alerts`: open alerts, the latest transitions and links to their threads",
+            f"Add `{PUBLIC}` at the end to post the answer in the channel"
+            " (otherwise only you see it).",
+            f"Examples: `{c} summary 30`, `{c} events 5 public`, `{c} model pro 14`",
+        ]
+    )
+
+
+def unknown_word_text(word: str, command: str) -> str:
+    close = difflib.get_close_matches(word.lower(), WORDS, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    words = ", ".join(f"`{w}`" for w in WORDS)
+    return f"I don't know `{_quote(word)}`.{hint} Try one of {words}, e.g. `{command} summary`."
+
+
+def bad_number_text(what: str, got: str, bounds: tuple[int, int], default: int) -> str:
+    return (
+        f"{what} must be a whole number from {_range(bounds)} (got `{_quote(got)}`);"
+        f" leave it out for {default}."
+    )
+
+
+def extra_words_text(sub: str, usage: str, command: str) -> str:
+    return f"Too many words for `{sub}`. Usage: `{command} {usage}`."
+
+
+def unknown_model_text(name: str, seen: Sequence[str], command: str) -> str:
+    if not seen:
+        return f"I know no model called `{_quote(name)}`: no usage summary is stored yet."
+    listed = ", ".join(f"`{m}`" for m in seen)
+    return (
+        f"I know no model called `{_quote(name)}`. Models seen in the last"
+        f" {MODELS_LOOKBACK} days: {listed}. Try `{command} model {seen[0]}`."
+    )
+
+
+def missing_model_text(seen: Sequence[str], command: str) -> str:
+    listed = ", ".join(f"`{m}`" for m in seen) or "none yet"
+    return f"Which model? Usage: `{command} model NAME [days]`. Models seen: {listed}."
+
+
+THREADS_HEAD = "Threads:"
+
+
+# -- the plain-text answers (also what `usage-bot query` prints) -----------------------
+
+
+def summary_text(store: Store, days: int, now: datetime) -> str:
+    """Totals and the per-model table for the `days` ending on the last summary poll."""
+    last = store.last_summary_poll()
+    end = (last or now).date()
+    rows = store.daily_usage(end - timedelta(days=days - 1), end)
+    return messages.summary_report(rows, days, last, now)
+
+
+def events_text(store: Store, limit: int, now: datetime) -> str:
+    last = store.last_success(EVENTS_PATH)
+    return messages.events_report(store.recent_events(limit), last, now)
+
+
+def alerts_text(store: Store, now: datetime) -> str:
+    return messages.alerts_report(_firing(store), store.transitions(10), now)
+
+
+def model_text(store: Store, model: str, days: int, now: datetime) -> str:
+    """One model's daily trend: jobs, failed, failure rate, credits, with sparklines."""
+    last = store.last_summary_poll()
+    end = (last or now).date()
+    start = end - timedelta(days=days - 1)
+    rows = {r.date: r for r in store.daily_usage(start, end, model=model)}
+    # The API lists only the models active on a day, so a day the summary covers
+    # (it has an account row) without a row for this model had no jobs for it.
+    covered = sorted({r.date for r in store.daily_usage(start, end, model=TOTAL)} | set(rows))
+    fresh = messages.freshness(last, now)
+    when = (
+        f"{covered[0]} .. {covered[-1]} ({days} days, UTC; {fresh})"
+        if covered
+        else f"last {days} days (UTC; {fresh})"
+    )
+    head = f"Model {model}, {when}"
+    if not rows:
+        body = "no daily figures for this model in these days."
+    else:
+        daily = [rows.get(d) or DailyUsage(d, model, 0, 0, 0, 0.0) for d in covered]
+        body = "\n".join(
+            [
+                messages.table(
+                    ["date", "jobs", "failed", "fail rate", "credits"],
+                    [*(_model_row(str(r.date), [r]) for r in daily), _model_row("total", daily)],
+                ),
+                f"credits per day:   {messages.sparkline([r.credits_used for r in daily])}",
+                f"fail rate per day: {messages.sparkline([_fail_rate(r) for r in daily])}",
+            ]
+        )
+    return f"{head}\n{body}\n{messages.alerts_report(model_alerts(store, model), [], now)}"
+
+
+def model_alerts(store: Store, model: str) -> list[AlertState]:
+    """The firing alerts on this model (grouped by model, alone or with other fields)."""
+    fields = _group_fields(store)
+    return [s for s in _firing(store) if _is_about(s, model, fields)]
+
+
+def models_seen(store: Store, now: datetime) -> list[str]:
+    """Models in the stored daily summary of the last MODELS_LOOKBACK days, and in the
+    newest events (a model can be in events before the next summary poll)."""
+    end = (store.last_summary_poll() or now).date()
+    rows = store.daily_usage(end - timedelta(days=MODELS_LOOKBACK - 1), end)
+    names = {r.model for r in rows} | {e.model for e in store.recent_events(200) if e.model}
+    names.discard(TOTAL)
+    return sorted(names)
+
+
+def thread_links(store: Store, alerts: Sequence[AlertState]) -> list[str]:
+    """'rule [group]: <permalink>' for each alert that has a Slack thread."""
+    lines = []
+    for state in sorted(alerts, key=lambda s: (s.rule, s.group)):
+        thread = store.thread(state.rule, state.group)
+        if thread is not None:
+            group = ", ".join(v or "(none)" for v in state.group) or "account"
+            lines.append(f"{state.rule} [{group}]: {permalink(thread)}")
+    return lines
+
+
+def permalink(thread: Thread) -> str:
+    """Slack's archive form of a message link: the ts without its dot."""
+    return f"https://slack.com/archives/{thread.channel}/p{thread.ts.replace('.', '')}"
+
+
+# -- the router ---------------------------------------------------------------------
+
+
+def handle_command(
+    text: str,
+    *,
+    store: Store,
+    now: datetime,
+    user: str | None = None,
+    command: str = "/usage",
+) -> Reply:
+    """Answer what the user typed after the command. Never raises on user input.
+
+    `user` is the Slack user id, for callers that log it; the answer does not depend on it.
+    """
+    words = text.split()  # any Unicode whitespace, runs of it, leading and trailing
+    public = bool(words) and words[-1].lower() == PUBLIC
+    if public:
+        words = words[:-1]
+    sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
+
+    if sub == "help":
+        return Reply(help_text(command), public)
+    if sub == "summary":
+        days = _number(args, "Days", DAYS, DEFAULT_DAYS)
+        if isinstance(days, Reply):
+            return days
+        if len(args) > 1:
+            return _fix(extra_words_text(sub, "summary [days]", command))
+        return Reply(_code(summary_text(store, days, now)), public)
+    if sub == "events":
+        limit = _number(args, "The number of events", SLACK_EVENTS, DEFAULT_EVENTS)
+        if isinstance(limit, Reply):
+            return limit
+        if len(args) > 1:
+            return _fix(extra_words_text(sub, "events [limit]", command))
+        return Reply(_code(events_text(store, limit, now)), public)
+    if sub == "model":
+        return _model(args, store, now, public, command)
+    if sub == "alerts":
+        if args:
+            return _fix(extra_words_text(sub, "alerts", command))
+        return Reply(_alerts(store, now), public)
+    return _fix(unknown_word_text(words[0], command))
+
+
+def _model(args: list[str], store: Store, now: datetime, public: bool, command: str) -> Reply:
+    seen = models_seen(store, now)
+    if not args:
+        return _fix(missing_model_text(seen, command))
+    if len(args) > 2:
+        return _fix(extra_words_text("model", "model NAME [days]", command))
+    days = _number(args[1:], "Days", DAYS, DEFAULT_DAYS)
+    if isinstance(days, Reply):
+        return days
+    name = args[0]
+    if name not in seen:
+        # Forgive the case ("Pro") when it names exactly one model.
+        folded = [m for m in seen if m.casefold() == name.casefold()]
+        if len(folded) != 1:
+            return _fix(unknown_model_text(name, seen, command))
+        name = folded[0]
+    text = _code(model_text(store, name, days, now))
+    return Reply(_with_links(text, store, model_alerts(store, name)), public)
+
+
+def _alerts(store: Store, now: datetime) -> str:
+    return _with_links(_code(alerts_text(store, now)), store, _firing(store))
+
+
+def _with_links(text: str, store: Store, alerts: Sequence[AlertState]) -> str:
+    links = thread_links(store, alerts)
+    if links:  # outside the code block: Slack links nothing inside one
+        text += f"\n{THREADS_HEAD}" + "".join(f"\n• {_escape(line)}" for line in links)
+    return text
+
+
+# -- small pure helpers -----------------------------------------------------------------
+
+
+def _number(args: Sequence[str], what: str, bounds: tuple[int, int], default: int) -> int | Reply:
+    """The first argument as a whole number within bounds, the default when absent, or a
+    correction. ASCII digits only: int() would take '７' or '٣', which Slack users do not
+    mean as numbers, and a huge digit string is out of range without converting it."""
+    if not args:
+        return default
+    word = args[0]
+    low, high = bounds
+    if word.isascii() and word.isdigit() and len(word) <= 6 and low <= int(word) <= high:
+        return int(word)
+    return _fix(bad_number_text(what, word, bounds, default))
+
+
+def _firing(store: Store) -> list[AlertState]:
+    return [s for s in store.alert_states().values() if s.status == "firing"]
+
+
+def _group_fields(store: Store) -> dict[tuple[str, tuple[str, ...]], tuple[str, ...]]:
+    """group_by of each alert key, from its transitions: a state row holds only the
+    group's values, and a customer could be called 'pro' as well as a model."""
+    return {(t.rule, t.group): t.group_by for t in reversed(store.transitions(500))}
+
+
+def _is_about(
+    state: AlertState, model: str, fields: dict[tuple[str, tuple[str, ...]], tuple[str, ...]]
+) -> bool:
+    group_by = fields.get((state.rule, state.group))
+    if group_by is None:  # no transition kept: judge by the values alone
+        return model in state.group
+    return any(f == "model" and v == model for f, v in zip(group_by, state.group, strict=False))
+
+
+def _fail_rate(row: DailyUsage) -> float:
+    finished = row.completed_jobs + row.failed_jobs
+    return row.failed_jobs / finished if finished else math.nan
+
+
+def _model_row(name: str, rows: Sequence[DailyUsage]) -> list[str]:
+    jobs = sum(r.total_jobs for r in rows)
+    completed = sum(r.completed_jobs for r in rows)
+    failed = sum(r.failed_jobs for r in rows)
+    finished = completed + failed
+    rate = f"{failed / finished:.1%}" if finished else "-"
+    return [name, f"{jobs:,}", f"{failed:,}", rate, f"{sum(r.credits_used for r in rows):,.1f}"]
+
+
+def _fix(text: str) -> Reply:
+    """A correction: always ephemeral, nobody else needs to see a typo."""
+    return Reply(text, public=False)
+
+
+def _range(bounds: tuple[int, int]) -> str:
+    return f"{bounds[0]} to {bounds[1]}"
+
+
+def _escape(text: str) -> str:
+    """Slack's three control characters; the rest of mrkdwn is harmless here."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _quote(word: str) -> str:
+    """A user's word, quoted back short and inert (no mentions, links or code breaks)."""
+    short = word if len(word) <= ECHO_MAX else word[: ECHO_MAX - 1] + "…"
+    return _escape(short.replace("`", "'"))
+
+
+def _code(text: str) -> str:
+    """A monospace block, so the tables line up in Slack."""
+    return f"```\n{_escape(text)}\n```"

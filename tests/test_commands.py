@@ -1,0 +1,284 @@
+"""The `/usage` slash command router, against a real SQLite store file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.alerts import AlertState, Transition
+from bot.commands import Reply, handle_command, summary_text
+from bot.models import EventsPage, Summary
+from bot.source import EVENTS_PATH
+from bot.store import PollRecord, Store, Thread
+from tests.conftest import T0, event_series, make_event
+
+POLLED = T0 + timedelta(hours=1)
+NOW = POLLED + timedelta(minutes=5)
+THREAD_URL = "https://slack.com/archives/C0123ABCD/p1795400000123456"
+
+# (date, [(model, total, completed, failed, credits)]): light is absent on the 23rd.
+DAYS = [
+    ("2026-11-21", [("pro", 100, 90, 10, 600.0), ("light", 50, 50, 0, 100.0)]),
+    ("2026-11-22", [("pro", 80, 78, 2, 480.0), ("light", 40, 40, 0, 80.0)]),
+    ("2026-11-23", [("pro", 120, 100, 20, 700.0)]),
+]
+
+
+def summary_body() -> dict[str, Any]:
+    """A summary response (usage-api.md 3a) for DAYS, totals summed from the models."""
+    fields = ("total_jobs", "completed_jobs", "failed_jobs", "credits_used")
+    daily: list[dict[str, Any]] = []
+    for day, models in DAYS:
+        by_model: list[dict[str, Any]] = [
+            dict(zip(("model", *fields), figures, strict=True)) for figures in models
+        ]
+        totals = {k: sum(entry[k] for entry in by_model) for k in fields}
+        daily.append({"date": day, **totals, "by_model": by_model})
+    return {
+        "days": len(DAYS),
+        "start_date": DAYS[0][0],
+        "end_date": DAYS[-1][0],
+        **{k: sum(d[k] for d in daily) for k in fields},
+        "daily": daily,
+    }
+
+
+def fill(store: Store) -> None:
+    """Six events (one failed), a 3-day summary, one firing alert with its Slack thread."""
+    events = [*event_series(5), make_event(99, T0 + timedelta(minutes=9), status="failed")]
+    store.save_events(EventsPage(100, tuple(reversed(events))), stored_at=T0)
+    store.log_poll(PollRecord(EVENTS_PATH, NOW - timedelta(seconds=30), NOW, "ok", 200))
+    store.save_summary(Summary.from_api(summary_body()), POLLED)
+    firing = Transition(
+        "failed-job-rate",
+        ("pro",),
+        ("model",),
+        "firing",
+        T0,
+        0.4,
+        0.02,
+        6.2,
+        20,
+        T0,
+        6.2,
+        0.4,
+        request_ids=("req_000099",),
+        job_ids=("job_000099",),
+    )
+    store.save_decisions(
+        [AlertState("failed-job-rate", ("pro",), "firing", 1, 0, T0, 6.2, 0.4)],
+        [firing],
+        {"failed-job-rate": T0},
+        T0,
+    )
+    store.save_thread(
+        Thread("failed-job-rate", ("pro",), "C0123ABCD", "1795400000.123456", "open"), T0
+    )
+
+
+@pytest.fixture
+def filled(db_path: Path) -> Iterator[Store]:
+    store = Store(db_path)
+    fill(store)
+    yield store
+    store.close()
+
+
+def ask(store: Store, text: str) -> Reply:
+    return handle_command(text, store=store, now=NOW, user="U123")
+
+
+HELP = ["summary [days]", "events [limit]", "model NAME [days]", "alerts", "`public`"]
+
+# text, what the answer must contain, what it must not, public?
+ANSWERS: list[tuple[str, list[str], list[str], bool]] = [
+    ("", HELP, [], False),
+    ("   ", HELP, [], False),
+    ("help", HELP, [], False),
+    ("HELP", HELP, [], False),
+    ("public", HELP, [], True),
+    (
+        "summary",
+        [
+            "Usage 2026-11-21 .. 2026-11-23 (7 days, UTC; as of 5 min ago)",
+            "light    90         90       0       0.0%    180.0",
+            "pro     300        268      32      10.7%  1,780.0",
+            "total   390        358      32       8.2%  1,960.0",
+            "credits per day: █▁█",
+        ],
+        [],
+        False,
+    ),
+    ("summary 1", ["2026-11-23 .. 2026-11-23", "pro     120", "total   120"], ["light"], False),
+    ("\u3000Summary\u3000 90  public ", ["(90 days, UTC", "total   390"], [], True),
+    ("summary 2 PUBLIC", ["2026-11-22 .. 2026-11-23"], [], True),
+    (
+        "events",
+        ["Latest 6 events (as of 0s ago)", "req_000099", "job_000099", "internal_error"],
+        [],
+        False,
+    ),
+    ("events 2", ["Latest 2 events", "req_000099", "req_000004"], ["req_000003"], False),
+    ("events 50", ["Latest 6 events", "req_000000", "job_000000"], [], False),
+    (
+        "model pro",
+        [
+            "Model pro, 2026-11-21 .. 2026-11-23 (7 days, UTC; as of 5 min ago)",
+            "2026-11-21   100      10      10.0%    600.0",
+            "2026-11-23   120      20      16.7%    700.0",
+            "total        300      32      10.7%  1,780.0",
+            "credits per day:   ▅▁█",
+            "fail rate per day: ▅▁█",
+            "1 open alert(s):",
+            "failed-job-rate [pro]: firing for 1 h 5 min, peak z = 6.2",
+            f"• failed-job-rate [pro]: {THREAD_URL}",
+        ],
+        [],
+        False,
+    ),
+    (
+        "model light 3 public",
+        [
+            "Model light, 2026-11-21 .. 2026-11-23",
+            "2026-11-23     0       0          -      0.0",  # absent that day: no jobs
+            "fail rate per day: ▁▁ ",
+            "No open alerts.",
+        ],
+        ["failed-job-rate", "Threads:"],
+        True,
+    ),
+    ("model PRO 2", ["Model pro, 2026-11-22 .. 2026-11-23", "total        200"], [], False),
+    (
+        "alerts",
+        [
+            "1 open alert(s):",
+            "failed-job-rate [pro]: firing for 1 h 5 min, peak z = 6.2",
+            "firing   failed-job-rate for model pro (z = 6.2)",
+            f"• failed-job-rate [pro]: {THREAD_URL}",
+        ],
+        [],
+        False,
+    ),
+    ("alerts public", ["1 open alert(s):", THREAD_URL], [], True),
+]
+
+
+@pytest.mark.parametrize(("text", "present", "absent", "public"), ANSWERS)
+def test_every_subcommand_answers_from_the_store(
+    filled: Store, text: str, present: list[str], absent: list[str], public: bool
+) -> None:
+    reply = ask(filled, text)
+    for part in present:
+        assert part in reply.text
+    for part in absent:
+        assert part not in reply.text
+    assert reply.public is public
+
+
+def test_tables_are_monospace_and_links_are_outside_the_code_block(filled: Store) -> None:
+    text = ask(filled, "alerts").text
+    assert text.startswith("```\n") and text.index(THREAD_URL) > text.rindex("```")
+
+
+# text, what the correction must say. Corrections are always ephemeral.
+CORRECTIONS: list[tuple[str, list[str]]] = [
+    ("summary 500", ["Days must be a whole number from 1 to 90", "`500`", "leave it out for 7"]),
+    ("summary 0", ["from 1 to 90", "`0`"]),
+    ("summary 3.5", ["from 1 to 90", "`3.5`"]),
+    ("summary \uff17", ["from 1 to 90", "`\uff17`"]),  # full-width 7
+    ("summary \u0663", ["from 1 to 90"]),  # Arabic-Indic 3: int() would take it
+    ("summary 99999999999999999999999999999", ["from 1 to 90"]),
+    ("summary " + "9" * 5000, ["from 1 to 90", "…"]),  # int() would refuse 5000 digits
+    ("summary 500 public", ["from 1 to 90"]),
+    ("summary 7 8", ["Too many words for `summary`", "`/usage summary [days]`"]),
+    ("events -3", ["The number of events must be a whole number from 1 to 50", "`-3`"]),
+    ("events 51", ["from 1 to 50", "leave it out for 10"]),
+    ("events ten", ["from 1 to 50", "`ten`"]),
+    ("alerts now", ["Too many words for `alerts`"]),
+    ("frobnicate", ["I don't know `frobnicate`.", "`summary`, `events`, `model`, `alerts`"]),
+    ("summry", ["I don't know `summry`. Did you mean `summary`?"]),
+    ("\u200b", ["I don't know"]),  # a zero-width space is not whitespace
+    ("<!channel> hi", ["I don't know `&lt;!channel&gt;`"]),  # no mention, no link
+    ("`x`", ["I don't know `'x'`"]),  # cannot break out of the inline code
+    ("x" * 10_000, ["I don't know `" + "x" * 29 + "…`"]),
+    ("model", ["Which model?", "`/usage model NAME [days]`", "`light`, `pro`"]),
+    ("model frob", ["I know no model called `frob`", "last 90 days: `light`, `pro`"]),
+    ("model pro 500", ["Days must be a whole number from 1 to 90"]),
+    ("model pro 7 8", ["Too many words for `model`"]),
+]
+
+
+@pytest.mark.parametrize(("text", "present"), CORRECTIONS)
+def test_bad_input_gets_a_short_friendly_correction(
+    filled: Store, text: str, present: list[str]
+) -> None:
+    reply = ask(filled, text)
+    for part in present:
+        assert part in reply.text
+    assert reply.public is False
+    assert len(reply.text) < 400 and "Traceback" not in reply.text
+
+
+def test_an_empty_store_says_there_is_nothing_yet(db_path: Path) -> None:
+    store = Store(db_path)
+    try:
+        assert "no summary stored yet (no data polled yet)" in ask(store, "summary").text
+        assert "No events stored yet" in ask(store, "events").text
+        assert "No open alerts." in ask(store, "alerts").text
+        assert "Threads:" not in ask(store, "alerts").text
+        assert "no usage summary is stored yet" in ask(store, "model pro").text
+    finally:
+        store.close()
+
+
+def test_the_help_names_the_command_it_was_called_as(filled: Store) -> None:
+    reply = handle_command("", store=filled, now=NOW, command="/usage-staging")
+    assert "`/usage-staging summary 30`" in reply.text
+
+
+def test_summary_text_is_the_plain_answer_the_terminal_prints(filled: Store) -> None:
+    text = summary_text(filled, 7, NOW)
+    assert text.startswith("Usage 2026-11-21 .. 2026-11-23") and "```" not in text
+
+
+def test_a_model_alert_is_matched_by_its_field_not_by_a_lookalike_value(
+    filled: Store,
+) -> None:
+    # A customer called "light" firing on a per-customer rule is not an alert on model light.
+    t = Transition(
+        "customer-spend",
+        ("light",),
+        ("metadata.customer_id",),
+        "firing",
+        T0,
+        900.0,
+        100.0,
+        5.0,
+        10,
+        T0,
+        5.0,
+        900.0,
+    )
+    filled.save_decisions(
+        [AlertState("customer-spend", ("light",), "firing", 1, 0, T0, 5.0, 900.0)],
+        [t],
+        {"customer-spend": T0},
+        T0,
+    )
+    assert "No open alerts." in ask(filled, "model light").text
+    assert "2 open alert(s)" in ask(filled, "alerts").text
+
+
+def test_a_model_seen_only_in_events_has_no_daily_figures_yet(db_path: Path) -> None:
+    store = Store(db_path)
+    try:
+        store.save_events(EventsPage(100, tuple(reversed(event_series(3)))), stored_at=T0)
+        text = ask(store, "model pro").text
+        assert "Model pro, last 7 days (UTC; no data polled yet)" in text
+        assert "no daily figures for this model in these days." in text
+    finally:
+        store.close()
