@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from bot import messages
 from bot.alerts import AlertState
+from bot.config import parse_duration
 from bot.models import TOTAL, DailyUsage
 from bot.source import EVENTS_PATH
 from bot.store import Store, Thread
@@ -25,7 +26,8 @@ SLACK_EVENTS = (1, 50)  # more rows than this are unreadable in a Slack message
 DEFAULT_DAYS = 7
 DEFAULT_EVENTS = 10
 MODELS_LOOKBACK = 90  # days of summary searched for "the models seen"
-WORDS = ("summary", "events", "model", "alerts", "help")
+WORDS = ("summary", "events", "model", "alerts", "silence", "unsilence", "help")
+MAX_SILENCE = 7 * 86400.0  # a silence longer than a week is a disabled rule: edit rules.yaml
 PUBLIC = "public"
 ECHO_MAX = 30  # how much of an unknown word is quoted back
 
@@ -53,7 +55,10 @@ def help_text(command: str = "/usage") -> str:
             f" ({_range(SLACK_EVENTS)}, default {DEFAULT_EVENTS})",
             f"• `{c} model NAME [days]`: one model's daily jobs, failures and credits,"
             " and its open alerts",
-            f"• `{c} alerts`: open alerts, the latest transitions and links to their threads",
+            f"• `{c} alerts`: open alerts, silences, the latest transitions and thread links",
+            f"• `{c} silence RULE[/GROUP] DURATION REASON`: hold back an alert key (all its"
+            " groups without /GROUP) for up to 7d, e.g. `failed-job-rate/pro 2h deploy`",
+            f"• `{c} unsilence RULE[/GROUP]`: end that silence now",
             f"Add `{PUBLIC}` at the end to post the answer in the channel"
             " (otherwise only you see it).",
             f"Examples: `{c} summary 30`, `{c} events 5 public`, `{c} model pro 14`",
@@ -225,7 +230,49 @@ def handle_command(
         if args:
             return _fix(extra_words_text(sub, "alerts", command))
         return Reply(_alerts(store, now), public)
+    if sub == "silence":
+        return _silence(args, store, now, user, public, command)
+    if sub == "unsilence":
+        if len(args) != 1:
+            return _fix(f"Usage: `{command} unsilence RULE[/GROUP]`, e.g. `failed-job-rate/pro`.")
+        rule, group = _key(args[0])
+        ended = store.unsilence(rule, group)
+        if not ended:
+            return _fix(f"No silence on `{_quote(args[0])}`; `{command} alerts` lists them.")
+        return Reply(f"Silence on `{_quote(args[0])}` ended: its alerts are told again.", public)
     return _fix(unknown_word_text(words[0], command))
+
+
+def _key(text: str) -> tuple[str, tuple[str, ...] | None]:
+    """`rule` -> every group of the rule; `rule/pro` or `rule/pro/enterprise` -> that group."""
+    rule, *group = text.split("/")
+    return rule, (tuple(group) if group else None)
+
+
+def _silence(
+    args: list[str], store: Store, now: datetime, user: str | None, public: bool, command: str
+) -> Reply:
+    usage = (
+        f"Usage: `{command} silence RULE[/GROUP] DURATION REASON`, e.g. "
+        f"`{command} silence failed-job-rate/pro 2h deploy in progress`."
+    )
+    if len(args) < 3:
+        return _fix(usage + " A silence needs a reason, so the next person knows why.")
+    seconds = parse_duration(args[1]) if args[1].isascii() else None
+    if seconds is None or seconds < 60 or seconds > MAX_SILENCE:
+        return _fix(f"`{_quote(args[1])}` is not a duration from 1m to 7d (say 30m, 2h, 1d).")
+    rule, group = _key(args[0])
+    if not rule or not all(group or ()):
+        return _fix(usage)
+    until = now + timedelta(seconds=seconds)
+    reason = _escape(" ".join(args[2:]))[:200]
+    store.silence(rule, group, until, reason, user, now)
+    who = f" by <@{user}>" if user else ""
+    return Reply(
+        f":zipper_mouth_face: Silenced `{_quote(args[0])}` until {until:%Y-%m-%d %H:%M} UTC"
+        f"{who}: {reason}",
+        public,
+    )
 
 
 def _model(args: list[str], store: Store, now: datetime, public: bool, command: str) -> Reply:
@@ -249,7 +296,16 @@ def _model(args: list[str], store: Store, now: datetime, public: bool, command: 
 
 
 def _alerts(store: Store, now: datetime) -> str:
-    return _with_links(_code(alerts_text(store, now)), store, _firing(store))
+    text = _with_links(_code(alerts_text(store, now)), store, _firing(store))
+    silences = store.silences(now)
+    if silences:
+        lines = [
+            f"• `{s.rule}{'' if s.group is None else '/' + '/'.join(s.group)}` until "
+            f"{s.until:%Y-%m-%d %H:%M} UTC: {s.reason}"
+            for s in silences
+        ]
+        text += "\nSilenced:\n" + "\n".join(lines)
+    return text
 
 
 def _with_links(text: str, store: Store, alerts: Sequence[AlertState]) -> str:

@@ -31,7 +31,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import chart, messages
-from bot.alerts import FIRING, REMINDER, AlertState, Transition
+from bot.alerts import FIRING, REMINDER, RESOLVED, AlertState, Transition
 from bot.errors import BotError, NotifyError
 from bot.models import Rule, format_time, parse_time
 from bot.store import Notice, Store, Thread
@@ -99,6 +99,9 @@ def deliver(
     """Send undelivered transitions in order; stop at the first transient failure."""
     sent = 0
     for transition_id, transition in store.undelivered(wall()):
+        if _is_silenced(store, transition, now):
+            store.mark_delivered(transition_id, now)  # decided, and deliberately not told
+            continue
         try:
             try:
                 notifier.send(transition_id, transition)
@@ -159,6 +162,25 @@ def deliver(
         store.notice_done(notice.id, now)
         sent += 1
     return sent
+
+
+def _is_silenced(store: Store, t: Transition, now: datetime) -> bool:
+    """A silence holds back a firing and its reminders; a resolve still goes to a thread
+    that was told before the silence (and only there)."""
+    silence = store.silenced(t.rule, t.group, now)
+    if silence is None:
+        return False
+    if t.state == RESOLVED and store.thread(t.rule, t.group) is not None:
+        return False
+    log.info(
+        "alert %s %s (%s) silenced until %s: %s",
+        t.rule,
+        list(t.group),
+        t.state,
+        format_time(silence.until),
+        silence.reason,
+    )
+    return True
 
 
 def make_web_clients(token: str, base_url: str, timeout: int = 10) -> tuple[WebClient, WebClient]:
@@ -288,7 +310,9 @@ class SlackNotifier:
         """Still firing: a reply in the thread with the figures now and new examples."""
         thread = self.store.thread(t.rule, t.group)
         if thread is None or thread.status != "open":
-            return  # the firing was never told: nothing to remind of
+            # Never told (it fired under a silence that has since ended): tell it now.
+            self._fire(tid, t, rule, channel)
+            return
         text = messages.reminder_text(t, rule.metric)
         events = self.store.events_by_request_id(t.request_ids)
         blocks = [messages._section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]

@@ -221,6 +221,35 @@ def m007_told_at(db: Database) -> None:
     db.table("alert_states").add_column("told_at", str)
 
 
+@migrations()
+def m008_silences(db: Database) -> None:
+    # group_key "*" silences every group of the rule.
+    db.table("silences").create(
+        {
+            "id": int,
+            "rule": str,
+            "group_key": str,
+            "until": str,
+            "reason": str,
+            "created_by": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db.table("alert_threads").add_column("acked_by", str)
+    db.table("alert_threads").add_column("acked_at", str)
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: int
+    rule: str
+    group: tuple[str, ...] | None  # None: every group of the rule
+    until: datetime
+    reason: str
+    created_by: str | None
+
+
 @dataclass(frozen=True)
 class Notice:
     id: int
@@ -705,6 +734,79 @@ class Store:
                 "update alert_transitions set notified_at = ? where id = ?",
                 [format_time(at), transition_id],
             )
+
+    # -- silences and acknowledgements ------------------------------------------------------
+
+    def silence(
+        self,
+        rule: str,
+        group: tuple[str, ...] | None,
+        until: datetime,
+        reason: str,
+        by: str | None,
+        now: datetime,
+    ) -> int:
+        with _translated("saving a silence"), self.db.atomic():
+            table = self.db.table("silences").insert(
+                {
+                    "rule": rule,
+                    "group_key": "*" if group is None else json.dumps(list(group)),
+                    "until": format_time(until),
+                    "reason": reason,
+                    "created_by": by,
+                    "created_at": format_time(now),
+                }
+            )
+        return int(table.last_pk or 0)
+
+    def unsilence(self, rule: str, group: tuple[str, ...] | None) -> int:
+        """End the silences on exactly this key; returns how many ended."""
+        key = "*" if group is None else json.dumps(list(group))
+        with _translated("ending a silence"), self.db.atomic():
+            cursor = self.db.execute(
+                "delete from silences where rule = ? and group_key = ?", [rule, key]
+            )
+        return int(cursor.rowcount)
+
+    def silences(self, now: datetime) -> list[Silence]:
+        """Silences still in force at `now` (expired ones simply stop matching)."""
+        sql = "select * from silences where until > ? order by until"
+        with _translated("reading silences"):
+            rows = list(self.db.query(sql, [format_time(now)]))
+        return [
+            Silence(
+                id=row["id"],
+                rule=row["rule"],
+                group=None if row["group_key"] == "*" else tuple(json.loads(row["group_key"])),
+                until=parse_time(row["until"]),
+                reason=row["reason"],
+                created_by=row["created_by"],
+            )
+            for row in rows
+        ]
+
+    def silenced(self, rule: str, group: tuple[str, ...], now: datetime) -> Silence | None:
+        for silence in self.silences(now):
+            if silence.rule == rule and silence.group in (None, group):
+                return silence
+        return None
+
+    def acknowledge(self, rule: str, group: tuple[str, ...], by: str, now: datetime) -> bool:
+        with _translated("acknowledging an alert"), self.db.atomic():
+            cursor = self.db.execute(
+                "update alert_threads set acked_by = ?, acked_at = ? "
+                "where rule = ? and group_key = ?",
+                [by, format_time(now), rule, json.dumps(list(group))],
+            )
+        return bool(cursor.rowcount)
+
+    def acknowledgement(self, rule: str, group: tuple[str, ...]) -> tuple[str, datetime] | None:
+        with _translated("reading an acknowledgement"):
+            row = self.db.execute(
+                "select acked_by, acked_at from alert_threads where rule = ? and group_key = ?",
+                [rule, json.dumps(list(group))],
+            ).fetchone()
+        return (row[0], parse_time(row[1])) if row and row[0] else None
 
     # -- ops notices -----------------------------------------------------------------------
 

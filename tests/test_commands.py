@@ -282,3 +282,29 @@ def test_a_model_seen_only_in_events_has_no_daily_figures_yet(db_path: Path) -> 
         assert "no daily figures for this model in these days." in text
     finally:
         store.close()
+
+
+def test_silence_needs_a_reason_and_a_sane_duration_and_can_be_ended(filled: Store) -> None:
+    assert "needs a reason" in ask(filled, "silence failed-job-rate/pro 2h").text
+    assert "not a duration" in ask(filled, "silence failed-job-rate/pro 9w deploy").text
+    assert "not a duration" in ask(filled, "silence failed-job-rate/pro 10s deploy").text
+    said = ask(filled, "silence failed-job-rate/pro 2h deploy <!channel> in progress")
+    assert "Silenced `failed-job-rate/pro` until" in said.text and not said.public
+    assert "<!channel>" not in said.text  # quoted back harmlessly
+    (silence,) = filled.silences(NOW)
+    assert (silence.rule, silence.group) == ("failed-job-rate", ("pro",))
+    assert silence.until == NOW + timedelta(hours=2)
+    assert "Silenced:" in ask(filled, "alerts").text
+    assert filled.silenced("failed-job-rate", ("pro",), NOW + timedelta(hours=1))
+    assert filled.silenced("failed-job-rate", ("pro",), NOW + timedelta(hours=3)) is None  # expired
+    assert filled.silenced("failed-job-rate", ("light",), NOW) is None
+    assert "ended" in ask(filled, "unsilence failed-job-rate/pro").text
+    assert filled.silences(NOW) == []
+    assert "No silence" in ask(filled, "unsilence failed-job-rate/pro").text
+
+
+def test_a_rule_wide_silence_covers_every_group(filled: Store) -> None:
+    ask(filled, "silence spend-per-model 30m budget review")
+    assert filled.silenced("spend-per-model", ("light",), NOW)
+    assert filled.silenced("spend-per-model", ("pro",), NOW)
+    assert filled.silenced("failed-job-rate", ("pro",), NOW) is None

@@ -293,3 +293,25 @@ def test_a_channel_the_bot_cannot_post_to_is_reported_once_in_the_default_channe
     rig.close()
     told = [m for m in slack.messages(CHANNEL) if "cannot be delivered" in (m.text or "")]
     assert len(told) == 1 and "not_in_channel" in told[0].text
+
+
+def test_a_silence_holds_back_a_firing_and_its_reminders_and_expires(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock, rule=replace(RULE, remind_every=1200))
+    rig.store.silence(
+        "failed-job-rate",
+        ("pro",),
+        START + timedelta(hours=10, minutes=35),
+        "deploy in progress",
+        "U123",
+        clock(),
+    )
+    rig.run_until(START + timedelta(hours=10, minutes=34))
+    assert parents(slack) == []  # fired, reminded maybe, but silenced
+    assert rig.store.alert_states()[("failed-job-rate", ("pro",))].status == "firing"
+    rig.run_until(START + timedelta(hours=11, minutes=5))  # the silence has ended
+    rig.close()
+    (parent,) = parents(slack)  # told once the silence ended, still one thread
+    assert "pro" in parent.text
