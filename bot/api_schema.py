@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-_COUNT = {"type": "integer", "minimum": 0}
-_CREDITS = {"type": "number", "minimum": 0}
+# An upper bound on every number: SQLite's INTEGER holds no more, and float() of a
+# larger JSON integer (e.g. 1 followed by 400 zeros) would raise OverflowError.
+_MAX = 2**63 - 1
+_COUNT = {"type": "integer", "minimum": 0, "maximum": _MAX}
+_CREDITS = {"type": "number", "minimum": 0, "maximum": _MAX}
 _DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 _NULLABLE_STR = {"type": ["string", "null"]}
 
@@ -65,15 +68,15 @@ EVENT_SCHEMA: dict[str, Any] = {
         "request_id": _NULLABLE_STR,
         "method": _NULLABLE_STR,
         "endpoint": _NULLABLE_STR,
-        "status_code": {"type": ["integer", "null"]},
+        "status_code": {"type": ["integer", "null"], "minimum": -_MAX, "maximum": _MAX},
         "job_id": _NULLABLE_STR,
         "model": _NULLABLE_STR,
         "output_format": _NULLABLE_STR,
         "status": {
             "enum": ["pending", "created", "processing", "completed", "failed", None],
         },
-        "credits_used": {"type": ["number", "null"], "minimum": 0},
-        "duration_seconds": {"type": ["number", "null"], "minimum": 0},
+        "credits_used": {"type": ["number", "null"], "minimum": 0, "maximum": _MAX},
+        "duration_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": _MAX},
         "error_code": _NULLABLE_STR,
         "metadata": {"type": ["object", "null"]},
     },

@@ -8,19 +8,20 @@ reports every alert transition. No Slack, no network, no database.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from bot.alerts import Transition
-from bot.api_schema import SUMMARY_SCHEMA
+from bot.api_schema import EVENT_SCHEMA, SUMMARY_SCHEMA
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import ConfigError
 from bot.metrics import batch_from_items
-from bot.models import Event, Rule, Summary, format_time
+from bot.models import Event, Rule, Summary, format_time, parse_time
 
 CHUNK = 50_000  # events parsed per batch: bounds memory on million-line files
 
@@ -118,8 +119,9 @@ def _count(
             continue
         try:
             item = json.loads(line)
-            epoch = datetime.fromisoformat(item["created_at"]).timestamp()
-        except (ValueError, KeyError, TypeError) as exc:
+            _event_validator()(item)  # what run() and batch_from_items rely on
+            epoch = parse_time(item["created_at"]).timestamp()
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             raise ConfigError(f"{name}:{number}: not an event item ({exc})") from exc
         index.add(epoch, spot)
         low = epoch if low is None or epoch < low else low
@@ -134,6 +136,14 @@ def _count(
     return datetime.fromtimestamp(low, UTC), datetime.fromtimestamp(high, UTC)
 
 
+@functools.cache
+def _event_validator() -> Callable[[Any], Any]:
+    import fastjsonschema
+
+    validate: Callable[[Any], Any] = fastjsonschema.compile(EVENT_SCHEMA)
+    return validate  # raises JsonSchemaValueException, a ValueError
+
+
 def _summary(body: Mapping[str, Any]) -> Summary:
     import fastjsonschema
 
@@ -141,7 +151,10 @@ def _summary(body: Mapping[str, Any]) -> Summary:
         fastjsonschema.compile(SUMMARY_SCHEMA)(body)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise ConfigError(f"summary file: {exc.message}") from exc
-    return Summary.from_api(body)
+    try:
+        return Summary.from_api(body)
+    except (ValueError, OverflowError) as exc:  # a date like 2026-13-45 fits the pattern
+        raise ConfigError(f"summary file: {exc}") from exc
 
 
 def run(recording: Recording) -> list[Transition]:

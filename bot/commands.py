@@ -9,10 +9,12 @@ The `*_text` functions are the plain-text answers, shared with `usage-bot query`
 from __future__ import annotations
 
 import difflib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot import messages
 from bot.alerts import AlertState
@@ -241,6 +243,49 @@ def handle_command(
             return _fix(f"No silence on `{_quote(args[0])}`; `{command} alerts` lists them.")
         return Reply(f"Silence on `{_quote(args[0])}` ended: its alerts are told again.", public)
     return _fix(unknown_word_text(words[0], command))
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a button click did: a line for the clicker, and the parent to edit."""
+
+    text: str
+    channel: str | None = None
+    ts: str | None = None
+    blocks: list[dict[str, object]] | None = None
+
+
+SILENCE_FOR = {messages.SILENCE_1H: 3600, messages.SILENCE_24H: 86400}
+
+
+def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) -> Action:
+    """A click on a parent's Acknowledge or Silence button (Slack `block_actions`).
+
+    Never raises on odd payloads: anything it cannot read gets a short answer.
+    """
+    try:
+        action = payload["actions"][0]
+        target = json.loads(action["value"])
+        rule, group = str(target["rule"]), tuple(str(v) for v in target["group"])
+        user = str(payload["user"]["id"])
+        message = payload.get("message") or {}
+        channel = (payload.get("channel") or {}).get("id") or payload["container"]["channel_id"]
+        ts = message.get("ts") or payload["container"]["message_ts"]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return Action("Sorry, I could not read that button click.")
+    action_id = action.get("action_id")
+    if action_id == messages.ACK:
+        store.acknowledge(rule, group, user, now)
+        note = f":eyes: Acknowledged by <@{user}> at {now:%H:%M} UTC"
+    elif action_id in SILENCE_FOR:
+        until = now + timedelta(seconds=SILENCE_FOR[action_id])
+        store.silence(rule, group, until, "silenced from the alert's button", user, now)
+        note = f":zipper_mouth_face: Silenced by <@{user}> until {until:%Y-%m-%d %H:%M} UTC"
+    else:
+        return Action("That button does nothing here.")
+    blocks = message.get("blocks")
+    edited = messages.with_note(blocks, note) if isinstance(blocks, list) else None
+    return Action(note, channel, ts, edited)
 
 
 def _key(text: str) -> tuple[str, tuple[str, ...] | None]:

@@ -7,6 +7,7 @@ half-configured.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -104,7 +105,10 @@ class _EnvReader:
         value = self._get(name)
         if value is None:
             return default
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # "http://[::1" (bad IPv6), NFKC-unsafe netloc
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self._bad(name, "must be an http(s) URL like https://api.example.com", value)
         return value
@@ -132,7 +136,10 @@ class _EnvReader:
         value = self._get(name)
         if value is None:
             return default
-        if not value.isdigit() or not 1 <= int(value) <= 65535:
+        # isdigit() alone admits "²" (int() refuses it) and 5000 digits (over int()'s limit)
+        if not (value.isascii() and value.isdigit() and len(value) <= 5) or not (
+            1 <= int(value) <= 65535
+        ):
             self._bad(name, "must be a port number 1..65535", value)
             return default
         return int(value)
@@ -233,13 +240,16 @@ def parse_duration(value: object) -> float | None:
     """'15m' -> 900.0; a bare number is seconds. None when it is not a positive duration."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())):
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        else:
+            return None
+    except OverflowError:  # an integer of 400 digits
         return None
-    return seconds if seconds > 0 else None
+    return seconds if 0 < seconds < math.inf else None
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -256,16 +266,23 @@ def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except RecursionError as exc:  # [[[[... thousands deep
+        raise ConfigError(f"{filename}: not valid YAML: nested too deeply") from exc
+    except ValueError as exc:  # PyYAML builds `2026-13-45` as a date and fails
+        raise ConfigError(f"{filename}: not valid YAML: {exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"{filename}{line}: not valid YAML: {problem}") from exc
     lines: dict[tuple[str | int, ...], int] = {}
-    problems = [f"{filename}:{ln}: {msg}" for ln, msg in _index_lines(node, (), lines)]
-    if data is None:
-        data = {}
-    found = list(_schema_problems(data))
+    try:
+        problems = [f"{filename}:{ln}: {msg}" for ln, msg in _index_lines(node, (), lines)]
+        if data is None:
+            data = {}
+        found = list(_schema_problems(data))
+    except RecursionError as exc:  # a recursive alias: a: &a [*a]
+        raise ConfigError(f"{filename}: nested too deeply (a recursive alias?)") from exc
     if not found and not problems:
         found = list(_semantic_problems(data))
     located = sorted(
@@ -318,7 +335,8 @@ def _schema_problems(data: object) -> Iterator[tuple[tuple[str | int, ...], str]
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = error.schema.get("properties", {})
-            for key in sorted(k for k in error.instance if k not in known):
+            # YAML keys need not be text (1:, null:, 2026-01-01:): sort them as text.
+            for key in sorted((k for k in error.instance if k not in known), key=str):
                 hint = ", ".join(sorted(known))
                 yield (*path, key), f"unknown key (expected one of: {hint})"
         else:
@@ -384,7 +402,9 @@ def _custom_problems(
     data: object, schema: Mapping[str, Any], path: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Checks JSON Schema cannot word well: durations and Slack channels."""
-    if schema.get("x-duration") and isinstance(data, str | int | float):
+    if isinstance(data, float) and not math.isfinite(data):  # .nan, .inf
+        yield path, f"must be a finite number (got {data!r})"
+    elif schema.get("x-duration") and isinstance(data, str | int | float):
         if parse_duration(data) is None:
             yield path, f"{_DURATION_HINT} (got {data!r})"
     if schema.get("x-channel") and isinstance(data, str) and not CHANNEL_RE.match(data):

@@ -5,6 +5,7 @@ Pure functions from plain data to text; no I/O. Slack Block Kit builders join th
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -272,7 +273,52 @@ def parent_blocks(
     if rule.runbook:
         footer += f" · <{rule.runbook}|runbook>"
     blocks.append(_context(footer))
+    if resolved is None:
+        blocks.append(action_block(t, rule))
     return blocks[:MAX_BLOCKS]
+
+
+ACK, SILENCE_1H, SILENCE_24H = "usage_ack", "usage_silence_1h", "usage_silence_24h"
+
+
+def action_block(t: Transition, rule: Rule) -> dict[str, object]:
+    """The buttons on a firing parent: acknowledge, silence, and the runbook if any."""
+    value = json.dumps({"rule": t.rule, "group": list(t.group)})
+
+    def button(action: str, label: str, style: str | None = None) -> dict[str, object]:
+        element: dict[str, object] = {
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": label},
+            "value": value,
+        }
+        if style:
+            element["style"] = style
+        return element
+
+    elements = [
+        button(ACK, "Acknowledge", "primary"),
+        button(SILENCE_1H, "Silence 1h"),
+        button(SILENCE_24H, "Silence 24h"),
+    ]
+    if rule.runbook:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": "usage_runbook",
+                "text": {"type": "plain_text", "text": "Runbook"},
+                "url": rule.runbook,
+            }
+        )
+    return {"type": "actions", "elements": elements}
+
+
+def with_note(blocks: Sequence[dict[str, object]], note: str) -> list[dict[str, object]]:
+    """The parent's blocks with a note (who acknowledged or silenced it) above the buttons."""
+    kept = [b for b in blocks if b.get("block_id") != "usage_note"]
+    note_block = {**_context(note), "block_id": "usage_note"}
+    at = next((i for i, b in enumerate(kept) if b.get("type") == "actions"), len(kept))
+    return [*kept[:at], note_block, *kept[at:]][:MAX_BLOCKS]
 
 
 def detail_blocks(t: Transition, events: Sequence[Event], metric: str) -> list[dict[str, object]]:

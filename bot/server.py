@@ -1,9 +1,10 @@
 """`usage-bot serve`: the HTTP side of the bot (Procfile `web`) on PORT.
 
 `GET /healthz` answers with the freshness of the store. `POST /slack/commands` is the
-slash command's Request URL: the request is verified against Slack's v0 signature over the
-raw body before anything in it is parsed, then `commands.handle_command` answers from a
-short-lived store connection, well within Slack's 3 seconds.
+slash command's Request URL and `POST /slack/interactivity` the buttons' (acknowledge,
+silence): each request is verified against Slack's v0 signature over the raw body before
+anything in it is parsed, then `commands` answers from a short-lived store connection,
+well within Slack's 3 seconds.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from bot.commands import Reply, handle_command
+from bot.commands import Reply, handle_action, handle_command
 from bot.config import Settings
 from bot.source import EVENTS_PATH, SUMMARY_PATH
 from bot.store import Store
@@ -28,6 +31,7 @@ from bot.worker import stop_on_signals, utc_now
 log = logging.getLogger(__name__)
 
 COMMANDS_PATH = "/slack/commands"
+ACTIONS_PATH = "/slack/interactivity"  # the app's Interactivity Request URL
 MAX_BODY = 64 * 1024  # a slash-command payload is well under 4 KB
 MAX_DRAIN = 1024 * 1024  # past this, an oversized body is not read at all
 FORM = "application/x-www-form-urlencoded"
@@ -66,7 +70,8 @@ def make_server(
             self._reply(200, body)
 
         def do_POST(self) -> None:  # noqa: N802
-            if urlsplit(self.path).path != COMMANDS_PATH:
+            path = urlsplit(self.path).path
+            if path not in (COMMANDS_PATH, ACTIONS_PATH):
                 self._reply(404, {"error": "not_found"})
                 return
             if verifier is None:
@@ -89,9 +94,12 @@ def make_server(
             if not _signed(verifier, raw, timestamp, signature):
                 self._reply(401, {"error": "invalid_signature"})
                 return
-            form = _form(raw, self.headers.get("Content-Type", ""))
+            form = _form(raw, self.headers.get("Content-Type", ""), path)
             if form is None:
                 self._reply(400, {"error": "not_a_slash_command"})
+                return
+            if path == ACTIONS_PATH:
+                self._reply(200, _act(db_path, form["payload"], settings))
                 return
             self._reply(200, _answer(db_path, form))
 
@@ -131,8 +139,8 @@ def _signed(verifier: SignatureVerifier, raw: bytes, timestamp: str, signature: 
         return False
 
 
-def _form(raw: bytes, content_type: str) -> dict[str, str] | None:
-    """The slash command's fields, or None when the body is not one."""
+def _form(raw: bytes, content_type: str, path: str = "/slack/commands") -> dict[str, str] | None:
+    """The slash command's fields (or the interactivity `payload`), None when not one."""
     if content_type.split(";")[0].strip().lower() != FORM:
         return None
     try:
@@ -142,7 +150,36 @@ def _form(raw: bytes, content_type: str) -> dict[str, str] | None:
     except ValueError:  # UnicodeDecodeError is one too
         return None
     form = {key: values[0] for key, values in fields.items()}
-    return form if form.get("command") else None
+    needed = "payload" if path == ACTIONS_PATH else "command"
+    return form if form.get(needed) else None
+
+
+def _act(db_path: str, payload_text: str, settings: Settings) -> dict[str, object]:
+    """A button click: record it, edit the parent to show it, answer the clicker."""
+    try:
+        payload = json.loads(payload_text)
+    except ValueError:
+        return {"text": "Sorry, I could not read that button click."}
+    if not isinstance(payload, dict):
+        return {"text": "Sorry, I could not read that button click."}
+    store = Store(db_path)
+    try:
+        action = handle_action(payload, store=store, now=utc_now())
+    finally:
+        store.close()
+    if action.blocks is not None and action.channel and action.ts and settings.slack_bot_token:
+        client = WebClient(
+            token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=5
+        )
+        try:
+            text = str((payload.get("message") or {}).get("text") or action.text)
+            client.chat_update(
+                channel=action.channel, ts=action.ts, text=text, blocks=action.blocks
+            )
+        except (SlackClientError, OSError) as exc:  # the click is recorded all the same
+            log.warning("could not edit the alert after a button click: %s", exc)
+    log.info("button click on %s/%s: %s", action.channel, action.ts, action.text[:60])
+    return {"response_type": "ephemeral", "replace_original": False, "text": action.text}
 
 
 def _answer(db_path: str, form: Mapping[str, str]) -> dict[str, object]:

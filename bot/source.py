@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -79,15 +80,28 @@ class UsageClient:
         if not 1 <= days <= 90:
             raise ValueError(f"days must be 1..90, got {days}")
         body, request_id = self._get(SUMMARY_PATH, {"days": days}, _SUMMARY_VALIDATOR)
-        return Summary.from_api(body, request_id=request_id)
+        try:
+            return Summary.from_api(body, request_id=request_id)
+        except (ValueError, OverflowError) as exc:  # e.g. a date like 2026-13-45
+            raise SchemaDrift(str(exc), endpoint=SUMMARY_PATH, request_id=request_id) from exc
 
     def events(self, limit: int) -> EventsPage:
         """The newest `limit` (1..100) events, newest first, validated."""
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be 1..100, got {limit}")
         body, request_id = self._get(EVENTS_PATH, {"limit": limit}, _EVENTS_VALIDATOR)
-        items = tuple(Event.from_api(item) for item in body["items"])
-        return EventsPage(limit=limit, items=items, request_id=request_id)
+        items = []
+        for index, item in enumerate(body["items"]):
+            try:
+                items.append(Event.from_api(item))
+            except (ValueError, OverflowError) as exc:  # a created_at the pattern let by
+                raise SchemaDrift(
+                    str(exc),
+                    endpoint=EVENTS_PATH,
+                    path=f"$.items[{index}].created_at",
+                    request_id=request_id,
+                ) from exc
+        return EventsPage(limit=limit, items=tuple(items), request_id=request_id)
 
     # -- one call with retries ------------------------------------------------
 
@@ -185,14 +199,27 @@ def _read_capped(resp: httpx.Response, path: str) -> bytes:
 
 def _decode_json(raw: bytes, path: str, status: int, request_id: str | None) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise SchemaDrift(
             f"body is not JSON ({len(raw)} bytes)",
             endpoint=path,
             status=status,
             request_id=request_id,
         ) from exc
+
+
+def _no_constant(name: str) -> float:
+    """NaN and Infinity are not JSON (Python's decoder accepts them)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A float literal, refused when it overflows (1e400 would become inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
 
 
 def _error_from_response(
@@ -203,7 +230,7 @@ def _error_from_response(
     message = resp.reason_phrase or "error"
     try:
         envelope = json.loads(raw).get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         envelope = None
     if isinstance(envelope, dict):
         code = envelope.get("code") if isinstance(envelope.get("code"), str) else None

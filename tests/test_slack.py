@@ -315,3 +315,68 @@ def test_a_silence_holds_back_a_firing_and_its_reminders_and_expires(
     rig.close()
     (parent,) = parents(slack)  # told once the silence ended, still one thread
     assert "pro" in parent.text
+
+
+def test_button_clicks_acknowledge_and_silence_and_the_parent_shows_it(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    import json
+    import threading
+    from urllib.parse import urlencode
+
+    from bot.config import Settings
+    from bot.server import make_server
+    from tests.test_server import SECRET, signed
+
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    rig.run_until(START + timedelta(hours=10, minutes=30))
+    rig.close()
+    (parent,) = parents(slack)
+    buttons = [b for b in parent.blocks if b["type"] == "actions"][0]["elements"]
+    assert [e["action_id"] for e in buttons][:3] == [
+        "usage_ack",
+        "usage_silence_1h",
+        "usage_silence_24h",
+    ]
+    settings = Settings(
+        db_path=str(tmp_path / "bot.db"),
+        slack_signing_secret=SECRET,
+        slack_bot_token="xoxb-test",
+        slack_api_url=slack.url,
+        port=0,
+    )
+    server = make_server(settings, "127.0.0.1")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/slack/interactivity"
+    try:
+        with httpx.Client(timeout=5) as http:
+            for element in buttons[:2]:
+                message = slack.messages(CHANNEL)[0]
+                payload = {
+                    "type": "block_actions",
+                    "user": {"id": "U123"},
+                    "channel": {"id": message.channel},
+                    "container": {"channel_id": message.channel, "message_ts": message.ts},
+                    "message": {"ts": message.ts, "text": message.text, "blocks": message.blocks},
+                    "actions": [{"action_id": element["action_id"], "value": element["value"]}],
+                }
+                body = urlencode({"payload": json.dumps(payload)}).encode()
+                answer = http.post(url, content=body, headers=signed(body))
+                assert answer.status_code == 200, answer.text
+            forged = http.post(
+                url, content=body, headers={**signed(body), "X-Slack-Signature": "v0=00"}
+            )
+            assert forged.status_code == 401
+    finally:
+        server.shutdown()
+        server.server_close()
+    store = Store(tmp_path / "bot.db")
+    assert store.acknowledgement("failed-job-rate", ("pro",))[0] == "U123"  # type: ignore[index]
+    assert store.silenced("failed-job-rate", ("pro",), datetime.now(UTC))
+    store.close()
+    shown = str(slack.messages(CHANNEL)[0].blocks)
+    assert "Silenced by <@U123>" in shown  # the latest note replaces the earlier one
+    assert any(
+        "Acknowledged by <@U123>" in str(r.blocks) for r in slack.messages(CHANNEL)[0].revisions
+    )

@@ -1,0 +1,466 @@
+"""Property-based tests (hypothesis) for every parser of foreign input.
+
+Each property feeds a parser arbitrary or mutated input and proves that only the bot's
+typed errors come out (`SourceError`/`SchemaDrift`, `ConfigError`), never a foreign
+exception. Every `@example` is a regression: an input that once escaped as ValueError,
+OverflowError, TypeError or RecursionError.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import yaml
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from bot import backtest
+from bot.cli import default_rules_text
+from bot.commands import Reply, handle_command
+from bot.config import Settings, parse_rules
+from bot.errors import ConfigError, SourceError
+from bot.models import EventsPage, RuleSet, Summary
+from bot.source import UsageClient
+from bot.store import Store
+from tests.conftest import T0, make_event
+
+T = TypeVar("T")
+FAST = settings(max_examples=120, deadline=None)
+
+# -- generic JSON and nasty values -----------------------------------------------------
+
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
+    JSON_SCALARS,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+# Serialized JSON is post-processed: a string "@raw:NAME" becomes the literal RAW[NAME].
+RAW = {
+    "big": "1" + "0" * 400,  # an integer float() cannot hold
+    "e400": "1e400",  # a float literal that overflows to inf
+    "nan": "NaN",
+    "inf": "-Infinity",
+    "deep": "[" * 3000 + "]" * 3000,  # deeper than the JSON decoder's recursion limit
+    "deepobj": '{"a":' * 3000 + "1" + "}" * 3000,
+}
+NASTY_TIMES = [
+    "2026-13-45T99:99:99Z",  # matches the schema's pattern, not a date
+    "2026-02-30T10:00:00Z",
+    "0001-01-01T00:00:00+01:00",  # valid, but out of range once converted to UTC
+    "9999-12-31T23:59:59-01:00",
+    "2026-11-29T10:00:00.1234567890Z",
+    "2026-11-29T10:00:00+99:99",
+    "2026-11-29T10:00:00Z\n",
+    "\u0662\u0660\u0662\u0666-\u0661\u0661-\u0662\u0669T10:00:00Z",  # Arabic-Indic digits
+]
+NASTY_DATES = ["2026-13-45", "2026-02-30", "0000-01-01", "2026-11-29\n", "\u0662" * 4 + "-01-01"]
+NASTY: st.SearchStrategy[Any] = (
+    st.sampled_from(
+        [
+            *NASTY_TIMES,
+            *NASTY_DATES,
+            *(f"@raw:{name}" for name in RAW),
+            -1,
+            2**63,
+            2**64 + 1,
+            1.5,
+            True,
+            None,
+            "",
+            "\x00\ud7ff\ufeff\U0001f600",
+            [],
+            {},
+        ]
+    )
+    | JSON_VALUES
+)
+
+
+def dump(value: Any) -> bytes:
+    """JSON text with the @raw markers replaced by their literals."""
+    text = json.dumps(value)
+    for name, literal in RAW.items():
+        text = text.replace(json.dumps(f"@raw:{name}"), literal)
+    return text.encode("utf-8")
+
+
+def _paths(value: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [here]
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            found += _paths(sub, (*here, key))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            found += _paths(sub, (*here, index))
+    return found
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: Any, nasty: st.SearchStrategy[Any] = NASTY) -> Any:
+    """`valid` with one to three places replaced, deleted or given an extra key."""
+    body = copy.deepcopy(valid)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(body)
+        path = draw(st.sampled_from(paths))
+        action = draw(st.sampled_from(["replace", "delete", "add"]))
+        if not path:
+            if action == "replace":
+                body = draw(nasty)
+            continue
+        parent = body
+        for part in path[:-1]:
+            parent = parent[part]
+        if action == "replace":
+            parent[path[-1]] = draw(nasty)
+        elif action == "delete":
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[draw(st.text(max_size=8))] = draw(nasty)
+        else:
+            parent.append(draw(nasty))
+    return body
+
+
+# -- 1. API bodies -----------------------------------------------------------------------
+
+EVENT = {
+    "id": "evt_1",
+    "created_at": "2026-11-29T10:00:00Z",
+    "request_id": "req_1",
+    "method": "POST",
+    "endpoint": "/v1/jobs",
+    "status_code": 200,
+    "job_id": "job_1",
+    "model": "pro",
+    "output_format": "webm",
+    "status": "failed",
+    "credits_used": 60,
+    "duration_seconds": 61.2,
+    "error_code": "internal_error",
+    "metadata": {"customer_id": "acme", "segment": "enterprise"},
+}
+EVENTS_BODY = {"limit": 100, "items": [EVENT, {**EVENT, "id": "evt_2", "status": "completed"}]}
+FIGURES = {"total_jobs": 3, "completed_jobs": 2, "failed_jobs": 1, "credits_used": 120.5}
+SUMMARY_BODY = {
+    "days": 1,
+    "start_date": "2026-11-29",
+    "end_date": "2026-11-29",
+    **FIGURES,
+    "by_model": [{"model": "pro", **FIGURES}],
+    "daily": [{"date": "2026-11-29", **FIGURES, "by_model": [{"model": "pro", **FIGURES}]}],
+}
+
+STATUSES = st.sampled_from([200, 201, 204, 301, 400, 401, 402, 404, 429, 500, 503]) | st.integers(
+    100, 599
+)
+HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+HEADERS = st.fixed_dictionaries(
+    {}, optional={"x-request-id": HEADER_TEXT, "retry-after": HEADER_TEXT}
+)
+
+
+def events_bodies() -> st.SearchStrategy[bytes]:
+    return (
+        st.binary(max_size=200)
+        | JSON_VALUES.map(dump)
+        | mutated(EVENTS_BODY).map(dump)
+        | st.just(dump(EVENTS_BODY))
+    )
+
+
+def summary_bodies() -> st.SearchStrategy[bytes]:
+    return (
+        st.binary(max_size=200)
+        | JSON_VALUES.map(dump)
+        | mutated(SUMMARY_BODY).map(dump)
+        | st.just(dump(SUMMARY_BODY))
+    )
+
+
+def call_api(status: int, body: bytes, headers: dict[str, str], call: Callable[[Any], T]) -> T:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers=headers)
+
+    with httpx.Client(base_url="http://usage.test", transport=httpx.MockTransport(handler)) as h:
+        client = UsageClient(h, api_key="k", max_attempts=1, sleep=lambda s: None)
+        return call(client)
+
+
+@FAST
+@given(status=STATUSES, body=events_bodies(), headers=HEADERS)
+@example(200, dump({"items": [{**EVENT, "created_at": "2026-13-45T99:99:99Z"}]}), {})
+@example(200, dump({"items": [{**EVENT, "created_at": "0001-01-01T00:00:00+01:00"}]}), {})
+@example(200, dump({"items": [{**EVENT, "credits_used": "@raw:big"}]}), {})
+@example(200, dump({"items": [{**EVENT, "credits_used": "@raw:nan"}]}), {})
+@example(200, dump({"items": [{**EVENT, "duration_seconds": "@raw:e400"}]}), {})
+@example(200, dump({"items": [{**EVENT, "status_code": 2**64}]}), {})
+@example(200, RAW["deep"].encode(), {})
+@example(500, RAW["deepobj"].encode(), {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})
+def test_events_body_is_a_page_or_a_source_error(
+    status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    try:
+        page = call_api(status, body, headers, lambda c: c.events(100))
+    except SourceError:
+        return
+    assert 200 <= status < 400
+    assert isinstance(page, EventsPage)
+    for event in page.items:
+        assert event.created_at.tzinfo is not None
+        assert math.isfinite(event.credits_used) and event.credits_used >= 0
+        assert event.duration_seconds is None or math.isfinite(event.duration_seconds)
+
+
+@FAST
+@given(status=STATUSES, body=summary_bodies(), headers=HEADERS)
+@example(200, dump({**SUMMARY_BODY, "end_date": "2026-13-45"}), {})
+@example(200, dump({**SUMMARY_BODY, "daily": [{**FIGURES, "date": "2026-02-30"}]}), {})
+@example(200, dump({**SUMMARY_BODY, "credits_used": "@raw:big"}), {})
+@example(200, dump({**SUMMARY_BODY, "credits_used": "@raw:inf"}), {})
+@example(200, dump({**SUMMARY_BODY, "total_jobs": 2**64}), {})
+@example(200, RAW["deepobj"].encode(), {})
+def test_summary_body_is_a_summary_or_a_source_error(
+    status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    try:
+        summary = call_api(status, body, headers, lambda c: c.summary(30))
+    except SourceError:
+        return
+    assert 200 <= status < 400
+    assert isinstance(summary, Summary)
+    assert math.isfinite(summary.credits_used)
+    for row in summary.daily:
+        assert math.isfinite(row.credits_used)
+        assert max(row.total_jobs, row.completed_jobs, row.failed_jobs) < 2**63  # SQLite
+
+
+# -- 2. rules.yaml -----------------------------------------------------------------------
+
+RULES_FILE = "fuzz/rules.yaml"
+DEFAULT_RULES = yaml.safe_load(default_rules_text())
+RULE_KEYS = sorted({key for rule in DEFAULT_RULES["rules"] for key in rule} | {"for", "channel"})
+YAML_SCALARS = (
+    JSON_SCALARS
+    | st.floats()  # .nan, .inf, -.inf
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.dates()
+    | st.sampled_from(["15m", "7d", "0s", "1e9d", "9" * 400 + "d", "-5m", "1.5h", "<!here>", "#x"])
+)
+YAML_KEYS = st.sampled_from(
+    ["version", "poll", "notify", "rules", "mention", "events_every", *RULE_KEYS]
+) | st.text(max_size=6)
+YAML_VALUES: st.SearchStrategy[Any] = st.recursive(
+    YAML_SCALARS,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(YAML_KEYS, kids, max_size=4),
+    max_leaves=16,
+)
+
+
+@st.composite
+def text_edits(draw: st.DrawFn, text: str) -> str:
+    """The text with one slice replaced by arbitrary characters."""
+    start = draw(st.integers(0, len(text)))
+    end = draw(st.integers(start, min(len(text), start + 40)))
+    return text[:start] + draw(st.text(max_size=20)) + text[end:]
+
+
+def _dump_yaml(value: Any) -> str:
+    return yaml.safe_dump(value, allow_unicode=True, sort_keys=False)
+
+
+RULES_TEXTS = (
+    st.text()
+    | YAML_VALUES.map(_dump_yaml)
+    | st.dictionaries(YAML_KEYS, YAML_VALUES, max_size=4).map(_dump_yaml)
+    | mutated(DEFAULT_RULES, YAML_SCALARS | YAML_VALUES).map(_dump_yaml)
+    | text_edits(default_rules_text())
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(text=RULES_TEXTS)
+@example("version: 2026-13-45\nrules: []\n")  # PyYAML's timestamp constructor: ValueError
+@example("a: &a [*a]\nrules: []\n")  # a recursive alias
+@example("[" * 2000 + "]" * 2000)
+@example("1: a\nb: c\nrules: []\n")  # unknown keys of mixed types: sorted() TypeError
+@example("poll:\n  events_every: " + "9" * 400 + "\nrules: []\n")  # float() OverflowError
+@example("poll:\n  events_every: .inf\nrules: []\n")
+@example("poll:\n  probe_every: " + "9" * 400 + "d\nrules: []\n")
+@example("rules:\n- {name: a, metric: volume, z: .nan}\n")
+@example("rules:\n- {name: a, metric: volume, baseline: .inf}\n")
+def test_rules_text_is_a_ruleset_or_a_config_error(text: str) -> None:
+    try:
+        ruleset = parse_rules(text, RULES_FILE)
+    except ConfigError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.startswith(RULES_FILE), problem
+            assert "\n" not in problem, problem
+        return
+    assert isinstance(ruleset, RuleSet)
+    poll = ruleset.poll
+    for seconds in (poll.events_every, poll.summary_every, poll.probe_every):
+        assert math.isfinite(seconds) and seconds > 0
+    for rule in ruleset.rules:
+        for seconds in (rule.bucket, rule.baseline, rule.remind_every):
+            assert math.isfinite(seconds) and seconds > 0
+        assert math.isfinite(rule.z) and math.isfinite(rule.min_rate)
+        assert math.isfinite(rule.min_credits)
+
+
+# -- 3. environment ----------------------------------------------------------------------
+
+SECRETS = ("USAGE_API_KEY", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+PLAIN = (
+    "USAGE_API_BASE_URL",
+    "SLACK_API_URL",
+    "SLACK_CHANNEL",
+    "BOT_DB_PATH",
+    "BOT_RULES_PATH",
+    "BOT_POLL_SECONDS",
+    "PORT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+)
+MARK = "Qz7Kv"  # in every secret value; the error text must never contain it
+ENV_TEXT = st.text(max_size=30) | st.sampled_from(
+    ["https://a.test", "http://[::1", "http://\uff21\u2100b", "3000", "\u00b2", "9" * 5000, "#ops"]
+)
+SECRET_TEXT = st.builds(
+    lambda prefix, tail: prefix + MARK + tail,
+    st.sampled_from(["", "xoxb-", "xapp-", " "]),
+    st.text(max_size=20),
+)
+
+
+@FAST
+@given(
+    env=st.fixed_dictionaries(
+        {}, optional={**{name: ENV_TEXT for name in PLAIN}, **{s: SECRET_TEXT for s in SECRETS}}
+    )
+)
+@example({"PORT": "\u00b2"})  # isdigit() but not int()
+@example({"PORT": "9" * 5000})  # int() refuses over 4300 digits
+@example({"USAGE_API_BASE_URL": "http://[::1"})  # urlsplit: Invalid IPv6 URL
+@example({"SLACK_API_URL": "http://\uff21\u2100b", "USAGE_API_KEY": f"{MARK} x"})
+def test_environment_is_settings_or_a_config_error_without_secrets(env: dict[str, str]) -> None:
+    assume(all(MARK not in env.get(name, "") for name in PLAIN))
+    try:
+        settings_ = Settings.from_env(env)
+    except ConfigError as exc:
+        assert exc.problems
+        assert MARK not in str(exc)
+        assert all(MARK not in problem for problem in exc.problems)
+        return
+    assert isinstance(settings_, Settings)
+    assert 1 <= settings_.port <= 65535
+
+
+# -- 4. backtest lines -------------------------------------------------------------------
+
+DEFAULT_RULESET = parse_rules(default_rules_text())
+BT_START = datetime(2026, 11, 2, tzinfo=UTC)
+# Times within a day: the backtest judges every 5 minutes from the first to the last.
+BT_TIMES = st.integers(0, 86400).map(lambda s: (BT_START + timedelta(seconds=s)).isoformat())
+BT_NASTY = NASTY.filter(
+    lambda v: v not in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+)
+BT_DATES = st.integers(-2, 2).map(lambda d: str(BT_START.date() + timedelta(days=d)))
+
+
+@st.composite
+def event_lines(draw: st.DrawFn) -> str:
+    item = {**EVENT, "id": draw(st.text(max_size=5)), "created_at": draw(BT_TIMES)}
+    item["status"] = draw(st.sampled_from(["completed", "failed", "created", None]))
+    return json.dumps(draw(st.just(item) | mutated(item, BT_NASTY)))
+
+
+@st.composite
+def summary_dicts(draw: st.DrawFn) -> Any:
+    start, end = sorted([draw(BT_DATES), draw(BT_DATES)])
+    body = {**SUMMARY_BODY, "start_date": start, "end_date": end}
+    body["daily"] = [
+        {"date": draw(BT_DATES), **FIGURES, "by_model": [{"model": "pro", **FIGURES}]}
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+    return draw(st.just(body) | mutated(body, BT_NASTY))
+
+
+LINES = st.lists(
+    event_lines() | st.text(max_size=30) | JSON_VALUES.map(json.dumps) | st.just(RAW["deep"]),
+    max_size=6,
+)
+
+
+def _load_summary(raw: Any) -> Any:
+    """What `usage-bot backtest --summary FILE` hands to load(): json.load of the file."""
+    return json.loads(dump(raw))
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=LINES, summary=st.none() | summary_dicts().map(_load_summary) | JSON_VALUES)
+@example([RAW["deep"]], None)
+@example([json.dumps({"created_at": "2026-11-02T10:00:00+00:00"})], None)  # no id
+@example([json.dumps({**EVENT, "created_at": "2026-11-02T10:00:00Z", "status": []})], None)
+@example([json.dumps({**EVENT, "created_at": "2026-11-02T10:00:00Z", "credits_used": "x"})], None)
+@example([], {**SUMMARY_BODY, "end_date": "2026-13-45"})
+@example([], {**SUMMARY_BODY, "credits_used": 10**400})
+def test_backtest_load_is_a_recording_or_a_config_error(lines: list[str], summary: Any) -> None:
+    try:
+        recording = backtest.load(DEFAULT_RULESET.rules, lines, summary)
+    except ConfigError as exc:
+        assert exc.problems
+        return
+    assert isinstance(recording, backtest.Recording)
+    backtest.run(recording)  # whatever load accepted, run can judge
+
+
+# -- 5. slash-command text ---------------------------------------------------------------
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def command_store() -> Any:
+    db = Store(None)
+    db.save_events(
+        EventsPage(100, tuple(make_event(i, T0 + timedelta(hours=i)) for i in range(5))), NOW
+    )
+    yield db
+    db.close()
+
+
+WORDS = st.sampled_from(
+    ["summary", "events", "model", "alerts", "help", "public", "pro", "PRO", "7", "0", "91"]
+) | st.text(min_size=1, max_size=8)
+COMMAND_TEXTS = st.text() | st.lists(WORDS, max_size=5).map(" ".join)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=COMMAND_TEXTS)
+@example("model \u0130 7")
+@example("summary \u0667 public")
+@example("events " + "9" * 5000)
+def test_slash_command_text_always_gets_a_reply(command_store: Store, text: str) -> None:
+    reply = handle_command(text, store=command_store, now=NOW)
+    assert isinstance(reply, Reply)
+    assert reply.text
