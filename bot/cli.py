@@ -185,7 +185,10 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
                 every,
                 settings.db_path,
             )
-            ran = run(worker, every=every, stop=stop, cycles=cycles)
+            try:
+                ran = run(worker, every=every, stop=stop, cycles=cycles)
+            finally:
+                worker.close()
     finally:
         store.close()
     log.info("worker stopped after %d cycles", ran)

@@ -240,6 +240,11 @@ def m008_silences(db: Database) -> None:
     db.table("alert_threads").add_column("acked_at", str)
 
 
+@migrations()
+def m009_leases(db: Database) -> None:
+    db.table("leases").create({"name": str, "holder": str, "expires_at": float}, pk="name")
+
+
 @dataclass(frozen=True)
 class Silence:
     id: int
@@ -734,6 +739,37 @@ class Store:
                 "update alert_transitions set notified_at = ? where id = ?",
                 [format_time(at), transition_id],
             )
+
+    # -- leases ------------------------------------------------------------------------
+
+    def hold_lease(self, name: str, holder: str, wall: float, ttl: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False while another holds it.
+
+        Two workers started on one database by mistake would otherwise both deliver the
+        outbox and could post the same alert twice. BEGIN IMMEDIATE makes the check and
+        the write one step against the other process.
+        """
+        with _translated("taking a lease"):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute(
+                    "select holder, expires_at from leases where name = ?", [name]
+                ).fetchone()
+                free = row is None or row[0] == holder or row[1] < wall
+                if free:
+                    self.db.execute(
+                        "insert or replace into leases (name, holder, expires_at) values (?, ?, ?)",
+                        [name, holder, wall + ttl],
+                    )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return free
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with _translated("releasing a lease"), self.db.atomic():
+            self.db.execute("delete from leases where name = ? and holder = ?", [name, holder])
 
     # -- silences and acknowledgements ------------------------------------------------------
 

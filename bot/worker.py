@@ -8,9 +8,12 @@ is reported once and then only probed every `probe_every` seconds until it recov
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _BLOCKING_STATUSES = frozenset({401, 402})
 STEP_DELTA = timedelta(seconds=STEP)
+DELIVERY_LEASE = "delivery"
 
 
 def utc_now() -> datetime:
@@ -70,6 +74,8 @@ class Worker:
         self.notifier = notifier or ConsoleNotifier(self.rules)
         self.wall = wall  # real time, for delivery backoff (data time may run faster)
         self.monitor: Monitor | None = None  # built from the store on the first cycle
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._had_lease: bool | None = None
         self._last_attempt: dict[str, datetime] = {}
 
     # -- one cycle ------------------------------------------------------------------------
@@ -93,8 +99,28 @@ class Worker:
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         if self.rules:
             self._detect(now, events, [s for s in summaries if s is not None], report)
-        report.delivered = deliver(self.store, self.notifier, now, self.wall)
+        if self._hold_lease():
+            report.delivered = deliver(self.store, self.notifier, now, self.wall)
         return report
+
+    def _hold_lease(self) -> bool:
+        """Only the worker holding the delivery lease tells anyone anything."""
+        ttl = max(60.0, 3 * self.ruleset.poll.events_every)
+        held = self.store.hold_lease(DELIVERY_LEASE, self.id, self.wall(), ttl)
+        if held != self._had_lease:
+            if held:
+                log.info("this worker (%s) delivers alerts", self.id)
+            else:
+                log.warning(
+                    "another worker holds the delivery lease on this database: this one "
+                    "polls and judges but does not post (is a second worker running?)"
+                )
+            self._had_lease = held
+        return held
+
+    def close(self) -> None:
+        """Give the delivery lease back at a clean stop, so a successor takes over at once."""
+        self.store.release_lease(DELIVERY_LEASE, self.id)
 
     # -- detect and decide ------------------------------------------------------------------
 

@@ -380,3 +380,25 @@ def test_button_clicks_acknowledge_and_silence_and_the_parent_shows_it(
     assert any(
         "Acknowledged by <@U123>" in str(r.blocks) for r in slack.messages(CHANNEL)[0].revisions
     )
+
+
+def test_two_workers_on_one_database_post_each_alert_once(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    first = Rig(tmp_path / "bot.db", slack, sim, clock)
+    second = Rig(tmp_path / "bot.db", slack, sim, clock)  # started by mistake
+    while clock() < START + timedelta(hours=13):
+        clock.advance(timedelta(minutes=2))
+        first.worker.tick()
+        second.worker.tick()
+    holders = {first.worker._had_lease, second.worker._had_lease}
+    first.worker.close()  # a clean stop hands the lease over
+    clock.advance(timedelta(minutes=2))
+    second.worker.tick()
+    assert second.worker._had_lease
+    first.close()
+    second.close()
+    (parent,) = parents(slack)
+    assert holders == {True, False}
+    assert len([r for r in parent.replies if "Resolved" in (r.text or "")]) == 1
