@@ -740,6 +740,30 @@ class Store:
                 [format_time(at), transition_id],
             )
 
+    # -- retention -----------------------------------------------------------------------
+
+    def prune(self, events_before: datetime, log_before: datetime) -> dict[str, int]:
+        """Delete what no baseline needs any more; the file stays bounded.
+
+        Events older than `events_before`; poll log, gaps, summary snapshots, delivered
+        transitions' step records and notices older than `log_before`. Daily figures,
+        alert states, open threads and silences in force are kept.
+        """
+        cut_events, cut_log = format_time(events_before), format_time(log_before)
+        statements = {
+            "events": ("delete from events where created_at < ?", cut_events),
+            "polls": ("delete from polls where started_at < ?", cut_log),
+            "event_gaps": ("delete from event_gaps where detected_at < ?", cut_log),
+            "summary_snapshots": ("delete from summary_snapshots where polled_at < ?", cut_log),
+            "notices": ("delete from notices where at < ? and notified_at is not null", cut_log),
+            "silences": ("delete from silences where until < ?", cut_log),
+        }
+        removed = {}
+        with _translated("pruning old rows"), self.db.atomic():
+            for table, (sql, cut) in statements.items():
+                removed[table] = self.db.execute(sql, [cut]).rowcount
+        return removed
+
     # -- leases ------------------------------------------------------------------------
 
     def hold_lease(self, name: str, holder: str, wall: float, ttl: float) -> bool:

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 _BLOCKING_STATUSES = frozenset({401, 402})
 STEP_DELTA = timedelta(seconds=STEP)
 DELIVERY_LEASE = "delivery"
+PRUNE_EVERY = timedelta(hours=1)
+MIN_EVENTS_KEPT = timedelta(days=8)  # /usage events and examples reach back at least this
+LOGS_KEPT = timedelta(days=7)
 
 
 def utc_now() -> datetime:
@@ -76,6 +79,7 @@ class Worker:
         self.monitor: Monitor | None = None  # built from the store on the first cycle
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._had_lease: bool | None = None
+        self._pruned_at: datetime | None = None
         self._last_attempt: dict[str, datetime] = {}
 
     # -- one cycle ------------------------------------------------------------------------
@@ -101,7 +105,21 @@ class Worker:
             self._detect(now, events, [s for s in summaries if s is not None], report)
         if self._hold_lease():
             report.delivered = deliver(self.store, self.notifier, now, self.wall)
+        self._prune(now)
         return report
+
+    def _prune(self, now: datetime) -> None:
+        """Hourly: drop events older than the rules look back (and a margin), logs after
+        a week, so the database stays bounded however long the worker runs."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        lookback = self.monitor.engine.history_seconds() if self.monitor else 0
+        keep_events = max(timedelta(seconds=lookback), MIN_EVENTS_KEPT) + timedelta(days=1)
+        removed = self.store.prune(now - keep_events, now - LOGS_KEPT)
+        if any(removed.values()):
+            gone = ", ".join(f"{table} {count}" for table, count in removed.items() if count)
+            log.info("pruned old rows: %s", gone)
 
     def _hold_lease(self) -> bool:
         """Only the worker holding the delivery lease tells anyone anything."""

@@ -168,3 +168,14 @@ def test_a_file_database_uses_wal_and_survives_reopening(db_path: Path) -> None:
     again = Store(db_path)  # migrations are idempotent
     assert again.count_events() == 5 and again.integrity_ok()
     again.close()
+
+
+def test_pruning_keeps_recent_rows_and_drops_old_ones(store: Store) -> None:
+    day = timedelta(days=1)
+    store.save_events(page(event_series(10, T0 - 20 * day, step=day)), stored_at=T0)
+    store.log_poll(PollRecord("/v1/usage/events", T0 - 9 * day, T0 - 9 * day, "ok"))
+    store.log_poll(PollRecord("/v1/usage/events", T0, T0, "ok"))
+    removed = store.prune(events_before=T0 - 15 * day, log_before=T0 - 7 * day)
+    assert removed["events"] == 5 and removed["polls"] == 1
+    assert min(e.created_at for e in store.recent_events(100)) == T0 - 15 * day
+    assert len(store.polls()) == 1 and store.integrity_ok()
