@@ -85,6 +85,8 @@ def main() -> None:
             for cycle in range(1, args.cycles + 1):
                 clock.advance(timedelta(minutes=5))
                 worker.tick()
+                if cycle % 288 == 0:  # daily: the simulator forgets what the bot stored
+                    sim.forget_before(clock() - timedelta(days=2))
                 if cycle in marks:
                     size = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
                     print(

@@ -103,10 +103,10 @@ class Engine:
             self.final_before = final_before
 
     def history_seconds(self) -> int:
-        """How much data time the rules look back, at most (what to load and keep)."""
+        """How much event history the rules look back, at most (what to load and keep).
+        Summary rules judge the daily figures, not events, so they do not count here."""
         spans = [
-            (2 * buckets_of_history(r) + 2) * (DAY if r.source == "summary" else r.bucket)
-            for r in self.rules
+            (2 * buckets_of_history(r) + 2) * r.bucket for r in self.rules if r.source != "summary"
         ]
         return int(max(spans, default=7 * DAY))
 

@@ -542,6 +542,22 @@ class Simulator:
     def _base_rate(self, minute: int) -> float:
         return self.jobs_per_hour / 60 * _rhythm(minute)
 
+    def forget_before(self, moment: datetime) -> None:
+        """Drop generated events of whole days before `moment`, keeping their daily totals,
+        so a long soak does not measure the simulator's memory instead of the bot's.
+        events_until() no longer returns what was forgotten."""
+        cut_day = _aware_utc(moment).date()
+        with self._lock:
+            day = self._origin_date
+            while day < cut_day:
+                self._generated_day(day, _day_start_ts(day + timedelta(days=2)))
+                day += timedelta(days=1)
+            cut = _day_start_ts(cut_day) // 60
+            for minute in [m for m in self._buckets if m < cut]:
+                del self._buckets[minute]
+                self._sorted.discard(minute)
+                self._bucket_aggs.pop(minute, None)
+
     # -- aggregation --
 
     def _day_agg(self, day: date, now_ts: float) -> _Agg:
