@@ -402,3 +402,25 @@ def test_two_workers_on_one_database_post_each_alert_once(
     (parent,) = parents(slack)
     assert holders == {True, False}
     assert len([r for r in parent.replies if "Resolved" in (r.text or "")]) == 1
+
+
+def test_a_slack_outage_during_an_incident_delivers_the_backlog_once_in_order(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock, rule=replace(RULE, remind_every=1200))
+    slack.outage(True)  # Slack answers 503 to everything
+    rig.run_until(START + timedelta(hours=13))  # the whole incident, fired, reminded, resolved
+    assert parents(slack) == [] and len(rig.store.undelivered()) >= 3
+    slack.outage(False)
+    for _ in range(10):  # Slack is back; the backoff passes, cycles go on
+        rig.wall.now += 900
+        clock.advance(timedelta(minutes=2))
+        rig.worker.tick()
+    assert rig.store.undelivered() == []
+    rig.close()
+    (parent,) = parents(slack)
+    texts = [r.text or "" for r in parent.replies]
+    told = [t for t in texts if "Still firing" in t or "Resolved" in t]
+    assert told[-1].startswith(":white_check_mark: Resolved")  # in order: the resolve is last
+    assert sum("Resolved" in t for t in texts) == 1 and parent.edited
