@@ -325,7 +325,12 @@ def _line_of(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, 
 def _dotted(path: tuple[str | int, ...]) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        # YAML keys may be null, dates or text holding a newline: show those as repr.
+        name = part if isinstance(part, str) and part.isprintable() else repr(part)
+        text += f".{name}" if text else name
     return text or "(top level)"
 
 
@@ -402,8 +407,8 @@ def _custom_problems(
     data: object, schema: Mapping[str, Any], path: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Checks JSON Schema cannot word well: durations and Slack channels."""
-    if isinstance(data, float) and not math.isfinite(data):  # .nan, .inf
-        yield path, f"must be a finite number (got {data!r})"
+    if isinstance(data, int | float) and not isinstance(data, bool) and not _finite(data):
+        yield path, f"must be a finite number (got {_short(data)})"  # .nan, .inf, 10**400
     elif schema.get("x-duration") and isinstance(data, str | int | float):
         if parse_duration(data) is None:
             yield path, f"{_DURATION_HINT} (got {data!r})"
@@ -416,6 +421,14 @@ def _custom_problems(
     elif isinstance(data, list) and "items" in schema:
         for index, item in enumerate(data):
             yield from _custom_problems(item, schema["items"], (*path, index))
+
+
+def _finite(number: float) -> bool:
+    """False for NaN, infinities and integers too large for a float (numpy refuses them)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
