@@ -23,6 +23,7 @@ from bot.errors import ConfigError
 from bot.metrics import batch_from_items
 from bot.models import Event, Rule, Summary, format_time, parse_time
 
+MAX_SPAN = timedelta(days=400)  # 5-minute moments over a longer span are a mistake, not data
 CHUNK = 50_000  # events parsed per batch: bounds memory on million-line files
 
 
@@ -96,6 +97,11 @@ def load(
         days_start = datetime.combine(parsed.start_date, datetime.min.time(), UTC)
         first = min(first or days_start, days_start)
         last = last or datetime.combine(parsed.end_date, datetime.min.time(), UTC)
+    if first is not None and last is not None and last - first > MAX_SPAN:
+        raise ConfigError(
+            f"backtest: the data spans {(last - first).days} days; at most "
+            f"{MAX_SPAN.days} days can be judged in one run"
+        )
     if first is None or last is None:
         raise ConfigError("backtest: no events and no summary to judge")
     path = events if isinstance(events, Path) else None

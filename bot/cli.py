@@ -228,6 +228,10 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from bot import backtest
 
@@ -235,8 +239,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     summary = None
     if args.summary is not None:
         try:
-            summary = json.loads(args.summary.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            summary = json.loads(
+                args.summary.read_text(encoding="utf-8"), parse_constant=_no_constant
+            )
+        except (OSError, ValueError, RecursionError) as exc:
             raise ConfigError(f"{args.summary}: cannot read a summary ({exc})") from exc
     if not args.events.exists():
         raise ConfigError(f"{args.events}: no such file")

@@ -160,6 +160,7 @@ class _EnvReader:
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_HINT = "must be a positive duration like 30s, 15m, 1h or 7d"
+MAX_DURATION = 90 * 86400.0  # the summary reaches back 90 days; nothing here needs more
 
 _DURATION = {"type": ["string", "number"], "x-duration": True}
 MENTION_PATTERN = r"^(<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@[A-Z0-9]+>)$"
@@ -410,8 +411,11 @@ def _custom_problems(
     if isinstance(data, int | float) and not isinstance(data, bool) and not _finite(data):
         yield path, f"must be a finite number (got {_short(data)})"  # .nan, .inf, 10**400
     elif schema.get("x-duration") and isinstance(data, str | int | float):
-        if parse_duration(data) is None:
+        seconds = parse_duration(data)
+        if seconds is None:
             yield path, f"{_DURATION_HINT} (got {data!r})"
+        elif seconds > MAX_DURATION:
+            yield path, f"must be at most 90d (got {data!r})"
     if schema.get("x-channel") and isinstance(data, str) and not CHANNEL_RE.match(data):
         yield path, f"{CHANNEL_HINT} (got {data!r})"
     if isinstance(data, dict):

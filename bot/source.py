@@ -156,7 +156,7 @@ class UsageClient:
                 transient=True,
             ) from exc
         request_id = resp.headers.get("x-request-id")
-        if resp.status_code >= 400 or resp.status_code < 200:
+        if not 200 <= resp.status_code < 300:  # redirects are not followed: not an answer
             raise _error_from_response(resp, raw, path, request_id)
         body = _decode_json(raw, path, resp.status_code, request_id)
         try:
