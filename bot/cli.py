@@ -178,6 +178,7 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
                 store=store,
                 ruleset=ruleset,
                 notifier=make_notifier(settings, ruleset, store),
+                lease_seconds=max(1.0, 3 * every),  # a crashed worker's lease lapses soon
             )
             log.info(
                 "worker started: polling %s every %ss, database %s",

@@ -68,6 +68,7 @@ class Worker:
         clock: Callable[[], datetime] = utc_now,
         notifier: Notifier | None = None,
         wall: Callable[[], float] = time.time,
+        lease_seconds: float | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -76,6 +77,8 @@ class Worker:
         self.rules = {rule.name: rule for rule in ruleset.rules}
         self.notifier = notifier or ConsoleNotifier(self.rules)
         self.wall = wall  # real time, for delivery backoff (data time may run faster)
+        # A dead holder's lease lapses after this; three cycles by default.
+        self.lease_seconds = lease_seconds or 3 * ruleset.poll.events_every
         self.monitor: Monitor | None = None  # built from the store on the first cycle
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._had_lease: bool | None = None
@@ -123,8 +126,7 @@ class Worker:
 
     def _hold_lease(self) -> bool:
         """Only the worker holding the delivery lease tells anyone anything."""
-        ttl = max(60.0, 3 * self.ruleset.poll.events_every)
-        held = self.store.hold_lease(DELIVERY_LEASE, self.id, self.wall(), ttl)
+        held = self.store.hold_lease(DELIVERY_LEASE, self.id, self.wall(), self.lease_seconds)
         if held != self._had_lease:
             if held:
                 log.info("this worker (%s) delivers alerts", self.id)
