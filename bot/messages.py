@@ -76,7 +76,8 @@ def summary_report(
     table_rows.append(_figures_row("total", totals))
     daily_credits = [r.credits_used for r in sorted(totals, key=lambda r: r.date)]
     first, last = min(r.date for r in rows), max(r.date for r in rows)
-    head = f"Usage {first} .. {last} ({days} days, UTC; {freshness(last_poll, now)})"
+    span = f"{days} day" + ("s" if days != 1 else "")
+    head = f"Usage {first} .. {last} ({span}, UTC; {freshness(last_poll, now)})"
     grid = table(["model", "jobs", "completed", "failed", "fail rate", "credits"], table_rows)
     return f"{head}\n{grid}\ncredits per day: {sparkline(daily_credits)}"
 
