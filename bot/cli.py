@@ -7,7 +7,6 @@ Every subcommand of interface.md lives here as a thin veneer over the library; a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -22,7 +21,7 @@ from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
 from bot.notify import ConsoleNotifier, Notifier, SlackNotifier, make_web_clients
-from bot.source import UsageClient, make_http_client
+from bot.source import UsageClient, loads_strict, make_http_client
 from bot.store import Store
 from bot.worker import Worker, run, stop_on_signals, utc_now
 
@@ -229,10 +228,6 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def cmd_backtest(args: argparse.Namespace) -> int:
     from bot import backtest
 
@@ -240,9 +235,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     summary = None
     if args.summary is not None:
         try:
-            summary = json.loads(
-                args.summary.read_text(encoding="utf-8"), parse_constant=_no_constant
-            )
+            summary = loads_strict(args.summary.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:
             raise ConfigError(f"{args.summary}: cannot read a summary ({exc})") from exc
     if not args.events.exists():

@@ -197,9 +197,17 @@ def _read_capped(resp: httpx.Response, path: str) -> bytes:
     return b"".join(chunks)
 
 
+def loads_strict(raw: bytes | str) -> Any:
+    """json.loads that refuses NaN, Infinity and floats that overflow, as JSON does.
+
+    Raises ValueError, or RecursionError for nesting too deep to decode.
+    """
+    return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+
+
 def _decode_json(raw: bytes, path: str, status: int, request_id: str | None) -> Any:
     try:
-        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        return loads_strict(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise SchemaDrift(
             f"body is not JSON ({len(raw)} bytes)",
