@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.alerts import Transition
 from bot.models import Event
 from bot.store import Store
 
@@ -57,3 +58,32 @@ def store() -> Iterator[Store]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "bot.db"
+
+
+def make_firing(
+    at: datetime = T0,
+    *,
+    rule: str = "failed-job-rate",
+    group: tuple[str, ...] = ("pro",),
+    request_ids: tuple[str, ...] = ("req_000099",),
+    job_ids: tuple[str, ...] = ("job_000099",),
+    state: str = "firing",
+) -> Transition:
+    """A failure-rate transition as the engine makes them (40% against 2%, z 6.2)."""
+    return Transition(
+        rule=rule,
+        group=group,
+        group_by=("model",),
+        state=state,
+        at=at,
+        value=0.4,
+        baseline=0.02,
+        zscore=6.2,
+        volume=20,
+        since=at,
+        peak_zscore=6.2,
+        peak_value=0.4,
+        window=900.0,
+        request_ids=request_ids,
+        job_ids=job_ids,
+    )

@@ -14,7 +14,7 @@ from bot.commands import Reply, handle_command, summary_text
 from bot.models import EventsPage, Summary
 from bot.source import EVENTS_PATH
 from bot.store import PollRecord, Store, Thread
-from tests.conftest import T0, event_series, make_event
+from tests.conftest import T0, event_series, make_event, make_firing
 
 POLLED = T0 + timedelta(hours=1)
 NOW = POLLED + timedelta(minutes=5)
@@ -53,22 +53,7 @@ def fill(store: Store) -> None:
     store.save_events(EventsPage(100, tuple(reversed(events))), stored_at=T0)
     store.log_poll(PollRecord(EVENTS_PATH, NOW - timedelta(seconds=30), NOW, "ok", 200))
     store.save_summary(Summary.from_api(summary_body()), POLLED)
-    firing = Transition(
-        "failed-job-rate",
-        ("pro",),
-        ("model",),
-        "firing",
-        T0,
-        0.4,
-        0.02,
-        6.2,
-        20,
-        T0,
-        6.2,
-        0.4,
-        request_ids=("req_000099",),
-        job_ids=("job_000099",),
-    )
+    firing = make_firing()
     store.save_decisions(
         [AlertState("failed-job-rate", ("pro",), "firing", 1, 0, T0, 6.2, 0.4)],
         [firing],

@@ -29,6 +29,7 @@ from bot.models import EventsPage, RuleSet, Summary
 from bot.source import UsageClient
 from bot.store import Store
 from tests.conftest import T0, make_event
+from tests.test_source import EVENT as SOURCE_EVENT
 
 T = TypeVar("T")
 FAST = settings(max_examples=120, deadline=None)
@@ -155,22 +156,7 @@ def mutated(draw: st.DrawFn, valid: Any, nasty: st.SearchStrategy[Any] = NASTY) 
 
 # -- 1. API bodies -----------------------------------------------------------------------
 
-EVENT = {
-    "id": "evt_1",
-    "created_at": "2026-11-29T10:00:00Z",
-    "request_id": "req_1",
-    "method": "POST",
-    "endpoint": "/v1/jobs",
-    "status_code": 200,
-    "job_id": "job_1",
-    "model": "pro",
-    "output_format": "webm",
-    "status": "failed",
-    "credits_used": 60,
-    "duration_seconds": 61.2,
-    "error_code": "internal_error",
-    "metadata": {"customer_id": "acme", "segment": "enterprise"},
-}
+EVENT = {**SOURCE_EVENT, "credits_used": 60}  # the client tests' event, charging
 EVENTS_BODY = {"limit": 100, "items": [EVENT, {**EVENT, "id": "evt_2", "status": "completed"}]}
 FIGURES = {"total_jobs": 3, "completed_jobs": 2, "failed_jobs": 1, "credits_used": 120.5}
 SUMMARY_BODY = {

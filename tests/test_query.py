@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import AlertState, Transition
+from bot.alerts import AlertState
 from bot.cli import main
 from bot.models import EventsPage
 from bot.store import Store
-from tests.conftest import T0, event_series, make_event
+from tests.conftest import T0, event_series, make_event, make_firing
 
 
 @pytest.fixture
@@ -19,22 +19,7 @@ def filled(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store = Store(db_path)
     events = [*event_series(5), make_event(99, T0 + timedelta(minutes=9), status="failed")]
     store.save_events(EventsPage(100, tuple(reversed(events))), stored_at=T0)
-    firing = Transition(
-        "failed-job-rate",
-        ("pro",),
-        ("model",),
-        "firing",
-        T0,
-        0.4,
-        0.02,
-        6.2,
-        20,
-        T0,
-        6.2,
-        0.4,
-        ("req_000099",),
-        ("job_000099",),
-    )
+    firing = make_firing()
     store.save_decisions(
         [AlertState("failed-job-rate", ("pro",), "firing", 1, 0, T0, 6.2, 0.4)],
         [firing],
