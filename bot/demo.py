@@ -148,6 +148,9 @@ def _blocks_as_text(blocks: list[Any] | None, fallback: str) -> list[str]:
             texts.append(block["text"]["text"])
         elif block.get("type") == "context":
             texts.extend(element.get("text", "") for element in block.get("elements", []))
+        elif block.get("type") == "actions":
+            labels = [e.get("text", {}).get("text", "") for e in block.get("elements", [])]
+            texts.append("  ".join(f"[{label}]" for label in labels))
     text = "\n".join(texts) or fallback
     return [line.replace("*", "").replace("`", "") for line in text.splitlines()]
 
