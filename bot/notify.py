@@ -166,7 +166,10 @@ def deliver(
 
 def _is_silenced(store: Store, t: Transition, now: datetime) -> bool:
     """A silence holds back a firing and its reminders; a resolve still goes to a thread
-    that was told before the silence (and only there)."""
+    that was told before the silence (and only there). An acknowledged alert gets no more
+    reminders: someone is on it."""
+    if t.state == REMINDER and store.acknowledgement(t.rule, t.group) is not None:
+        return True
     silence = store.silenced(t.rule, t.group, now)
     if silence is None:
         return False

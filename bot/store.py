@@ -701,17 +701,18 @@ class Store:
 
     def save_thread(self, thread: Thread, opened_at: datetime) -> None:
         with _translated("saving an alert thread"), self.db.atomic():
-            self.db.table("alert_threads").upsert(
-                {
-                    "rule": thread.rule,
-                    "group_key": json.dumps(list(thread.group)),
-                    "channel": thread.channel,
-                    "ts": thread.ts,
-                    "status": thread.status,
-                    "opened_at": format_time(opened_at),
-                },
-                pk=("rule", "group_key"),
-            )
+            old = self.thread(thread.rule, thread.group)
+            row: dict[str, Any] = {
+                "rule": thread.rule,
+                "group_key": json.dumps(list(thread.group)),
+                "channel": thread.channel,
+                "ts": thread.ts,
+                "status": thread.status,
+                "opened_at": format_time(opened_at),
+            }
+            if old is None or old.ts != thread.ts:  # a new thread: nobody has acked it yet
+                row.update(acked_by=None, acked_at=None)
+            self.db.table("alert_threads").upsert(row, pk=("rule", "group_key"))
 
     def adopt(self, thread: Thread, state: AlertState, opened_at: datetime) -> None:
         """A firing alert found in Slack on a fresh database: its thread and its state."""

@@ -424,3 +424,16 @@ def test_a_slack_outage_during_an_incident_delivers_the_backlog_once_in_order(
     told = [t for t in texts if "Still firing" in t or "Resolved" in t]
     assert told[-1].startswith(":white_check_mark: Resolved")  # in order: the resolve is last
     assert sum("Resolved" in t for t in texts) == 1 and parent.edited
+
+
+def test_an_acknowledged_alert_gets_no_more_reminders(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+) -> None:
+    sim, clock = world
+    rig = Rig(tmp_path / "bot.db", slack, sim, clock, rule=replace(RULE, remind_every=1200))
+    rig.run_until(START + timedelta(hours=10, minutes=20))
+    assert rig.store.acknowledge("failed-job-rate", ("pro",), "U123", clock())
+    rig.run_until(START + timedelta(hours=11, minutes=30))
+    rig.close()
+    (parent,) = parents(slack)
+    assert not [r for r in parent.replies if "Still firing" in (r.text or "")]
