@@ -327,13 +327,13 @@ def _translated(what: str) -> Iterator[None]:
 class Store:
     """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 10.0) -> None:
         with _translated("opening the database"):
             if path is None:
                 self.db = Database(memory=True)
             else:
                 # timeout: wait for a concurrent writer instead of failing at once.
-                self.db = Database(sqlite3.connect(str(path), timeout=10.0))
+                self.db = Database(sqlite3.connect(str(path), timeout=busy_timeout))
                 self.db.enable_wal()
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster

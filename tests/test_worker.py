@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.errors import StoreError
 from bot.models import PollConfig, RuleSet, parse_time
 from bot.simulator import ManualClock, Simulator
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
@@ -257,3 +258,33 @@ def _events(db_path: Path) -> int:
             return int(db.execute("select count(*) from events").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_a_database_locked_by_another_process_is_a_clear_error_then_recovers(
+    db_path: Path,
+) -> None:
+    clock = ManualClock(START)
+    sim = Simulator(start=START, clock=clock)
+    store = Store(db_path, busy_timeout=0.2)
+    with httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle)) as http:
+        worker = Worker(
+            client=UsageClient(http, api_key="sim-key", sleep=lambda s: None),
+            store=store,
+            ruleset=RULES,
+            clock=clock,
+        )
+        clock.advance(timedelta(minutes=1))
+        worker.tick()
+        before = store.count_events()
+        locker = sqlite3.connect(db_path)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+        clock.advance(timedelta(minutes=1))
+        with pytest.raises(StoreError, match="database error while .*locked"):
+            worker.tick()  # run() logs this and carries on; the loop never dies of it
+        locker.rollback()
+        locker.close()
+        clock.advance(timedelta(minutes=1))
+        report = worker.tick()
+    assert report.errors == [] and store.count_events() > before
+    assert store.integrity_ok()
+    store.close()
