@@ -28,7 +28,8 @@ SLACK_EVENTS = (1, 50)  # more rows than this are unreadable in a Slack message
 DEFAULT_DAYS = 7
 DEFAULT_EVENTS = 10
 MODELS_LOOKBACK = 90  # days of summary searched for "the models seen"
-WORDS = ("summary", "events", "model", "alerts", "silence", "unsilence", "help")
+WORDS = ("summary", "events", "model", "segment", "alerts", "silence", "unsilence", "help")
+SEGMENT_DAYS = (1, 8)  # segments come from stored events, kept for at least 8 days
 MAX_SILENCE = 7 * 86400.0  # a silence longer than a week is a disabled rule: edit rules.yaml
 PUBLIC = "public"
 ECHO_MAX = 30  # how much of an unknown word is quoted back
@@ -57,6 +58,8 @@ def help_text(command: str = "/usage") -> str:
             f" ({_range(SLACK_EVENTS)}, default {DEFAULT_EVENTS})",
             f"• `{c} model NAME [days]`: one model's daily jobs, failures and credits,"
             " and its open alerts",
+            f"• `{c} segment NAME [days]`: one customer segment's daily jobs, failures and"
+            f" credits ({_range(SEGMENT_DAYS)} days, from the stored events)",
             f"• `{c} alerts`: open alerts, silences, the latest transitions and thread links",
             f"• `{c} silence RULE[/GROUP] DURATION REASON`: hold back an alert key (all its"
             " groups without /GROUP) for up to 7d, e.g. `failed-job-rate/pro 2h deploy`",
@@ -228,6 +231,8 @@ def handle_command(
         return Reply(_code(events_text(store, limit, now)), public)
     if sub == "model":
         return _model(args, store, now, public, command)
+    if sub == "segment":
+        return _segment(args, store, now, public, command)
     if sub == "alerts":
         if args:
             return _fix(extra_words_text(sub, "alerts", command))
@@ -338,6 +343,28 @@ def _model(args: list[str], store: Store, now: datetime, public: bool, command: 
         name = folded[0]
     text = _code(model_text(store, name, days, now))
     return Reply(_with_links(text, store, model_alerts(store, name)), public)
+
+
+def _segment(args: list[str], store: Store, now: datetime, public: bool, command: str) -> Reply:
+    seen = store.segments()
+    known = ", ".join(f"`{s}`" for s in seen) or "none stored yet"
+    if not args or len(args) > 2:
+        return _fix(f"Usage: `{command} segment NAME [days]`. Segments seen: {known}.")
+    days = _number(args[1:], "Days", SEGMENT_DAYS, SEGMENT_DAYS[1])
+    if isinstance(days, Reply):
+        return days
+    name = next((s for s in seen if s.casefold() == args[0].casefold()), None)
+    if name is None:
+        return _fix(f"I have no segment `{_quote(args[0])}`. Segments seen: {known}.")
+    end = now.date()
+    rows = store.segment_daily(name, end - timedelta(days=days - 1), end)
+    head = f"Segment {name}, last {days} day{'s' if days != 1 else ''} (UTC, from stored events)"
+    body = messages.table(
+        ["date", "jobs", "failed", "fail rate", "credits"],
+        [*(_model_row(str(r.date), [r]) for r in rows), _model_row("total", rows)],
+    )
+    spark = messages.sparkline([r.credits_used for r in rows])
+    return Reply(_code(f"{head}\n{body}\ncredits per day: {spark}"), public)
 
 
 def _alerts(store: Store, now: datetime) -> str:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -500,6 +500,31 @@ class Store:
             )
             for row in rows
         ]
+
+    def segment_daily(self, segment: str, start: date, end: date) -> list[DailyUsage]:
+        """One customer segment's daily figures, counted from stored events (the summary
+        has no segments), for start <= date <= end; `model` holds the segment."""
+        sql = (
+            "select substr(created_at, 1, 10) as day, "
+            "sum(status in ('pending', 'created')) as jobs, "
+            "sum(status = 'completed') as completed, sum(status = 'failed') as failed, "
+            "sum(credits_used) as credits from events "
+            "where segment = ? and created_at >= ? and created_at < ? group by day order by day"
+        )
+        params = [segment, start.isoformat(), (end + timedelta(days=1)).isoformat()]
+        with _translated("reading segment figures"):
+            rows = self.db.execute(sql, params).fetchall()
+        return [
+            DailyUsage(date.fromisoformat(day), segment, jobs, completed, failed, credits or 0.0)
+            for day, jobs, completed, failed, credits in rows
+        ]
+
+    def segments(self) -> list[str]:
+        with _translated("reading segments"):
+            rows = self.db.execute(
+                "select distinct segment from events where segment is not null order by segment"
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def last_summary_poll(self) -> datetime | None:
         with _translated("reading summaries"):

@@ -184,7 +184,10 @@ CORRECTIONS: list[tuple[str, list[str]]] = [
     ("events 51", ["from 1 to 50", "leave it out for 10"]),
     ("events ten", ["from 1 to 50", "`ten`"]),
     ("alerts now", ["Too many words for `alerts`"]),
-    ("frobnicate", ["I don't know `frobnicate`.", "`summary`, `events`, `model`, `alerts`"]),
+    (
+        "frobnicate",
+        ["I don't know `frobnicate`.", "`summary`, `events`, `model`, `segment`, `alerts`"],
+    ),
     ("summry", ["I don't know `summry`. Did you mean `summary`?"]),
     ("\u200b", ["I don't know"]),  # a zero-width space is not whitespace
     ("<!channel> hi", ["I don't know `&lt;!channel&gt;`"]),  # no mention, no link
@@ -293,3 +296,12 @@ def test_a_rule_wide_silence_covers_every_group(filled: Store) -> None:
     assert filled.silenced("spend-per-model", ("light",), NOW)
     assert filled.silenced("spend-per-model", ("pro",), NOW)
     assert filled.silenced("failed-job-rate", ("pro",), NOW) is None
+
+
+def test_segment_answers_from_the_stored_events(filled: Store) -> None:
+    answer = ask(filled, "segment Enterprise").text
+    assert "Segment enterprise, last 8 days" in answer
+    assert "total" in answer and "16.7%" in answer  # 1 failed of the 6 finished jobs
+    assert "no segment `whales`" in ask(filled, "segment whales").text
+    assert "`enterprise`" in ask(filled, "segment").text  # usage lists the segments seen
+    assert "from 1 to 8" in ask(filled, "segment enterprise 30").text
