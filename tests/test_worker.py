@@ -288,3 +288,16 @@ def test_a_database_locked_by_another_process_is_a_clear_error_then_recovers(
     assert report.errors == [] and store.count_events() > before
     assert store.integrity_ok()
     store.close()
+
+
+def test_a_429_burst_is_met_with_bounded_backoff_not_a_request_storm(rig: Rig) -> None:
+    rig.tick()
+    rig.sim.inject("429", "events", times=-1)
+    sent_before, waits_before = rig.hits(EVENTS_PATH), len(rig.sleeps)
+    for _ in range(5):
+        rig.tick()
+    rig.sim.clear_faults()
+    assert rig.hits(EVENTS_PATH) - sent_before == 5 * 4  # four tries a cycle, no more
+    waits = rig.sleeps[waits_before:]
+    assert len(waits) == 5 * 3 and all(0 <= w <= 4.0 for w in waits)  # jittered, <= 1, 2, 4 s
+    assert rig.tick().errors == []  # and it recovers by itself
