@@ -545,9 +545,6 @@ class Monitor:
             return []
         return [transition(before, after, kind, ev, rule)]
 
-    def firing(self) -> list[AlertState]:
-        return [s for s in self.states.values() if s.status == FIRING]
-
     def take_changes(self) -> dict[AlertKey, AlertState]:
         """States changed since the last call (what the store must save)."""
         changed, self.changed = self.changed, {}

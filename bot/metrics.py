@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bot.models import TOTAL, DailyUsage, Event
+from bot.models import DailyUsage, Event
 
 # Slot fields, first axis of the count arrays.
 JOBS, FINISHED, FAILED, CREDITS = range(4)
@@ -156,10 +156,6 @@ class UsageCube:
         low = int(slots.min())
         self.covered_from = low if self.covered_from is None else min(self.covered_from, low)
 
-    def extend_coverage(self, slot: int) -> None:
-        """Say we hold every event from `slot` on (even if some slots had none)."""
-        self.covered_from = slot if self.covered_from is None else min(self.covered_from, slot)
-
     def forget_before(self, slot: int) -> None:
         """Drop slots older than `slot` (live memory stays bounded)."""
         cut = slot - self.origin
@@ -232,20 +228,3 @@ def daily_slot_counts(
 
 def _slot_day(slot: int, step: int) -> date:
     return datetime.fromtimestamp(slot * step, UTC).date()
-
-
-__all__ = [
-    "CREDITS",
-    "FAILED",
-    "FIELDS",
-    "FINISHED",
-    "GROUP_FIELDS",
-    "JOBS",
-    "NONE",
-    "TOTAL",
-    "EventBatch",
-    "UsageCube",
-    "batch_from_events",
-    "batch_from_items",
-    "daily_slot_counts",
-]

@@ -795,10 +795,17 @@ class Store:
     def hold_lease(self, name: str, holder: str, wall: float, ttl: float) -> bool:
         """Take or renew the lease `name` for `ttl` seconds; False while another holds it.
 
-        Two workers started on one database by mistake would otherwise both deliver the
-        outbox and could post the same alert twice. BEGIN IMMEDIATE makes the check and
-        the write one step against the other process.
+        Two workers started on one database by mistake would otherwise both judge and
+        tell, each from its own partial view, and could post the same incident twice.
+        BEGIN IMMEDIATE makes the check and the write one step against the other process;
+        a lease of ours with more than half its time left is renewed without a write.
         """
+        with _translated("reading a lease"):
+            row = self.db.execute(
+                "select holder, expires_at from leases where name = ?", [name]
+            ).fetchone()
+        if row is not None and row[0] == holder and row[1] - wall > ttl / 2:
+            return True
         with _translated("taking a lease"):
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -897,7 +904,13 @@ class Store:
     # -- ops notices -----------------------------------------------------------------------
 
     def episode(self, kind: str, is_open: bool, text: str, now: datetime) -> bool:
-        """Open or clear an episode; queue a notice when that changes anything."""
+        """Open or clear an episode; queue a notice when that changes anything.
+
+        Called after every poll, almost always to say "no change": that answer is a read,
+        and only a change takes a write transaction (which checks again inside).
+        """
+        if is_open == (kind in self.open_episodes()):
+            return False
         with _translated("recording an episode"), self.db.atomic():
             row = self.db.execute("select since from episodes where kind = ?", [kind]).fetchone()
             if is_open == (row is not None):

@@ -104,11 +104,18 @@ class Worker:
             SUMMARY_PATH, now, poll.summary_every
         ):
             summaries.append(self._poll_summary(now, poll.summary_days, report))
-        if self.rules:
-            self._detect(now, events, [s for s in summaries if s is not None], report)
-        if self._hold_lease():
+        # Polling and storing are idempotent; judging and telling belong to one worker.
+        if not self._hold_lease():
+            self.monitor = None  # rebuilt from the store if this worker takes over
+            return report
+        try:
+            if self.rules:
+                self._detect(now, events, [s for s in summaries if s is not None], report)
             report.delivered = deliver(self.store, self.notifier, now, self.wall)
-        self._prune(now)
+            self._prune(now)
+        except BotError as exc:  # e.g. the database is locked: told, and the loop goes on
+            report.errors.append(str(exc))
+            log.error("cycle could not finish: %s", exc)
         return report
 
     def _prune(self, now: datetime) -> None:
@@ -125,15 +132,15 @@ class Worker:
             log.info("pruned old rows: %s", gone)
 
     def _hold_lease(self) -> bool:
-        """Only the worker holding the delivery lease tells anyone anything."""
+        """Only the worker holding the lease judges and tells (see Store.hold_lease)."""
         held = self.store.hold_lease(DELIVERY_LEASE, self.id, self.wall(), self.lease_seconds)
         if held != self._had_lease:
             if held:
                 log.info("this worker (%s) delivers alerts", self.id)
             else:
                 log.warning(
-                    "another worker holds the delivery lease on this database: this one "
-                    "polls and judges but does not post (is a second worker running?)"
+                    "another worker holds the lease on this database: this one polls "
+                    "and stores but neither judges nor posts (is a second worker running?)"
                 )
             self._had_lease = held
         return held

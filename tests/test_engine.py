@@ -222,3 +222,33 @@ def test_a_segment_rule_fires_for_the_failing_segment_only() -> None:
     fired = [t for t in transitions if t.state == "firing"]
     assert [t.key for t in fired] == [{"segment": "enterprise"}]
     assert spike.start < fired[0].at <= spike.start + timedelta(minutes=30)
+
+
+def test_a_volume_rule_catches_a_model_going_silent() -> None:
+    rule = Rule(
+        name="volume-drop",
+        metric="volume",
+        group_by=("model",),
+        bucket=3600,
+        baseline=4 * 86400,
+        seasonal="hour_of_day",
+        z=4,
+        direction="down",
+        min_volume=20,
+    )
+    # The seasonal baseline is trusted after about six days of history; before that the
+    # daily rhythm hides even a drop to zero (z about -3.4 on day 5).
+    end = START + timedelta(days=10)
+    outage = Incident(
+        "outage",
+        START + timedelta(days=9, hours=12),
+        START + timedelta(days=9, hours=16),
+        model="original",
+    )
+    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=300, incidents=[outage])
+    transitions = Monitor(engine_for([rule], sim.events_until(end))).run(end, START)
+    day = START + timedelta(days=9)
+    fired = [t for t in transitions if t.state == "firing" and t.at >= day]
+    assert [t.key for t in fired] == [{"model": "original"}]
+    assert outage.start < fired[0].at <= outage.start + timedelta(hours=2)
+    assert fired[0].value < fired[0].baseline / 3

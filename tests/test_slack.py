@@ -388,14 +388,16 @@ def test_two_workers_on_one_database_post_each_alert_once(
     sim, clock = world
     first = Rig(tmp_path / "bot.db", slack, sim, clock)
     second = Rig(tmp_path / "bot.db", slack, sim, clock)  # started by mistake
+    turn = 0
     while clock() < START + timedelta(hours=13):
         clock.advance(timedelta(minutes=2))
-        first.worker.tick()
-        second.worker.tick()
+        turn += 1
+        order = (first, second) if turn % 2 else (second, first)  # both meet fresh work
+        for rig in order:
+            rig.worker.tick()
     holders = {first.worker._had_lease, second.worker._had_lease}
     first.worker.close()  # a clean stop hands the lease over
-    clock.advance(timedelta(minutes=2))
-    second.worker.tick()
+    assert second.worker._hold_lease()  # at once, not after the lease would have lapsed
     assert second.worker._had_lease
     first.close()
     second.close()
