@@ -10,17 +10,28 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 import yaml
 
 from bot.errors import ConfigError
-from bot.models import GROUP_KEYS, METRICS, PollConfig, Rule, RuleSet
+from bot.models import (
+    GROUP_KEYS,
+    METRICS,
+    PERIODS,
+    SCOPE_KEYS,
+    Budget,
+    DigestConfig,
+    PollConfig,
+    Rule,
+    RuleSet,
+)
 
 # -- environment ---------------------------------------------------------------------
 
@@ -46,6 +57,8 @@ class Settings:
     port: int = 3000
     log_level: str = "INFO"
     log_format: str = "text"
+    webhook_secret: str | None = field(default=None, repr=False)  # signs enforcement hooks
+    api_token: str | None = field(default=None, repr=False)  # bearer token of GET /budget
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +78,8 @@ class Settings:
             port=reader.port("PORT", cls.port),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, cls.log_level, upper=True),
             log_format=reader.choice("LOG_FORMAT", ("text", "json"), cls.log_format),
+            webhook_secret=reader.secret("BUDGET_WEBHOOK_SECRET"),
+            api_token=reader.secret("BOT_API_TOKEN"),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -73,7 +88,34 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value, so logging can scrub them from any line."""
         values = (self.api_key, self.slack_bot_token, self.slack_app_token)
-        return [v for v in (*values, self.slack_signing_secret) if v]
+        more = (self.slack_signing_secret, self.webhook_secret, self.api_token)
+        return [v for v in (*values, *more) if v]
+
+
+def hook_urls(budgets: Sequence[Budget], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each budget's enforcement hook URL, read from the env var the budget names.
+
+    The URL lives in the environment, not in rules.yaml: it often carries a token.
+    ConfigError names every variable that is missing or not an http(s) URL, and
+    BUDGET_WEBHOOK_SECRET when a hook exists without it.
+    """
+    reader = _EnvReader(os.environ if env is None else env)
+    urls: dict[str, str] = {}
+    for budget in budgets:
+        if budget.webhook is None:
+            continue
+        if reader.env.get(budget.webhook, "").strip():
+            urls[budget.name] = reader.url(budget.webhook, "", shown=False)
+        else:
+            reader.problems.append(
+                f"{budget.webhook}: budget {budget.name!r} sends its hook there; set it to "
+                "the URL of your enforcement endpoint"
+            )
+    if urls and reader.secret("BUDGET_WEBHOOK_SECRET") is None:
+        reader.problems.append("BUDGET_WEBHOOK_SECRET: needed to sign the budget webhooks")
+    if reader.problems:
+        raise ConfigError(sorted(set(reader.problems)))
+    return urls
 
 
 class _EnvReader:
@@ -101,7 +143,7 @@ class _EnvReader:
             self._bad(name, what, None)  # never echo a secret, even a wrong one
         return value
 
-    def url(self, name: str, default: str) -> str:
+    def url(self, name: str, default: str, *, shown: bool = True) -> str:
         value = self._get(name)
         if value is None:
             return default
@@ -110,7 +152,8 @@ class _EnvReader:
         except ValueError:  # "http://[::1" (bad IPv6), NFKC-unsafe netloc
             parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            self._bad(name, "must be an http(s) URL like https://api.example.com", value)
+            what = "must be an http(s) URL like https://api.example.com"
+            self._bad(name, what, value if shown else None)
         return value
 
     def channel(self, name: str) -> str | None:
@@ -230,10 +273,54 @@ RULES_SCHEMA: dict[str, Any] = {
     },
 }
 
+_BUDGET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "limit"],
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_.-]{0,63}$"},
+        "limit": {"type": "number", "exclusiveMinimum": 0},
+        "period": {"enum": list(PERIODS)},
+        "timezone": {"type": "string", "x-timezone": True},
+        "scope": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {key: {"type": "string", "minLength": 1} for key in SCOPE_KEYS},
+        },
+        "thresholds": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000},
+        },
+        "forecast": {"type": "boolean"},
+        "credit_price": {"type": "number", "exclusiveMinimum": 0},
+        "currency": {"type": "string", "pattern": r"^[A-Z]{3}$"},
+        "channel": {"type": "string", "x-channel": True},
+        "webhook": {"type": "string", "pattern": r"^[A-Z][A-Z0-9_]{0,63}$"},
+    },
+}
+
+_DIGEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "at": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+        "timezone": {"type": "string", "x-timezone": True},
+        "channels": {"type": "array", "items": {"type": "string", "x-channel": True}},
+    },
+}
+
+RULES_SCHEMA["properties"]["budgets"] = {"type": "array", "items": _BUDGET_SCHEMA}
+RULES_SCHEMA["properties"]["digest"] = _DIGEST_SCHEMA
+
 _PATTERN_HINTS = {
     "name": "must be lower-case letters, digits, '-', '_' or '.' (at most 64)",
     "runbook": "must be an http(s) URL",
     "mention": "must be <!here>, <!channel>, a user group <!subteam^S0123> or a user <@U0123>",
+    "currency": "must be a three-letter currency code like USD or EUR",
+    "webhook": "must name an environment variable, like BUDGET_WEBHOOK_URL",
+    "at": "must be a 24-hour time like 09:00",
 }
 
 
@@ -285,7 +372,7 @@ def parse_rules(text: str, filename: str = "rules.yaml") -> RuleSet:
     except RecursionError as exc:  # a recursive alias: a: &a [*a]
         raise ConfigError(f"{filename}: nested too deeply (a recursive alias?)") from exc
     if not found and not problems:
-        found = list(_semantic_problems(data))
+        found = [*_semantic_problems(data), *_budget_problems(data)]
     located = sorted(
         ((_line_of(lines, path), _dotted(path), message) for path, message in found),
         key=lambda item: item[0],
@@ -360,6 +447,10 @@ def _friendly(error: jsonschema.ValidationError) -> str:
         return f"must be one of {', '.join(map(str, want))} (got {got!r})"
     if kind == "minimum":
         return f"must be >= {want} (got {got!r})"
+    if kind == "exclusiveMinimum":
+        return f"must be > {want} (got {got!r})"
+    if kind == "minItems":
+        return "must not be empty"
     if kind == "maximum":
         return f"must be <= {want} (got {got!r})"
     if kind == "required":
@@ -416,6 +507,8 @@ def _custom_problems(
             yield path, f"{_DURATION_HINT} (got {data!r})"
         elif seconds > MAX_DURATION:
             yield path, f"must be at most 90d (got {data!r})"
+    if schema.get("x-timezone") and isinstance(data, str) and zone(data) is None:
+        yield path, f"must be a time zone name like UTC or Europe/Berlin (got {data!r})"
     if schema.get("x-channel") and isinstance(data, str) and not CHANNEL_RE.match(data):
         yield path, f"{CHANNEL_HINT} (got {data!r})"
     if isinstance(data, dict):
@@ -425,6 +518,14 @@ def _custom_problems(
     elif isinstance(data, list) and "items" in schema:
         for index, item in enumerate(data):
             yield from _custom_problems(item, schema["items"], (*path, index))
+
+
+def zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone `name`, or None when there is no such zone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # unknown, or "../etc/passwd"-like keys
+        return None
 
 
 def _finite(number: float) -> bool:
@@ -463,6 +564,17 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, 
             yield (*here, "seasonal"), "hour_of_day needs buckets of 1h or less"
 
 
+def _budget_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    names: set[str] = set()
+    for index, budget in enumerate(data.get("budgets") or ()):
+        here: tuple[str | int, ...] = ("budgets", index)
+        if budget["name"] in names:
+            yield (*here, "name"), f"duplicate budget name {budget['name']!r}"
+        names.add(budget["name"])
+        if "currency" in budget and "credit_price" not in budget:
+            yield (*here, "currency"), "a currency needs a credit_price"
+
+
 def _build(data: dict[str, Any]) -> RuleSet:
     poll = data.get("poll") or {}
     defaults = PollConfig()
@@ -476,7 +588,24 @@ def _build(data: dict[str, Any]) -> RuleSet:
     )
     rules = tuple(_build_rule(raw) for raw in data.get("rules") or ())
     mention = (data.get("notify") or {}).get("mention", RuleSet.mention)
-    return RuleSet(poll=poll_config, mention=mention, rules=rules)
+    budgets = tuple(_build_budget(raw) for raw in data.get("budgets") or ())
+    digest = None
+    if "digest" in data:
+        raw = data["digest"] or {}
+        hour, minute = (int(part) for part in raw.get("at", "09:00").split(":"))
+        channels = tuple(raw.get("channels") or ())
+        digest = DigestConfig((hour, minute), raw.get("timezone", "UTC"), channels)
+    return RuleSet(poll_config, mention, rules, budgets, digest)
+
+
+def _build_budget(raw: dict[str, Any]) -> Budget:
+    values = dict(raw)
+    scope = values.pop("scope", None) or {}
+    values["scope"] = tuple((key, scope[key]) for key in SCOPE_KEYS if key in scope)
+    values["limit"] = float(values["limit"])
+    if "thresholds" in values:
+        values["thresholds"] = tuple(sorted(float(t) for t in values["thresholds"]))
+    return Budget(**values)
 
 
 def _build_rule(raw: dict[str, Any]) -> Rule:

@@ -209,6 +209,36 @@ class PollConfig:
     probe_every: float = 300.0  # poll rate of an endpoint while it answers 401/402
 
 
+PERIODS = ("day", "week", "month")
+SCOPE_KEYS = ("model", "segment", "customer")  # a fine group's fields, in that order
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A spending limit per calendar period for one scope of usage."""
+
+    name: str
+    limit: float  # credits per period
+    period: str = "month"  # one of PERIODS
+    timezone: str = "UTC"  # IANA name: where the period's days begin and end
+    scope: tuple[tuple[str, str], ...] = ()  # (key, value) pairs of SCOPE_KEYS; () = account
+    thresholds: tuple[float, ...] = (50.0, 80.0, 100.0)  # percent of the limit, ascending
+    forecast: bool = True  # warn when the projection to the period's end crosses the limit
+    credit_price: float | None = None  # money per credit, to show amounts as money too
+    currency: str = "USD"
+    channel: str | None = None
+    webhook: str | None = None  # name of the env var that holds the enforcement hook URL
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """The daily digest: when, in which zone, and where."""
+
+    at: tuple[int, int] = (9, 0)  # local hour and minute
+    timezone: str = "UTC"
+    channels: tuple[str, ...] = ()  # () = SLACK_CHANNEL
+
+
 @dataclass(frozen=True)
 class RuleSet:
     """Everything rules.yaml says."""
@@ -216,3 +246,5 @@ class RuleSet:
     poll: PollConfig = field(default_factory=PollConfig)
     mention: str = "<!here>"  # who a critical alert mentions in Slack
     rules: tuple[Rule, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    digest: DigestConfig | None = None
