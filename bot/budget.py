@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from bot.metrics import CREDITS, FloatArray, UsageCube
-from bot.models import SCOPE_KEYS, Budget
+from bot.models import SCOPE_KEYS, Budget, format_time
 
 SLOT = 900  # seconds; every time zone's midnight falls on a 15-minute boundary
 HISTORY_DAYS = 28  # days of history the weekday profile is drawn from
@@ -99,17 +100,19 @@ def spend_slots(
     daily: Mapping[date, float] | None,
     lo: int,
     now: datetime,
+    measure: int = CREDITS,
 ) -> tuple[FloatArray, np.ndarray]:
-    """Credits per slot for [lo, now's slot] and which slots are known.
+    """Credits (or another cube field) per slot for [lo, now's slot], and which slots
+    are known.
 
-    `daily` is the summary's credits per UTC day for this scope (None when the summary
+    `daily` is the summary's figure per UTC day for this scope (None when the summary
     cannot speak for it). A slot is known when events covered it or its day has a figure.
     """
     hi = slot_of(now) + 1
     per_day = 86400 // SLOT
     day_lo, day_hi = lo - lo % per_day, hi + (-hi) % per_day  # whole UTC days
     rows = scope_rows(cube, scope)
-    credits = cube.counts(day_lo, day_hi)[CREDITS][rows].sum(axis=0)
+    credits = cube.counts(day_lo, day_hi)[measure][rows].sum(axis=0)
     covered = cube.covered_from if cube.covered_from is not None else day_hi
     known = np.arange(day_lo, day_hi) >= covered
     if daily:
@@ -346,11 +349,11 @@ class BudgetEvent:
 
 @dataclass(frozen=True)
 class Marks:
-    """What was already told for a budget's current period."""
+    """What was already told for a budget: thresholds crossed in the current period,
+    and the period of a forecast warning still standing (None when there is none)."""
 
-    period: str | None = None
     crossed: frozenset[float] = frozenset()
-    forecast_firing: bool = False
+    forecast_period: str | None = None
 
 
 def decide(now_status: BudgetStatus, marks: Marks) -> list[BudgetEvent]:
@@ -375,13 +378,12 @@ def decide(now_status: BudgetStatus, marks: Marks) -> list[BudgetEvent]:
             forecast.crossing if forecast else None,
         )
 
-    firing = marks.forecast_firing
-    if firing and marks.period not in (None, period.label):
-        events.append(event(FORECAST, "resolved", 100.0, marks.period or period.label))
+    firing = marks.forecast_period is not None
+    if marks.forecast_period not in (None, period.label):
+        events.append(event(FORECAST, "resolved", 100.0, marks.forecast_period or ""))
         firing = False
-    crossed = marks.crossed if marks.period == period.label else frozenset()
     for threshold in budget.thresholds:
-        if threshold not in crossed and now_status.used >= threshold:
+        if threshold not in marks.crossed and now_status.used >= threshold:
             events.append(event(THRESHOLD, "crossed", threshold, period.label))
     forecast = now_status.forecast
     if forecast is not None and budget.forecast:
@@ -391,3 +393,51 @@ def decide(now_status: BudgetStatus, marks: Marks) -> list[BudgetEvent]:
         elif firing and forecast.projected < RESOLVE_BELOW * budget.limit:
             events.append(event(FORECAST, "resolved", 100.0, period.label))
     return events
+
+
+# -- the state as JSON (query budget --json, GET /budget, hook bodies, post payloads) ----
+
+
+def as_json(state: BudgetStatus) -> dict[str, Any]:
+    """A budget's state for other automation: credits, percent, money, forecast."""
+    budget, period, forecast = state.budget, state.period, state.forecast
+    return {
+        "budget": budget.name,
+        "scope": dict(budget.scope) or {"account": True},
+        "period": {
+            "kind": budget.period,
+            "label": period.label,
+            "start": format_time(period.start),
+            "end": format_time(period.end),
+            "timezone": budget.timezone,
+        },
+        "at": format_time(state.at),
+        "limit_credits": round(budget.limit, 4),
+        "spent_credits": round(state.spent, 4),
+        "used_percent": round(state.used, 2),
+        "thresholds_percent": list(budget.thresholds),
+        "credit_price": budget.credit_price,
+        "currency": budget.currency if budget.credit_price else None,
+        "data_from": format_time(state.data_from) if state.data_from else None,
+        "forecast": None
+        if forecast is None
+        else {
+            "projected_credits": round(forecast.projected, 4),
+            "low_credits": round(forecast.low, 4),
+            "high_credits": round(forecast.high, 4),
+            "interval": "80%",
+            "method": forecast.method,
+            "limit_reached_on": forecast.crossing.isoformat() if forecast.crossing else None,
+        },
+        "daily_credits": [[day.isoformat(), round(total, 4)] for day, total in state.daily],
+    }
+
+
+def hook_body(event: BudgetEvent, state: BudgetStatus) -> dict[str, Any]:
+    """What the enforcement hook receives for a threshold crossing."""
+    return {
+        "type": "budget.threshold",
+        "idempotency_key": event.key,
+        "threshold_percent": event.threshold,
+        **{k: v for k, v in as_json(state).items() if k != "daily_credits"},
+    }

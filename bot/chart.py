@@ -7,7 +7,7 @@ matplotlib is imported inside `render` only: a worker that never fires never loa
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from bot.alerts import Transition
@@ -63,3 +63,28 @@ def render(series: Sequence[Point], transition: Transition, rule: Rule) -> bytes
 
 def _label(rule: Rule) -> str:
     return {"failure_rate": "failure rate %", "spend": "credits", "volume": "jobs"}[rule.metric]
+
+
+def daily_credits(days: Sequence[str], series: Mapping[str, Sequence[float]]) -> bytes:
+    """PNG of credits per day, stacked by model (the digest's 30-day picture)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
+    try:
+        names = sorted(series)
+        labels = [d[5:] for d in days]  # MM-DD
+        ax.stackplot(range(len(days)), *[series[n] for n in names], labels=names, alpha=0.85)
+        step = max(1, len(days) // 10)
+        ax.set_xticks(range(0, len(days), step), labels[::step])
+        ax.set_title("credits per day by model", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.tick_params(labelsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)

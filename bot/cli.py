@@ -7,6 +7,7 @@ Every subcommand of interface.md lives here as a thin veneer over the library; a
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -15,15 +16,17 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+import httpx
+
 from bot import __version__, commands, messages
-from bot.config import Settings, load_rules, parse_rules
+from bot.config import Settings, hook_urls, load_rules, parse_rules
 from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
 from bot.notify import ConsoleNotifier, Notifier, SlackNotifier, make_web_clients
 from bot.source import UsageClient, loads_strict, make_http_client
 from bot.store import Store
-from bot.worker import Worker, run, stop_on_signals, utc_now
+from bot.worker import HookSettings, Worker, run, stop_on_signals, utc_now
 
 log = logging.getLogger("bot")
 
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
     q.add_parser("alerts", help="open alerts and the latest transitions")
+    qb = q.add_parser("budget", help="spend to date and the forecast of every budget")
+    qb.add_argument("--json", action="store_true", help="one JSON document, for automation")
 
     p = sub.add_parser("backtest", help="run the rules over recorded data; no Slack, no network")
     p.add_argument("--events", required=True, type=Path, help="events as JSON Lines")
@@ -145,6 +150,7 @@ def cmd_check(rules: str | None) -> int:
     ruleset = None
     try:
         ruleset = load_ruleset(settings or Settings(), rules)
+        hook_urls(ruleset.budgets)
     except ConfigError as exc:
         problems += exc.problems
     if problems:
@@ -154,8 +160,12 @@ def cmd_check(rules: str | None) -> int:
         return 1
     assert settings is not None and ruleset is not None
     names = ", ".join(rule.name for rule in ruleset.rules) or "none"
+    budgets = ", ".join(budget.name for budget in ruleset.budgets) or "none"
     notifier = "Slack" if settings.slack_bot_token else "console (SLACK_BOT_TOKEN unset)"
-    print(f"OK: {len(ruleset.rules)} rules ({names}); environment valid; alerts go to {notifier}")
+    print(
+        f"OK: {len(ruleset.rules)} rules ({names}); {len(ruleset.budgets)} budgets ({budgets}); "
+        f"environment valid; alerts go to {notifier}"
+    )
     return 0
 
 
@@ -168,9 +178,18 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
     if not settings.slack_bot_token:
         log.warning("SLACK_BOT_TOKEN is unset: alerts go to the console (stdout)")
     every = settings.poll_seconds or ruleset.poll.events_every
+    urls = hook_urls(ruleset.budgets)  # before anything starts: a missing URL stops us here
     store = Store(settings.db_path)
+    socket_mode = None
+    if settings.slack_app_token:  # /usage and the buttons without a public URL
+        from bot.socket_mode import SocketModeTransport
+
+        socket_mode = SocketModeTransport(settings).start()  # own threads, own connections
     try:
-        with make_http_client(settings.api_base_url) as http:
+        with (
+            make_http_client(settings.api_base_url) as http,
+            httpx.Client(timeout=httpx.Timeout(10.0)) as hook_http,
+        ):
             client = UsageClient(http, api_key=settings.api_key, sleep=stop.wait)
             worker = Worker(
                 client=client,
@@ -178,6 +197,8 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
                 ruleset=ruleset,
                 notifier=make_notifier(settings, ruleset, store),
                 lease_seconds=max(1.0, 3 * every),  # a crashed worker's lease lapses soon
+                hooks=HookSettings(urls, settings.webhook_secret, hook_http if urls else None),
+                default_channel=settings.slack_channel,
             )
             log.info(
                 "worker started: polling %s every %ss, database %s",
@@ -190,6 +211,8 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
             finally:
                 worker.close()
     finally:
+        if socket_mode is not None:
+            socket_mode.close()
         store.close()
     log.info("worker stopped after %d cycles", ran)
     return 0
@@ -223,6 +246,12 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(commands.events_text(store, args.limit, now))
         elif args.what == "alerts":
             print(commands.alerts_text(store, now))
+        elif args.what == "budget":
+            budgets = load_ruleset(settings).budgets
+            if args.json:
+                print(json.dumps(commands.budget_json(store, budgets, now), indent=2))
+            else:
+                print(commands.budget_text(store, budgets, now))
     finally:
         store.close()
     return 0

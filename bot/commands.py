@@ -1,6 +1,6 @@
 """The `/usage` slash command, transport-free: text in, a `Reply` out.
 
-Sits between the Slack transports (`server.py` over HTTP, Socket Mode later) and the
+Sits between the Slack transports (`server.py` over HTTP, `socket_mode.py`) and the
 store: it parses what the user typed, reads the store and words the answer with
 `messages`. It never raises on user input; a bad word or number gets a short correction.
 The `*_text` functions are the plain-text answers, shared with `usage-bot query`.
@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot import budget_text as budget_words
 from bot import messages
 from bot.alerts import AlertState
+from bot.budget import as_json
+from bot.budget_book import BudgetBook
 from bot.config import parse_duration
-from bot.models import TOTAL, DailyUsage
+from bot.models import TOTAL, Budget, DailyUsage, format_time
 from bot.source import EVENTS_PATH
 from bot.store import Store, Thread
 
@@ -28,7 +31,17 @@ SLACK_EVENTS = (1, 50)  # more rows than this are unreadable in a Slack message
 DEFAULT_DAYS = 7
 DEFAULT_EVENTS = 10
 MODELS_LOOKBACK = 90  # days of summary searched for "the models seen"
-WORDS = ("summary", "events", "model", "segment", "alerts", "silence", "unsilence", "help")
+WORDS = (
+    "summary",
+    "events",
+    "model",
+    "segment",
+    "alerts",
+    "budget",
+    "silence",
+    "unsilence",
+    "help",
+)
 SEGMENT_DAYS = (1, 8)  # segments come from stored events, kept for at least 8 days
 MAX_SILENCE = 7 * 86400.0  # a silence longer than a week is a disabled rule: edit rules.yaml
 PUBLIC = "public"
@@ -61,6 +74,7 @@ def help_text(command: str = "/usage") -> str:
             f"• `{c} segment NAME [days]`: one customer segment's daily jobs, failures and"
             f" credits ({_range(SEGMENT_DAYS)} days, from the stored events)",
             f"• `{c} alerts`: open alerts, silences, the latest transitions and thread links",
+            f"• `{c} budget`: spend to date against each budget, with the forecast",
             f"• `{c} silence RULE[/GROUP] DURATION REASON`: hold back an alert key (all its"
             " groups without /GROUP) for up to 7d, e.g. `failed-job-rate/pro 2h deploy`",
             f"• `{c} unsilence RULE[/GROUP]`: end that silence now",
@@ -195,6 +209,23 @@ def permalink(thread: Thread) -> str:
 # -- the router ---------------------------------------------------------------------
 
 
+def budget_json(store: Store, budgets: Sequence[Budget], now: datetime) -> dict[str, Any]:
+    """Every budget's state, for automation (`query budget --json`, `GET /budget`)."""
+    states = BudgetBook.load(store, budgets, now).states(store, now) if budgets else []
+    last = store.last_success(EVENTS_PATH)
+    return {
+        "at": format_time(now),
+        "last_poll": format_time(last) if last else None,
+        "budgets": [as_json(state) for state in states],
+    }
+
+
+def budget_text(store: Store, budgets: Sequence[Budget], now: datetime) -> str:
+    state = budget_json(store, budgets, now)
+    last = store.last_success(EVENTS_PATH)
+    return budget_words.budgets_report(state["budgets"], messages.freshness(last, now))
+
+
 def handle_command(
     text: str,
     *,
@@ -202,6 +233,7 @@ def handle_command(
     now: datetime,
     user: str | None = None,
     command: str = "/usage",
+    budgets: Sequence[Budget] = (),
 ) -> Reply:
     """Answer what the user typed after the command. Never raises on user input.
 
@@ -237,6 +269,10 @@ def handle_command(
         if args:
             return _fix(extra_words_text(sub, "alerts", command))
         return Reply(_alerts(store, now), public)
+    if sub == "budget":
+        if args:
+            return _fix(extra_words_text(sub, "budget", command))
+        return Reply(_code(budget_text(store, budgets, now)), public)
     if sub == "silence":
         return _silence(args, store, now, user, public, command)
     if sub == "unsilence":

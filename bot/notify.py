@@ -30,16 +30,17 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import chart, messages
+from bot import budget_text, chart, digest, messages
 from bot.alerts import FIRING, REMINDER, RESOLVED, AlertState, Transition
 from bot.errors import BotError, NotifyError
 from bot.models import Rule, format_time, parse_time
-from bot.store import Notice, Store, Thread
+from bot.store import Notice, Post, Store, Thread
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "usage_alert"
 NOTICE_EVENT_TYPE = "usage_bot_notice"
+POST_EVENT_TYPE = "usage_bot_post"
 # Errors that no retry will cure: recorded on the row and reported once.
 PERMANENT_ERRORS = frozenset(
     {
@@ -71,6 +72,9 @@ class Notifier(Protocol):
     def send_notice(self, notice: Notice) -> None:
         """Tell ops about an episode opening or clearing (bad key, gap, schema drift)."""
 
+    def send_post(self, post: Post) -> None:
+        """Deliver a budget event or a daily digest or raise NotifyError."""
+
 
 class ConsoleNotifier:
     """Prints alerts to stdout as plain text."""
@@ -91,6 +95,16 @@ class ConsoleNotifier:
     def send_notice(self, notice: Notice) -> None:
         label = "NOTICE" if notice.state == "open" else "CLEARED"
         print(f"{label}  {notice.text}", file=self.out, flush=True)
+
+    def send_post(self, post: Post) -> None:
+        label = "BUDGET" if post.kind == "budget" else "DIGEST"
+        print(f"{label}  {post_text(post)}", file=self.out, flush=True)
+
+
+def post_text(post: Post) -> str:
+    if post.kind == "budget":
+        return budget_text.event_text(post.payload["event"], post.payload["status"])
+    return digest.digest_text(post.payload)
 
 
 def deliver(
@@ -160,6 +174,21 @@ def deliver(
             store.notice_done(notice.id, now, failed=True)
             continue
         store.notice_done(notice.id, now)
+        sent += 1
+    for post in store.undelivered_posts(wall()):
+        try:
+            notifier.send_post(post)
+        except NotifyError as exc:
+            # Posts are independent (each its own key): one backing off holds up no other.
+            retry_at = wall() + min(BACKOFF_CAP, BACKOFF_BASE * 2**post.attempts)
+            store.post_failed(
+                post.id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
+            )
+            (log.error if exc.permanent else log.warning)(
+                "%s %s not delivered: %s", post.kind, post.key, exc
+            )
+            continue
+        store.post_done(post.id, now)
         sent += 1
     return sent
 
@@ -504,6 +533,46 @@ class SlackNotifier:
                 lambda since: self._find(channel, None, delivery, since),
             )
 
+    def send_post(self, post: Post) -> None:
+        """A budget event or digest: one top-level message, once (found again by its key
+        in the metadata); a digest gets its chart in the thread, best effort."""
+        channel = post.channel or self.default_channel
+        if channel is None:
+            raise NotifyError(
+                f"no channel for {post.kind} posts: set SLACK_CHANNEL", permanent=True
+            )
+        text = post_text(post)
+        metadata = {
+            "event_type": POST_EVENT_TYPE,
+            "event_payload": {"delivery": post.key, "kind": post.kind},
+        }
+        blocks = [messages._section(part) for part in _chunks(text, messages.MAX_SECTION)]
+        with _slack_errors():
+            channel_id, ts = self._once(
+                -post.id,
+                "post",
+                channel,
+                lambda: self._post(channel, blocks, text[:3000], metadata),
+                lambda since: self._find(channel, None, post.key, since),
+            )
+        if post.kind == "digest" and self.store.delivery(-post.id, "chart") is None:
+            self.store.delivery_attempted(-post.id, "chart", channel_id, self.wall())
+            try:
+                png = chart.daily_credits(
+                    post.payload["chart"]["days"], post.payload["chart"]["credits"]
+                )
+                self.poster.files_upload_v2(
+                    channel=channel_id,
+                    thread_ts=ts,
+                    content=png,
+                    filename=f"usage-{post.payload['day']}.png",
+                    title=f"Credits per day by model, 30 days to {post.payload['day']}",
+                )
+            except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
+                log.warning("could not upload the digest chart: %s", exc)
+                return
+            self.store.delivery_done(-post.id, "chart", channel_id, None)
+
     # -- cold start ---------------------------------------------------------------------
 
     def recover(self, store: Store, now: datetime, days: int = 7) -> int:
@@ -551,6 +620,18 @@ class SlackNotifier:
                     thread.ts,
                 )
         return adopted
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    """Split at line ends into pieces Slack accepts in one section each."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        if current and len(current) + len(line) + 1 > size:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line[:size]
+    return [*pieces, current] if current else pieces
 
 
 def _meta(t: Transition, role: str, state: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -19,6 +19,7 @@ from typing import Any
 from sqlite_utils import Database, Migrations
 
 from bot.alerts import AlertState, Transition
+from bot.budget import FORECAST, THRESHOLD, BudgetEvent, Marks
 from bot.errors import StoreError
 from bot.metrics import EventBatch, batch_from_rows
 from bot.models import DailyUsage, Event, EventsPage, Summary, format_time, parse_time
@@ -243,6 +244,88 @@ def m008_silences(db: Database) -> None:
 @migrations()
 def m009_leases(db: Database) -> None:
     db.table("leases").create({"name": str, "holder": str, "expires_at": float}, pk="name")
+
+
+@migrations()
+def m010_budgets(db: Database) -> None:
+    # Budget decisions: each threshold once per period (unique key), forecast warnings.
+    db.table("budget_events").create(
+        {
+            "id": int,
+            "key": str,
+            "budget": str,
+            "kind": str,
+            "state": str,
+            "period": str,
+            "threshold": float,
+            "at": str,
+            "spent": float,
+            "limit_credits": float,
+            "projected": float,
+            "crossing": str,
+        },
+        pk="id",
+    )
+    db.table("budget_events").create_index(["key"], unique=True)
+    db.table("budget_events").create_index(["budget", "period"])
+    # Slack messages other than alerts (budget events, digests), written with their cause.
+    db.table("posts").create(
+        {
+            "id": int,
+            "key": str,
+            "kind": str,
+            "channel": str,
+            "payload": str,
+            "created_at": str,
+            "delivered_at": str,
+            "failed_at": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "last_error": str,
+        },
+        pk="id",
+        defaults={"attempts": 0},
+    )
+    db.table("posts").create_index(["key"], unique=True)
+    # Enforcement hooks: the body is fixed when decided; each try signs it afresh.
+    db.table("hooks").create(
+        {
+            "id": int,
+            "key": str,
+            "budget": str,
+            "body": str,
+            "created_at": str,
+            "delivered_at": str,
+            "attempts": int,
+            "next_attempt_at": float,
+            "last_status": int,
+            "last_error": str,
+        },
+        pk="id",
+        defaults={"attempts": 0},
+    )
+    db.table("hooks").create_index(["key"], unique=True)
+
+
+@dataclass(frozen=True)
+class Post:
+    id: int
+    key: str
+    kind: str  # budget | digest
+    channel: str | None  # None: the default channel
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Hook:
+    id: int
+    key: str  # the idempotency key
+    budget: str
+    body: str
+    attempts: int
+    delivered_at: datetime | None
+    last_status: int | None
 
 
 @dataclass(frozen=True)
@@ -949,6 +1032,177 @@ class Store:
         with _translated("updating notices"), self.db.atomic():
             self.db.execute(
                 f"update notices set {column} = ? where id = ?", [format_time(now), notice_id]
+            )
+
+    # -- budgets, posts and hooks -------------------------------------------------------
+
+    def save_budget_events(
+        self,
+        events: Iterable[BudgetEvent],
+        posts: Mapping[str, tuple[str | None, dict[str, Any]]],
+        hooks: Mapping[str, tuple[str, str]],
+        now: datetime,
+    ) -> int:
+        """Record budget decisions with the Slack post (channel, payload) and the hook
+        (budget, body) each causes, keyed by the event's key, in one transaction.
+        An event already recorded (same key) adds nothing: each is told once."""
+        added = 0
+        with _translated("recording budget events"), self.db.atomic():
+            for event in events:
+                cursor = self.db.execute(
+                    "insert or ignore into budget_events (key, budget, kind, state, period, "
+                    "threshold, at, spent, limit_credits, projected, crossing) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        event.key,
+                        event.budget,
+                        event.kind,
+                        event.state,
+                        event.period,
+                        event.threshold,
+                        format_time(event.at),
+                        event.spent,
+                        event.limit,
+                        event.projected,
+                        event.crossing.isoformat() if event.crossing else None,
+                    ],
+                )
+                if not cursor.rowcount:
+                    continue
+                added += 1
+                if event.key in posts:
+                    channel, payload = posts[event.key]
+                    self._queue_post(f"budget:{event.key}", "budget", channel, payload, now)
+                if event.key in hooks:
+                    budget, body = hooks[event.key]
+                    self.db.execute(
+                        "insert or ignore into hooks (key, budget, body, created_at) "
+                        "values (?, ?, ?, ?)",
+                        [event.key, budget, body, format_time(now)],
+                    )
+        return added
+
+    def budget_marks(self, budget: str, period: str) -> Marks:
+        """Thresholds told in `period`, and the period of a standing forecast warning."""
+        with _translated("reading budget events"):
+            crossed = self.db.execute(
+                "select threshold from budget_events where budget = ? and period = ? and kind = ?",
+                [budget, period, THRESHOLD],
+            ).fetchall()
+            last = self.db.execute(
+                "select state, period from budget_events where budget = ? and kind = ? "
+                "order by id desc limit 1",
+                [budget, FORECAST],
+            ).fetchone()
+        standing = last[1] if last and last[0] == "firing" else None
+        return Marks(frozenset(row[0] for row in crossed), standing)
+
+    def budget_events(self, budget: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        sql = "select * from budget_events"
+        params: list[Any] = []
+        if budget is not None:
+            sql += " where budget = ?"
+            params.append(budget)
+        with _translated("reading budget events"):
+            return list(self.db.query(sql + " order by id desc limit ?", [*params, limit]))
+
+    def queue_post(
+        self, key: str, kind: str, channel: str | None, payload: dict[str, Any], now: datetime
+    ) -> bool:
+        """Queue a Slack post once per key (a second call with the key does nothing)."""
+        with _translated("queueing a post"), self.db.atomic():
+            return self._queue_post(key, kind, channel, payload, now)
+
+    def _queue_post(
+        self, key: str, kind: str, channel: str | None, payload: dict[str, Any], now: datetime
+    ) -> bool:
+        cursor = self.db.execute(
+            "insert or ignore into posts (key, kind, channel, payload, created_at) "
+            "values (?, ?, ?, ?, ?)",
+            [key, kind, channel, json.dumps(payload, default=str), format_time(now)],
+        )
+        return bool(cursor.rowcount)
+
+    def has_post(self, key: str) -> bool:
+        with _translated("reading posts"):
+            row = self.db.execute("select 1 from posts where key = ?", [key]).fetchone()
+        return row is not None
+
+    def undelivered_posts(self, wall: float) -> list[Post]:
+        sql = (
+            "select * from posts where delivered_at is null and failed_at is null "
+            "and (next_attempt_at is null or next_attempt_at <= ?) order by id"
+        )
+        with _translated("reading posts"):
+            rows = list(self.db.query(sql, [wall]))
+        return [
+            Post(
+                r["id"], r["key"], r["kind"], r["channel"], json.loads(r["payload"]), r["attempts"]
+            )
+            for r in rows
+        ]
+
+    def post_done(self, post_id: int, now: datetime) -> None:
+        with _translated("updating posts"), self.db.atomic():
+            self.db.execute(
+                "update posts set delivered_at = ? where id = ?", [format_time(now), post_id]
+            )
+
+    def post_failed(
+        self, post_id: int, error: str, *, permanent: bool, retry_at: float, now: datetime
+    ) -> None:
+        with _translated("updating posts"), self.db.atomic():
+            self.db.execute(
+                "update posts set attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+                "failed_at = ? where id = ?",
+                [error[:500], retry_at, format_time(now) if permanent else None, post_id],
+            )
+
+    def hooks(self, *, due: float | None = None) -> list[Hook]:
+        """Every hook, oldest first; with `due` (wall clock), those to try now."""
+        sql = "select * from hooks"
+        params: list[Any] = []
+        if due is not None:
+            sql += (
+                " where delivered_at is null and (next_attempt_at is null or next_attempt_at <= ?)"
+            )
+            params.append(due)
+        with _translated("reading hooks"):
+            rows = list(self.db.query(sql + " order by id", params))
+        return [
+            Hook(
+                r["id"],
+                r["key"],
+                r["budget"],
+                r["body"],
+                r["attempts"],
+                parse_time(r["delivered_at"]) if r["delivered_at"] else None,
+                r["last_status"],
+            )
+            for r in rows
+        ]
+
+    def hook_tried(
+        self,
+        hook_id: int,
+        *,
+        status: int | None,
+        error: str | None,
+        retry_at: float | None,
+        now: datetime,
+    ) -> None:
+        """Record one try: delivered when `error` is None, else due again at `retry_at`."""
+        with _translated("updating hooks"), self.db.atomic():
+            self.db.execute(
+                "update hooks set attempts = attempts + 1, last_status = ?, last_error = ?, "
+                "next_attempt_at = ?, delivered_at = ? where id = ?",
+                [
+                    status,
+                    error[:500] if error else None,
+                    retry_at,
+                    format_time(now) if error is None else None,
+                    hook_id,
+                ],
             )
 
     def integrity_ok(self) -> bool:

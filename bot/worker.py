@@ -14,16 +14,19 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+import httpx
 import schedule
 
-from bot import messages
+from bot import digest, messages
+from bot.budget_book import BudgetBook, judge
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SchemaDrift, SourceError
+from bot.hooks import send_hooks
 from bot.metrics import batch_from_events
 from bot.models import Event, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
@@ -54,6 +57,18 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
     transitions: int = 0
     delivered: int = 0
+    budget_events: int = 0
+    hooks: int = 0
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """Where budget enforcement hooks go: URL per budget name, the signing secret, and
+    the HTTP client that carries them (None: hooks stay queued)."""
+
+    urls: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    client: httpx.Client | None = None
 
 
 class Worker:
@@ -69,6 +84,8 @@ class Worker:
         notifier: Notifier | None = None,
         wall: Callable[[], float] = time.time,
         lease_seconds: float | None = None,
+        hooks: HookSettings | None = None,
+        default_channel: str | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -80,6 +97,9 @@ class Worker:
         # A dead holder's lease lapses after this; three cycles by default.
         self.lease_seconds = lease_seconds or 3 * ruleset.poll.events_every
         self.monitor: Monitor | None = None  # built from the store on the first cycle
+        self.book: BudgetBook | None = None  # likewise, when budgets or a digest exist
+        self.hooks = hooks or HookSettings()
+        self.default_channel = default_channel
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._had_lease: bool | None = None
         self._pruned_at: datetime | None = None
@@ -106,17 +126,54 @@ class Worker:
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         # Polling and storing are idempotent; judging and telling belong to one worker.
         if not self._hold_lease():
-            self.monitor = None  # rebuilt from the store if this worker takes over
+            self.monitor = self.book = None  # rebuilt from the store if this takes over
             return report
         try:
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
+            self._budgets(now, events, report)
             report.delivered = deliver(self.store, self.notifier, now, self.wall)
+            if self.hooks.client is not None:
+                report.hooks = send_hooks(
+                    self.store,
+                    self.hooks.client,
+                    self.hooks.urls,
+                    self.hooks.secret,
+                    now,
+                    self.wall,
+                )
             self._prune(now)
         except BotError as exc:  # e.g. the database is locked: told, and the loop goes on
             report.errors.append(str(exc))
             log.error("cycle could not finish: %s", exc)
         return report
+
+    def _budgets(self, now: datetime, events: Sequence[Event], report: TickReport) -> None:
+        """Judge every budget and queue the digest when it is due."""
+        digest_config = self.ruleset.digest
+        if not self.ruleset.budgets and digest_config is None:
+            return
+        if self.book is None:
+            self.book = BudgetBook.load(
+                self.store, self.ruleset.budgets, now, digest=digest_config is not None
+            )
+        else:
+            self.book.add(events)
+        try:
+            states = self.book.states(self.store, now)
+            report.budget_events = judge(self.store, states, self.hooks.urls, now)
+            day = digest.due(digest_config, now) if digest_config else None
+            if digest_config is not None and day is not None:
+                for channel in digest_config.channels or (self.default_channel,):
+                    key = digest.key(day, channel)
+                    if not self.store.has_post(key):
+                        payload = digest.compose(self.store, self.book, states, digest_config, now)
+                        if self.store.queue_post(key, "digest", channel, payload, now):
+                            log.info("daily digest for %s queued for %s", day, channel or "default")
+        except BotError:
+            self.book = None  # rebuilt from the store next cycle
+            raise
+        self.book.forget_before(now)
 
     def _prune(self, now: datetime) -> None:
         """Hourly: drop events older than the rules look back (and a margin), logs after
@@ -124,8 +181,9 @@ class Worker:
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
-        lookback = self.monitor.engine.history_seconds() if self.monitor else 0
-        keep_events = max(timedelta(seconds=lookback), MIN_EVENTS_KEPT) + timedelta(days=1)
+        lookback = timedelta(seconds=self.monitor.engine.history_seconds() if self.monitor else 0)
+        ledger = self.book.history if self.book else timedelta(0)
+        keep_events = max(lookback, ledger, MIN_EVENTS_KEPT) + timedelta(days=1)
         removed = self.store.prune(now - keep_events, now - LOGS_KEPT)
         if any(removed.values()):
             gone = ", ".join(f"{table} {count}" for table, count in removed.items() if count)

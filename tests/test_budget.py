@@ -150,6 +150,7 @@ def run_month(
     end = now + timedelta(days=len(per_day))
     cube = UsageCube(SLOT)
     times = [at for at, _, _ in points]
+    label = ""
     fed = 0
     while now < end:
         upto = bisect.bisect_right(times, now)
@@ -157,17 +158,16 @@ def run_month(
             cube.add(_batch(points[fed:upto]))  # what the worker would have stored by now
         fed = upto
         state = status(budget, cube, None, now)
+        if marks.crossed and state.period.label != label:
+            marks = Marks(frozenset(), marks.forecast_period)  # a new period begins
+        label = state.period.label
         for event in decide(state, marks):
             events.append((now, event.kind, event.state, event.threshold, event.crossing))
-            crossed = set(marks.crossed if marks.period == event.period else ())
-            firing = marks.forecast_firing
             if event.kind == THRESHOLD:
-                crossed.add(event.threshold)
+                marks = Marks(marks.crossed | {event.threshold}, marks.forecast_period)
             else:
-                firing = event.state == "firing"
-            marks = Marks(event.period, frozenset(crossed), firing)
-        if marks.period != state.period.label:
-            marks = Marks(state.period.label, frozenset(), marks.forecast_firing)
+                firing = event.period if event.state == "firing" else None
+                marks = Marks(marks.crossed, firing)
         now += every
     return events
 

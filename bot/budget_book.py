@@ -1,0 +1,111 @@
+"""The worker's budget and digest ledger: usage per 15-minute slot for as far back as
+budgets and the digest look, kept up to date from each cycle's new events and rebuilt
+from the store at start. Judging a budget is then a few array sums, not a table scan.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from bot.budget import (
+    SLOT,
+    THRESHOLD,
+    BudgetStatus,
+    as_json,
+    decide,
+    hook_body,
+    lookback,
+    status,
+)
+from bot.metrics import CREDITS, FAILED, FINISHED, JOBS, UsageCube, batch_from_events
+from bot.models import TOTAL, Budget, DailyUsage, Event
+from bot.store import Store
+
+DIGEST_DAYS = 31 + 8  # the digest's 30-day chart and 7-day medians, and a margin
+
+
+class BudgetBook:
+    def __init__(self, budgets: Sequence[Budget], *, digest: bool = False) -> None:
+        self.budgets = tuple(budgets)
+        self.history = max(lookback(budgets), timedelta(days=DIGEST_DAYS if digest else 0))
+        self.cube = UsageCube(SLOT)
+
+    @classmethod
+    def load(
+        cls, store: Store, budgets: Sequence[Budget], now: datetime, *, digest: bool = False
+    ) -> BudgetBook:
+        book = cls(budgets, digest=digest)
+        if book.history:
+            book.cube.add(store.event_batch_since(now - book.history))
+        return book
+
+    def add(self, events: Iterable[Event]) -> None:
+        self.cube.add(batch_from_events(events))
+
+    def forget_before(self, now: datetime) -> None:
+        self.cube.forget_before(int((now - self.history).timestamp()) // SLOT)
+
+    def daily(self, store: Store, now: datetime) -> dict[tuple[date, str], DailyUsage]:
+        """The summary's daily figures the ledger reaches back to, by (day, model)."""
+        start = (now - self.history - timedelta(days=1)).date()
+        return {(row.date, row.model): row for row in store.daily_usage(start, now.date())}
+
+    def states(self, store: Store, now: datetime) -> list[BudgetStatus]:
+        daily = self.daily(store, now)
+        return [status(b, self.cube, summary_figures(daily, b.scope), now) for b in self.budgets]
+
+
+def summary_figures(
+    daily: Mapping[tuple[date, str], DailyUsage],
+    scope: Sequence[tuple[str, str]],
+    measure: int = CREDITS,
+) -> dict[date, float] | None:
+    """The summary's figure per UTC day for a scope it can speak for (the account or a
+    model); None for segments and customers, which only events know."""
+    wanted = dict(scope)
+    if set(wanted) - {"model"}:
+        return None
+    model = wanted.get("model", TOTAL)
+    return {day: figure(row, measure) for (day, name), row in daily.items() if name == model}
+
+
+def figure(row: DailyUsage, measure: int) -> float:
+    if measure == JOBS:
+        return float(row.total_jobs)
+    if measure == FINISHED:
+        return float(row.completed_jobs + row.failed_jobs)
+    if measure == FAILED:
+        return float(row.failed_jobs)
+    return row.credits_used
+
+
+def judge(
+    store: Store, states: Sequence[BudgetStatus], hooked: Iterable[str], now: datetime
+) -> int:
+    """Decide and record what each budget's state makes (posts and hooks with it, in one
+    transaction); return how many events are new."""
+    hooked = set(hooked)
+    added = 0
+    for state in states:
+        budget = state.budget
+        events = decide(state, store.budget_marks(budget.name, state.period.label))
+        if not events:
+            continue
+        payload = as_json(state)
+        posts: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        hooks: dict[str, tuple[str, str]] = {}
+        for event in events:
+            told = {
+                "kind": event.kind,
+                "state": event.state,
+                "period": event.period,
+                "threshold": event.threshold,
+            }
+            posts[event.key] = (budget.channel, {"event": told, "status": payload})
+            if event.kind == THRESHOLD and budget.name in hooked:
+                hooks[event.key] = (budget.name, json.dumps(hook_body(event, state)))
+        added += store.save_budget_events(events, posts, hooks, now)
+    return added

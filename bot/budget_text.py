@@ -1,0 +1,112 @@
+"""Budget wording: Slack posts for threshold and forecast events, and the `/usage budget`
+table. Pure functions of the JSON `budget.as_json` gives, so stored posts render the
+same after a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from bot.messages import sparkline, table
+
+CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
+
+def credits(amount: float) -> str:
+    return f"{amount:,.0f}"
+
+
+def money(amount: float, state: Mapping[str, Any]) -> str:
+    """Credits as money when the budget has a price: ' ($1,234.50)', else ''."""
+    price = state.get("credit_price")
+    if not price:
+        return ""
+    currency = str(state.get("currency") or "USD")
+    value = amount * float(price)
+    sign = CURRENCY_SIGNS.get(currency)
+    return f" ({sign}{value:,.2f})" if sign else f" ({value:,.2f} {currency})"
+
+
+def scope(state: Mapping[str, Any]) -> str:
+    parts = [f"{key} {value}" for key, value in state["scope"].items() if key != "account"]
+    return ", ".join(parts) or "the account"
+
+
+def day(iso: str | None) -> str:
+    return date.fromisoformat(iso).strftime("%a %d %b") if iso else "-"
+
+
+def forecast_line(state: Mapping[str, Any]) -> str:
+    forecast = state.get("forecast")
+    if not forecast:
+        return "Forecast: not enough data yet."
+    line = (
+        f"Forecast for {state['period']['label']}: {credits(forecast['projected_credits'])}"
+        f"{money(forecast['projected_credits'], state)} "
+        f"(80%: {credits(forecast['low_credits'])}-{credits(forecast['high_credits'])}, "
+        f"{forecast['method']})"
+    )
+    reached = forecast.get("limit_reached_on")
+    if reached and state["spent_credits"] < state["limit_credits"]:
+        line += f"; the limit would be reached on {day(reached)}"
+    return line + "."
+
+
+def spent_line(state: Mapping[str, Any]) -> str:
+    spent, limit = state["spent_credits"], state["limit_credits"]
+    return (
+        f"{credits(spent)}{money(spent, state)} of {credits(limit)}{money(limit, state)} "
+        f"credits used ({state['used_percent']:.0f}%) in {state['period']['label']} "
+        f"({state['period']['timezone']})."
+    )
+
+
+def event_text(event: Mapping[str, Any], state: Mapping[str, Any]) -> str:
+    """The Slack message for one budget event."""
+    name = f"*{state['budget']}* ({scope(state)})"
+    if event["kind"] == "threshold":
+        threshold = float(event["threshold"])
+        icon = ":rotating_light:" if threshold >= 100 else ":money_with_wings:"
+        head = f"{icon} Budget {name} passed {threshold:g}% of its limit."
+    elif event["state"] == "firing":
+        head = (
+            f":crystal_ball: Budget {name} is on course to pass its limit by the end of "
+            f"{state['period']['label']}"
+        )
+        reached = (state.get("forecast") or {}).get("limit_reached_on")
+        head += f", around {day(reached)}." if reached else "."
+    elif event["period"] != state["period"]["label"]:
+        head = f":white_check_mark: Budget {name}: period {event['period']} has ended."
+    else:
+        head = f":white_check_mark: Budget {name} is back under its limit in the forecast."
+    daily = [total for _, total in state.get("daily_credits", [])]
+    spark = f"\nCredits per day: {sparkline(daily)}" if len(daily) > 1 else ""
+    return f"{head}\n{spent_line(state)}\n{forecast_line(state)}{spark}"
+
+
+def budgets_report(states: Sequence[Mapping[str, Any]], freshness: str) -> str:
+    """`/usage budget`: every budget's spend to date and forecast."""
+    if not states:
+        return (
+            "No budgets configured. Add a `budgets:` section to rules.yaml "
+            "(see the README: a limit per day, week or month, per model, segment or customer)."
+        )
+    rows = []
+    for state in states:
+        forecast = state.get("forecast") or {}
+        projected = forecast.get("projected_credits")
+        rows.append(
+            [
+                state["budget"],
+                scope(state),
+                state["period"]["label"],
+                credits(state["spent_credits"]),
+                credits(state["limit_credits"]),
+                f"{state['used_percent']:.0f}%",
+                credits(projected) if projected is not None else "-",
+                day(forecast.get("limit_reached_on")) if projected is not None else "-",
+            ]
+        )
+    header = ["budget", "scope", "period", "spent", "limit", "used", "forecast", "limit on"]
+    return f"Budgets ({freshness})\n" + table(header, rows)

@@ -1,0 +1,177 @@
+"""The daily digest: yesterday per model against the 7-day median, budget burn with the
+forecast, open alerts with their threads, and 30 days of credits per model.
+
+`due` and `compose` take the time as an argument; the result is a JSON payload queued
+once per (day, channel) in the store's post outbox, and `digest_text` words it when it
+is sent (so a digest queued before a restart is told the same after).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot import budget_text
+from bot.budget import BudgetStatus, as_json, midnight, slot_of, spend_slots
+from bot.budget_book import BudgetBook, summary_figures
+from bot.messages import format_duration, sparkline, table
+from bot.metrics import CREDITS, FAILED, FINISHED, JOBS
+from bot.models import TOTAL, DigestConfig, format_time
+from bot.store import Store
+
+CHART_DAYS = 30
+
+
+def due(config: DigestConfig, now: datetime) -> date | None:
+    """The local day whose digest is due at `now`: today once the set time has passed.
+    A worker that was down at that minute still posts later the same day; a day that
+    has ended without a digest is not caught up (its news is stale)."""
+    local = now.astimezone(ZoneInfo(config.timezone))
+    return local.date() if (local.hour, local.minute) >= config.at else None
+
+
+def key(day: date, channel: str | None) -> str:
+    return f"digest:{day.isoformat()}:{channel or 'default'}"
+
+
+def compose(
+    store: Store,
+    book: BudgetBook,
+    states: Sequence[BudgetStatus],
+    config: DigestConfig,
+    now: datetime,
+) -> dict[str, Any]:
+    """Everything the digest says, as JSON."""
+    zone = ZoneInfo(config.timezone)
+    today = now.astimezone(zone).date()
+    first = today - timedelta(days=CHART_DAYS)
+    days = [first + timedelta(days=i) for i in range(CHART_DAYS)]  # up to yesterday
+    daily = book.daily(store, now)
+    models = sorted({g[0] for g in book.cube.groups} | {m for _, m in daily} - {TOTAL, ""})
+    figures: dict[str, dict[str, list[float]]] = {}
+    lo = slot_of(midnight(first, zone))
+    for model in models:
+        scope = (("model", model),)
+        per_measure = {}
+        for name, measure in (("jobs", JOBS), ("finished", FINISHED), ("failed", FAILED)):
+            per_measure[name] = _per_day(book, scope, daily, measure, lo, now, days, zone)
+        per_measure["credits"] = _per_day(book, scope, daily, CREDITS, lo, now, days, zone)
+        figures[model] = per_measure
+    rows = []
+    for model in models:
+        f = figures[model]
+        median = statistics.median(f["credits"][-8:-1]) if len(days) >= 8 else 0.0
+        rows.append(
+            {
+                "model": model,
+                "jobs": f["jobs"][-1],
+                "finished": f["finished"][-1],
+                "failed": f["failed"][-1],
+                "credits": f["credits"][-1],
+                "median_7d": median,
+            }
+        )
+    alerts = []
+    for state in sorted(store.alert_states().values(), key=lambda s: (s.rule, s.group)):
+        if state.status != "firing":
+            continue
+        thread = store.thread(state.rule, state.group)
+        alerts.append(
+            {
+                "rule": state.rule,
+                "group": list(state.group),
+                "since": format_time(state.since) if state.since else None,
+                "link": _permalink(thread.channel, thread.ts) if thread else None,
+            }
+        )
+    return {
+        "day": days[-1].isoformat(),
+        "timezone": config.timezone,
+        "at": format_time(now),
+        "models": rows,
+        "budgets": [as_json(s) for s in states],
+        "alerts": alerts,
+        "chart": {
+            "days": [d.isoformat() for d in days],
+            "credits": {m: figures[m]["credits"] for m in models},
+        },
+    }
+
+
+def _per_day(
+    book: BudgetBook,
+    scope: tuple[tuple[str, str], ...],
+    daily: Mapping[Any, Any],
+    measure: int,
+    lo: int,
+    now: datetime,
+    days: Sequence[date],
+    zone: ZoneInfo,
+) -> list[float]:
+    values, _ = spend_slots(
+        book.cube, scope, summary_figures(daily, scope, measure), lo, now, measure
+    )
+    totals = []
+    for day in days:
+        a = slot_of(midnight(day, zone)) - lo
+        b = slot_of(midnight(day + timedelta(days=1), zone)) - lo
+        totals.append(round(float(values[a:b].sum()), 4))
+    return totals
+
+
+def _permalink(channel: str, ts: str) -> str:
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def digest_text(payload: Mapping[str, Any]) -> str:
+    """The digest as one Slack message (mrkdwn, the table in a code block)."""
+    day = date.fromisoformat(payload["day"])
+    head = f":bar_chart: *Usage digest for {day:%A %d %B %Y}* ({payload['timezone']})"
+    rows = []
+    total = {"jobs": 0.0, "finished": 0.0, "failed": 0.0, "credits": 0.0, "median_7d": 0.0}
+    for row in payload["models"]:
+        rows.append(_row(row["model"], row))
+        for name in total:
+            total[name] += row[name]
+    lines = [head]
+    if rows:
+        rows.append(_row("total", total))
+        header = ["model", "jobs", "fail rate", "credits", "vs 7-day median"]
+        lines.append("```\n" + table(header, rows) + "\n```")
+    else:
+        lines.append("No usage recorded yesterday.")
+    credits_by_day = [
+        sum(values) for values in zip(*payload["chart"]["credits"].values(), strict=True)
+    ]
+    if credits_by_day:
+        lines.append(f"Credits, last 30 days: {sparkline(credits_by_day)}")
+    for state in payload["budgets"]:
+        lines.append(
+            f"*Budget {state['budget']}* ({budget_text.scope(state)}): "
+            f"{budget_text.spent_line(state)} {budget_text.forecast_line(state)}"
+        )
+    if payload["alerts"]:
+        lines.append(f"*Open alerts ({len(payload['alerts'])})*")
+        now = datetime.fromisoformat(payload["at"].replace("Z", "+00:00"))
+        for alert in payload["alerts"]:
+            group = ", ".join(v or "(none)" for v in alert["group"]) or "account"
+            since = alert["since"]
+            age = ""
+            if since:
+                started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+                age = f", firing for {format_duration((now - started).total_seconds())}"
+            link = f" <{alert['link']}|thread>" if alert["link"] else ""
+            lines.append(f"• {alert['rule']} [{group}]{age}{link}")
+    else:
+        lines.append("No open alerts.")
+    return "\n".join(lines)
+
+
+def _row(name: str, row: Mapping[str, float]) -> list[str]:
+    rate = f"{row['failed'] / row['finished']:.1%}" if row["finished"] else "-"
+    median = row["median_7d"]
+    change = f"{(row['credits'] - median) / median:+.0%}" if median > 0 else "-"
+    return [name, f"{row['jobs']:,.0f}", rate, f"{row['credits']:,.0f}", change]
