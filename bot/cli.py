@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from bot import __version__, commands, messages
-from bot.config import Settings, hook_urls, load_rules, parse_rules
+from bot.config import Settings, hook_urls, load_rules, parse_rules, url_secrets
 from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
@@ -179,6 +179,9 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
         log.warning("SLACK_BOT_TOKEN is unset: alerts go to the console (stdout)")
     every = settings.poll_seconds or ruleset.poll.events_every
     urls = hook_urls(ruleset.budgets)  # before anything starts: a missing URL stops us here
+    if urls:  # a hook URL may carry a token: scrub it from every log line too
+        hidden = [part for url in urls.values() for part in url_secrets(url)]
+        configure_logging(settings.log_level, settings.log_format, [*settings.secrets(), *hidden])
     store = Store(settings.db_path)
     socket_mode = None
     if settings.slack_app_token:  # /usage and the buttons without a public URL

@@ -92,6 +92,17 @@ class Settings:
         return [v for v in (*values, *more) if v]
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of a hook URL that may be credentials, for the log scrubber: the URL,
+    its query string and its password (httpx logs URLs at DEBUG)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return [url]
+    return [part for part in (url, parts.query, password) if part]
+
+
 def hook_urls(budgets: Sequence[Budget], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Each budget's enforcement hook URL, read from the env var the budget names.
 

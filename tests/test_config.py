@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import default_rules_text, main
-from bot.config import Settings, load_rules, parse_duration, parse_rules
+from bot.config import Settings, hook_urls, load_rules, parse_duration, parse_rules, url_secrets
 from bot.errors import ConfigError
 
 RULES = Path(__file__).parent / "data" / "rules"
@@ -123,3 +123,57 @@ def test_check_passes_with_one_line_summary(
     assert main(["check", str(RULES / "good" / "full.yaml")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("OK: 2 rules (failed-job-rate, daily-spend)")
+
+
+def test_budgets_and_the_digest_are_read_with_their_defaults() -> None:
+    ruleset = parse_rules(
+        "rules: []\n"
+        "budgets:\n"
+        "  - {name: all, limit: 1000000}\n"
+        "  - name: pro\n"
+        "    limit: 5000\n"
+        "    period: week\n"
+        "    timezone: Europe/Berlin\n"
+        "    scope: {segment: enterprise, model: pro}\n"
+        "    thresholds: [100, 50]\n"
+        "    credit_price: 0.01\n"
+        "    currency: EUR\n"
+        "    webhook: PRO_HOOK\n"
+        "digest: {at: '07:45', timezone: America/New_York}\n"
+    )
+    every, pro = ruleset.budgets
+    assert (every.period, every.timezone, every.scope, every.thresholds) == (
+        "month",
+        "UTC",
+        (),
+        (50.0, 80.0, 100.0),
+    )
+    assert pro.scope == (("model", "pro"), ("segment", "enterprise"))
+    assert pro.thresholds == (50.0, 100.0)  # sorted: told lowest first
+    assert (pro.credit_price, pro.currency, pro.webhook) == (0.01, "EUR", "PRO_HOOK")
+    assert ruleset.digest is not None
+    assert (ruleset.digest.at, ruleset.digest.timezone) == ((7, 45), "America/New_York")
+    assert parse_rules("rules: []").digest is None  # no digest unless asked for
+
+
+def test_a_hook_needs_its_url_variable_and_the_secret() -> None:
+    budgets = parse_rules(
+        "rules: []\nbudgets: [{name: pro, limit: 5, webhook: PRO_HOOK}]\n"
+    ).budgets
+    with pytest.raises(ConfigError) as caught:
+        hook_urls(budgets, {})
+    assert caught.value.problems == [
+        "PRO_HOOK: budget 'pro' sends its hook there; set it to the URL of your enforcement "
+        "endpoint"
+    ]
+    with pytest.raises(ConfigError) as caught:
+        hook_urls(budgets, {"PRO_HOOK": "ftp://token-123@host/x"})
+    problems = caught.value.problems
+    assert problems == [
+        "BUDGET_WEBHOOK_SECRET: needed to sign the budget webhooks",
+        "PRO_HOOK: must be an http(s) URL like https://api.example.com (value not shown)",
+    ]
+    assert "token-123" not in " ".join(problems)
+    env = {"PRO_HOOK": "https://ops.example.com/pause?token=t0k3n", "BUDGET_WEBHOOK_SECRET": "s3"}
+    assert hook_urls(budgets, env) == {"pro": env["PRO_HOOK"]}
+    assert url_secrets(env["PRO_HOOK"]) == [env["PRO_HOOK"], "token=t0k3n"]
