@@ -11,7 +11,7 @@ import pytest
 
 from bot.alerts import AlertState, Transition
 from bot.commands import Reply, handle_command, summary_text
-from bot.models import EventsPage, Summary
+from bot.models import Budget, EventsPage, Summary
 from bot.source import EVENTS_PATH
 from bot.store import PollRecord, Store, Thread
 from tests.conftest import T0, event_series, make_event, make_firing
@@ -305,3 +305,23 @@ def test_segment_answers_from_the_stored_events(filled: Store) -> None:
     assert "no segment `whales`" in ask(filled, "segment whales").text
     assert "`enterprise`" in ask(filled, "segment").text  # usage lists the segments seen
     assert "from 1 to 8" in ask(filled, "segment enterprise 30").text
+
+
+def test_budget_answers_spend_to_date_and_the_forecast(filled: Store) -> None:
+    """The pro model spent 1,780 credits on 21-23 November (the summary) plus the events
+    of the 23rd the summary already counts: a 10,000 budget is at 18%."""
+    budgets = (
+        Budget("pro-monthly", 10_000.0, scope=(("model", "pro"),)),
+        Budget("enterprise-week", 500.0, period="week", scope=(("segment", "enterprise"),)),
+    )
+    reply = handle_command("budget", store=filled, now=NOW, budgets=budgets)
+    assert not reply.public
+    lines = reply.text.splitlines()
+    assert "Budgets (as of 0s ago)" in lines[1]
+    pro = next(line for line in lines if line.startswith("pro-monthly"))
+    assert pro.split()[:7] == ["pro-monthly", "model", "pro", "2026-11", "1,780", "10,000", "18%"]
+    week = next(line for line in lines if line.startswith("enterprise-week"))
+    assert "segment enterprise" in week and "2026-W48" in week and " 360 " in week  # 6 events
+    none = handle_command("budget public", store=filled, now=NOW)
+    assert none.public and "No budgets configured" in none.text
+    assert "Usage:" in handle_command("budget now", store=filled, now=NOW).text
