@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +22,7 @@ from bot.cli import default_rules_text
 from bot.commands import events_text, summary_text
 from bot.config import parse_rules
 from bot.logs import configure as configure_logging
-from bot.models import Event, EventsPage, Summary
+from bot.models import Budget, Event, EventsPage, Summary
 from bot.notify import SlackNotifier, make_web_clients
 from bot.simulator import CompressedClock, Simulator, demo_incidents
 from bot.slack_standin import SlackStandIn
@@ -35,12 +36,18 @@ CHANNEL = "#usage-alerts"
 SLACK_TOKEN = "xoxb-demo-token"
 SEEDED_HISTORY = timedelta(days=4)  # spend baselines need a day per phase, seasons three
 POLL_SECONDS = 0.1  # real seconds between cycles
+# A monthly budget the pro model has used 83% of by the demo's Monday: its thresholds and
+# its forecast (the month ends near 8.5M credits) are told as the demo starts.
+DEMO_BUDGET = Budget(
+    "pro-monthly", 7_500_000.0, scope=(("model", "pro"),), credit_price=0.001, currency="USD"
+)
 
 
 def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdout) -> int:
     """Run the scripted incident for `seconds` of real time at `speed` data-seconds/second."""
     configure_logging("WARNING", "text")
     ruleset = parse_rules(default_rules_text(), "<embedded default rules>")
+    ruleset = replace(ruleset, budgets=(DEMO_BUDGET,))
 
     say = _printer(out)
     clock = CompressedClock(DEMO_START, speed)

@@ -50,7 +50,7 @@ def compose(
     first = today - timedelta(days=CHART_DAYS)
     days = [first + timedelta(days=i) for i in range(CHART_DAYS)]  # up to yesterday
     daily = book.daily(store, now)
-    models = sorted({g[0] for g in book.cube.groups} | {m for _, m in daily} - {TOTAL, ""})
+    models = sorted(({g[0] for g in book.cube.groups} | {m for _, m in daily}) - {TOTAL, ""})
     figures: dict[str, dict[str, list[float]]] = {}
     lo = slot_of(midnight(first, zone))
     for model in models:
