@@ -224,9 +224,11 @@ def project(
     """Spend expected by the period's end.
 
     Two weeks of history give a weekday profile: each weekday's share of a typical week,
-    times the recent level (last 7 days, deseasonalised) plus its trend where the trend
-    is clear (|t| > 2). A few days give a recent daily pace; less, the period's own
-    linear pace. The interval adds day-to-day noise and the level's uncertainty.
+    times the recent level (the last 7 days, deseasonalised; no trend is extrapolated,
+    so a steady rise is followed with a lag of about half a week). A few days give a
+    recent daily pace; less, the period's own linear pace. The interval adds day-to-day
+    noise and the uncertainty of the level (its own noise and how far weekly means
+    wander).
     """
     zone = period.zone
     local_now = now.astimezone(zone)
@@ -242,17 +244,18 @@ def project(
     totals = np.array([total for _, total in history])
     if len(history) >= PROFILE_DAYS:
         method = "weekday profile"
-        expected, sd = _weekday_model(history, [today, *future])
+        expected, sd, sd_level = _weekday_model(history, [today, *future])
     elif len(history) >= PACE_DAYS:
         method = "recent pace"
         recent = totals[-7:]
         expected = np.full(1 + len(future), recent.mean())
-        sd = float(recent.std(ddof=1)) if len(recent) > 1 else 0.5 * float(recent.mean())
+        sd = float(recent.std(ddof=1))
+        sd_level = sd / np.sqrt(len(recent)) + 0.1 * float(recent.mean())
     elif known_seconds >= MIN_DATA:
         method = "linear pace"
         pace = spent / known_seconds * 86400.0
         expected = np.full(1 + len(future), pace)
-        sd = 0.5 * pace  # a wide interval until there are days to measure the noise
+        sd = sd_level = 0.5 * pace  # wide until there are days to measure the noise by
     else:
         return None
     # Today: what is usually left of the day. Later days: their whole expected total.
@@ -260,8 +263,8 @@ def project(
     projected = spent + float(remaining.sum())
     weights = np.concatenate(([left_today], np.ones(len(future))))
     days_left = float(weights.sum())
-    n = max(len(history), 1)
-    spread = Z80 * float(np.sqrt((weights * sd**2).sum() + (days_left * sd) ** 2 / n))
+    # Day-to-day noise adds up like a random walk; an error in the level repeats daily.
+    spread = Z80 * float(np.sqrt(days_left * sd**2 + (days_left * sd_level) ** 2))
     crossing = _crossing(in_period, remaining, [today, *future], limit)
     return Forecast(
         projected=projected,
@@ -274,13 +277,14 @@ def project(
 
 def _weekday_model(
     history: Sequence[tuple[date, float]], ahead: Sequence[date]
-) -> tuple[FloatArray, float]:
-    """Expected totals for the days `ahead`, and the day-to-day noise (sd)."""
+) -> tuple[FloatArray, float, float]:
+    """Expected totals for the days `ahead`; the day-to-day noise and the uncertainty of
+    the level (both as sd of a day's total)."""
     totals = np.array([total for _, total in history])
     weekdays = np.array([d.weekday() for d, _ in history])
     mean = totals.mean()
     if mean <= 0:
-        return np.zeros(len(ahead)), 0.0
+        return np.zeros(len(ahead)), 0.0, 0.0
     shape = np.ones(7)
     for w in range(7):
         picked = totals[weekdays == w]
@@ -288,21 +292,15 @@ def _weekday_model(
             shape[w] = picked.mean() / mean
     shape = np.where(shape > 0, shape, 1e-6)
     level = totals / shape[weekdays]  # deseasonalised daily totals
-    recent = level[-7:]
-    x = np.arange(len(level[-PROFILE_DAYS:]), dtype=float)
-    y = level[-PROFILE_DAYS:]
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (slope * x + intercept)
-    se = float(residual.std(ddof=2) / np.sqrt(((x - x.mean()) ** 2).sum()))
-    trend = float(slope) if se > 0 and abs(slope / se) > 2 else 0.0
-    last = history[-1][0]
-    centre = (len(recent) - 1) / 2  # the recent mean sits this many days before the last
-    base = recent.mean()
-    expected = np.array(
-        [max(0.0, base + trend * ((d - last).days + centre)) * shape[d.weekday()] for d in ahead]
-    )
-    sd = float(residual.std(ddof=2)) if trend else float(level[-PROFILE_DAYS:].std(ddof=1))
-    return expected, sd * float(shape.mean())
+    base = level[-7:].mean()
+    noise = float(level.std(ddof=1))
+    # How much the weekly level itself wanders: the spread of whole weeks' means.
+    weeks = [
+        level[len(level) - 7 * (i + 1) : len(level) - 7 * i].mean() for i in range(len(level) // 7)
+    ]
+    drift = float(np.std(weeks, ddof=1)) if len(weeks) > 1 else noise
+    expected = np.array([base * shape[d.weekday()] for d in ahead])
+    return expected, noise, float(np.sqrt(noise**2 / 7 + drift**2))
 
 
 def _crossing(
