@@ -312,7 +312,8 @@ def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) ->
         message = payload.get("message") or {}
         channel = (payload.get("channel") or {}).get("id") or payload["container"]["channel_id"]
         ts = message.get("ts") or payload["container"]["message_ts"]
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError):
+        # RecursionError: a value of "[[[[..." thousands deep (found by tests/test_fuzz.py)
         return Action("Sorry, I could not read that button click.")
     action_id = action.get("action_id")
     if action_id == messages.ACK:

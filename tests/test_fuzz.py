@@ -16,16 +16,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 import yaml
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from bot import backtest
+from bot import backtest, hooks
+from bot.budget import SLOT, status
 from bot.cli import default_rules_text
-from bot.commands import Reply, handle_command
+from bot.commands import Action, Reply, handle_action, handle_command
 from bot.config import Settings, parse_rules
 from bot.errors import ConfigError, SourceError
-from bot.models import EventsPage, RuleSet, Summary
+from bot.metrics import EventBatch, UsageCube
+from bot.models import Budget, EventsPage, RuleSet, Summary
 from bot.source import UsageClient
 from bot.store import Store
 from tests.conftest import T0, make_event
@@ -463,6 +466,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 WORDS = st.sampled_from(
     [
         *("summary", "events", "model", "alerts", "help", "public", "silence", "unsilence"),
+        "budget",
         *("pro", "PRO", "failed-job-rate", "failed-job-rate/pro", "a/b/c", "/", "7", "0", "91"),
         *("1h", "59s", "8d", "9" * 400 + "d", "1e9m", "\u0661h"),
     ]
@@ -487,3 +491,82 @@ def test_slash_command_text_always_gets_a_reply(text: str, user: str | None) -> 
         store.close()
     assert isinstance(reply, Reply)
     assert reply.text
+
+
+# -- interactivity payloads (button clicks) ------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
+    max_leaves=12,
+)
+CLICK = {
+    "type": "block_actions",
+    "user": {"id": "U1"},
+    "channel": {"id": "C0123ABCD"},
+    "message": {"ts": "1795400000.000100", "blocks": [{"type": "section"}]},
+    "actions": [
+        {"action_id": "ack", "value": json.dumps({"rule": "failed-job-rate", "group": ["pro"]})}
+    ],
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(payload=mutated(CLICK, JSON_VALUES) | JSON_VALUES)
+@example({"actions": [{"action_id": "ack", "value": "[" * 5000}]})
+@example({**CLICK, "message": {"ts": "1", "blocks": "not a list"}})
+def test_a_button_payload_always_gets_an_action(payload: Any) -> None:
+    store = Store(None)
+    try:
+        action = handle_action(payload, store=store, now=NOW)
+    finally:
+        store.close()
+    assert isinstance(action, Action) and action.text
+
+
+# -- enforcement hook signatures and budget maths -------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(timestamp=st.text(max_size=20), signature=st.text(max_size=80), body=st.binary(max_size=64))
+@example("9" * 400, "sha256=", b"")
+def test_hook_verification_only_ever_answers_true_or_false(
+    timestamp: str, signature: str, body: bytes
+) -> None:
+    assert hooks.verify("secret", timestamp, body, signature, now=1_800_000_000) in (True, False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    points=st.lists(
+        st.tuples(st.floats(0, 50 * 86400), st.floats(0, 1e9), st.sampled_from(["pro", "light"])),
+        max_size=40,
+    ),
+    limit=st.floats(1e-3, 1e12),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kathmandu", "America/St_Johns"]),
+    period=st.sampled_from(["day", "week", "month"]),
+)
+def test_budget_status_is_consistent_for_any_spend(
+    points: list[tuple[float, float, str]], limit: float, zone: str, period: str
+) -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    cube = UsageCube(SLOT)
+    if points:
+        cube.add(
+            EventBatch(
+                epoch=np.array([now.timestamp() - p[0] for p in points]),
+                group=[(p[2], "", "") for p in points],
+                kind=np.zeros(len(points), dtype=np.int8),
+                credits=np.array([p[1] for p in points]),
+            )
+        )
+    state = status(Budget("b", limit, period=period, timezone=zone), cube, None, now)
+    assert math.isfinite(state.spent) and state.spent >= 0
+    if state.forecast is not None:
+        f = state.forecast
+        assert (
+            f.low <= f.projected + 1e-6 * max(1.0, f.projected) <= f.high + 1e-3 * max(1.0, f.high)
+        )
+        assert f.projected >= state.spent * (1 - 1e-9)
