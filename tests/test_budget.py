@@ -245,3 +245,17 @@ def test_too_little_data_gives_no_forecast() -> None:
     got = status(Budget("b", 1000.0), cube, None, now)
     assert got.forecast is None
     assert decide(got, Marks()) == []  # and nothing to tell
+
+
+def test_a_day_budget_on_the_dst_change_counts_all_25_hours() -> None:
+    """25 October 2026 in Berlin runs from 22:00 UTC on the 24th to 23:00 UTC on the
+    25th: a day budget there counts 25 hourly events, the UTC day 24."""
+    start = datetime(2026, 10, 24, 20, 30, tzinfo=UTC)
+    cube = cube_of([(start + timedelta(hours=h), 1.0, "pro") for h in range(30)])
+    end_of_day = datetime(2026, 10, 25, 22, 59, tzinfo=UTC)
+    berlin = status(
+        Budget("b", 100.0, period="day", timezone="Europe/Berlin"), cube, None, end_of_day
+    )
+    utc = status(Budget("u", 100.0, period="day"), cube, None, end_of_day)
+    assert berlin.spent == pytest.approx(25.0)  # 22:30 on the 24th .. 22:30 on the 25th
+    assert utc.spent == pytest.approx(23.0)  # 00:30 .. 22:30 UTC on the 25th
