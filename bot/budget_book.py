@@ -89,6 +89,7 @@ def judge(
     transaction); return how many events are new."""
     hooked = set(hooked)
     added = 0
+    store.save_budget_states({s.budget.name: as_json(s) for s in states}, now)
     for state in states:
         budget = state.budget
         events = decide(state, store.budget_marks(budget.name, state.period.label))

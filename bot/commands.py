@@ -210,14 +210,33 @@ def permalink(thread: Thread) -> str:
 
 
 def budget_json(store: Store, budgets: Sequence[Budget], now: datetime) -> dict[str, Any]:
-    """Every budget's state, for automation (`query budget --json`, `GET /budget`)."""
-    states = BudgetBook.load(store, budgets, now).states(store, now) if budgets else []
+    """Every budget's state, for automation (`query budget --json`, `GET /budget`): as
+    the worker judged it last (each state has its `at`), or counted from the store when
+    the worker has not judged that budget yet."""
+    stored = store.budget_states()
+    if all(_judged_as_configured(stored.get(b.name), b) for b in budgets):
+        found = [stored[b.name] for b in budgets]
+    else:
+        found = [as_json(s) for s in BudgetBook.load(store, budgets, now).states(store, now)]
     last = store.last_success(EVENTS_PATH)
     return {
         "at": format_time(now),
         "last_poll": format_time(last) if last else None,
-        "budgets": [as_json(state) for state in states],
+        "budgets": found,
     }
+
+
+def _judged_as_configured(state: Mapping[str, Any] | None, budget: Budget) -> bool:
+    """Was the stored state judged under this budget's current definition?"""
+    if state is None:
+        return False
+    period = state.get("period") or {}
+    scope: dict[str, object] = dict(budget.scope) or {"account": True}
+    return (
+        state.get("limit_credits") == round(budget.limit, 4)
+        and state.get("scope") == scope
+        and (period.get("kind"), period.get("timezone")) == (budget.period, budget.timezone)
+    )
 
 
 def budget_text(store: Store, budgets: Sequence[Budget], now: datetime) -> str:

@@ -307,6 +307,13 @@ def m010_budgets(db: Database) -> None:
     db.table("hooks").create_index(["key"], unique=True)
 
 
+@migrations()
+def m011_budget_states(db: Database) -> None:
+    # The worker's latest view of each budget, for `query budget`, `/usage budget` and
+    # `GET /budget` to read at once instead of re-counting weeks of events.
+    db.table("budget_states").create({"budget": str, "at": str, "state": str}, pk="budget")
+
+
 @dataclass(frozen=True)
 class Post:
     id: int
@@ -1096,6 +1103,19 @@ class Store:
             ).fetchone()
         standing = last[1] if last and last[0] == "firing" else None
         return Marks(frozenset(row[0] for row in crossed), standing)
+
+    def save_budget_states(self, states: Mapping[str, dict[str, Any]], now: datetime) -> None:
+        rows = [
+            {"budget": name, "at": format_time(now), "state": json.dumps(state)}
+            for name, state in states.items()
+        ]
+        with _translated("recording budget states"), self.db.atomic():
+            self.db.table("budget_states").upsert_all(rows, pk="budget")
+
+    def budget_states(self) -> dict[str, dict[str, Any]]:
+        with _translated("reading budget states"):
+            rows = self.db.execute("select budget, state from budget_states").fetchall()
+        return {name: json.loads(state) for name, state in rows}
 
     def budget_events(self, budget: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         sql = "select * from budget_events"

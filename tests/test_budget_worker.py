@@ -9,7 +9,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 
 from bot import hooks
 from bot.budget_book import BudgetBook
+from bot.commands import budget_json
 from bot.errors import NotifyError
 from bot.models import Budget, DigestConfig, PollConfig, RuleSet
 from bot.notify import ConsoleNotifier
@@ -186,6 +187,13 @@ def test_thresholds_and_the_hook_are_told_once_each_across_a_restart(
     assert hundred["threshold_percent"] == 100.0
     assert hundred["scope"] == {"model": "pro"}
     assert float(hundred["spent_credits"]) >= budget.limit  # type: ignore[arg-type]
+    # what the worker judged last is what automation reads, without re-counting events
+    answer = budget_json(rig.store, [budget], rig.clock())
+    (state,) = answer["budgets"]
+    assert state == rig.store.budget_states()["pro-monthly"]
+    assert state["used_percent"] >= 100 and state["scope"] == {"model": "pro"}
+    moved = replace(budget, limit=budget.limit * 2)  # a changed budget is counted afresh
+    assert budget_json(rig.store, [moved], rig.clock())["budgets"][0]["used_percent"] < 60
     # the URL's token never reaches the store or the log of what was told
     assert "token=abc" not in rig.out.getvalue()
     rig.close()
