@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
     q.add_parser("alerts", help="open alerts and the latest transitions")
+    qm = q.add_parser("model", help="one model's daily trend and its open alerts")
+    qm.add_argument("name")
+    qm.add_argument("--days", type=_days, default=7)
+    qg = q.add_parser("segment", help="one customer segment's daily figures")
+    qg.add_argument("name")
+    qg.add_argument("--days", type=int, default=8, help="1..8 (from the stored events)")
     qb = q.add_parser("budget", help="spend to date and the forecast of every budget")
     qb.add_argument("--json", action="store_true", help="one JSON document, for automation")
 
@@ -249,6 +255,13 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(commands.events_text(store, args.limit, now))
         elif args.what == "alerts":
             print(commands.alerts_text(store, now))
+        elif args.what in ("model", "segment"):
+            # The slash command's own answer, so both say the same.
+            reply = commands.handle_command(
+                f"{args.what} {args.name} {args.days}", store=store, now=now
+            )
+            print(reply.plain(), file=sys.stderr if reply.correction else sys.stdout)
+            return 1 if reply.correction else 0
         elif args.what == "budget":
             budgets = load_ruleset(settings).budgets
             if args.json:

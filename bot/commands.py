@@ -55,6 +55,11 @@ class Reply:
     text: str
     public: bool = False
     blocks: tuple[dict[str, object], ...] | None = None
+    correction: bool = False  # the input was wrong; the text says how to put it right
+
+    def plain(self) -> str:
+        """The text for a terminal: without Slack's code fences."""
+        return "\n".join(line for line in self.text.splitlines() if line.strip() != "```")
 
 
 # -- wording ----------------------------------
@@ -494,7 +499,7 @@ def _model_row(name: str, rows: Sequence[DailyUsage]) -> list[str]:
 
 def _fix(text: str) -> Reply:
     """A correction: always ephemeral, nobody else needs to see a typo."""
-    return Reply(text, public=False)
+    return Reply(text, public=False, correction=True)
 
 
 def _range(bounds: tuple[int, int]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,3 +67,36 @@ def test_out_of_range_arguments_are_refused_with_the_range(
         main(args)
     assert caught.value.code == 2
     assert "must be a whole number" in capsys.readouterr().err
+
+
+def test_query_segment_and_model_give_the_slash_commands_answers(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["query", "segment", "enterprise", "--days", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Segment enterprise, last 2 days") and "```" not in out
+    assert "total" in out and "credits per day" in out
+    assert main(["query", "model", "nosuch"]) == 1  # a correction, on stderr
+    captured = capsys.readouterr()
+    assert captured.out == "" and "nosuch" in captured.err
+
+
+def test_query_budget_json_is_one_document_for_automation(
+    filled: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    monkeypatch.setattr("bot.cli.utc_now", lambda: T0 + timedelta(hours=1))  # in that month
+    rules.write_text(
+        "rules: []\nbudgets:\n  - {name: ent, limit: 600, scope: {segment: enterprise}}\n"
+    )
+    monkeypatch.setenv("BOT_RULES_PATH", str(rules))
+    assert main(["query", "budget", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (state,) = document["budgets"]
+    assert state["budget"] == "ent" and state["scope"] == {"segment": "enterprise"}
+    assert state["spent_credits"] == 360.0 and state["used_percent"] == 60.0  # 6 events x 60
+    assert main(["query", "budget"]) == 0
+    assert "ent" in capsys.readouterr().out
