@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from bot.server import serve
 
-            return serve(settings)
+            return serve(settings, load_ruleset(settings).budgets)
         if args.command == "query":
             return cmd_query(settings, args)
     except ConfigError as exc:
@@ -193,7 +193,9 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
     if settings.slack_app_token:  # /usage and the buttons without a public URL
         from bot.socket_mode import SocketModeTransport
 
-        socket_mode = SocketModeTransport(settings).start()  # own threads, own connections
+        socket_mode = SocketModeTransport(
+            settings, budgets=ruleset.budgets
+        ).start()  # own threads, own connections
     try:
         with (
             make_http_client(settings.api_base_url) as http,

@@ -340,6 +340,8 @@ def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) ->
         # RecursionError: a value of "[[[[..." thousands deep (found by tests/test_fuzz.py)
         return Action("Sorry, I could not read that button click.")
     action_id = action.get("action_id")
+    if not isinstance(action_id, str):  # a list is unhashable: `in SILENCE_FOR` would raise
+        return Action("That button does nothing here.")
     if action_id == messages.ACK:
         store.acknowledge(rule, group, user, now)
         note = f":eyes: Acknowledged by <@{user}> at {now:%H:%M} UTC"

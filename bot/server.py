@@ -1,29 +1,34 @@
 """`usage-bot serve`: the HTTP side of the bot (Procfile `web`) on PORT.
 
-`GET /healthz` answers with the freshness of the store. `POST /slack/commands` is the
+`GET /healthz` answers with the freshness of the store; `GET /budget` with every
+budget's state (bearer BOT_API_TOKEN). `POST /slack/commands` is the
 slash command's Request URL and `POST /slack/interactivity` the buttons' (acknowledge,
 silence): each request is verified against Slack's v0 signature over the raw body before
 anything in it is parsed, then `commands` answers from a short-lived store connection,
-well within Slack's 3 seconds.
+well within Slack's 3 seconds. `answer_command` and `act_on_click` are shared with the
+Socket Mode transport (`socket_mode.py`), so both give the same answers.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from bot.commands import Reply, handle_action, handle_command
+from bot.commands import Reply, budget_json, handle_action, handle_command
 from bot.config import Settings
+from bot.models import Budget
 from bot.source import EVENTS_PATH, SUMMARY_PATH
 from bot.store import Store
 from bot.worker import stop_on_signals, utc_now
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS_PATH = "/slack/commands"
 ACTIONS_PATH = "/slack/interactivity"  # the app's Interactivity Request URL
+BUDGET_PATH = "/budget"  # budgets as JSON for automation (bearer BOT_API_TOKEN)
 MAX_BODY = 64 * 1024  # a slash-command payload is well under 4 KB
 MAX_DRAIN = 1024 * 1024  # past this, an oversized body is not read at all
 FORM = "application/x-www-form-urlencoded"
@@ -39,7 +45,11 @@ FAILED_TEXT = "Sorry, I could not read the usage store just now; please try agai
 
 
 def make_server(
-    settings: Settings, host: str = "0.0.0.0", *, clock: Clock | None = None
+    settings: Settings,
+    host: str = "0.0.0.0",
+    *,
+    clock: Clock | None = None,
+    budgets: Sequence[Budget] = (),
 ) -> ThreadingHTTPServer:
     """The server on `settings.port` (0: any free port). `clock` is for tests of the
     signature's 5-minute window."""
@@ -54,7 +64,11 @@ def make_server(
         timeout = 10  # seconds: a client that stalls mid-body does not hold a thread
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if urlsplit(self.path).path != "/healthz":
+            path = urlsplit(self.path).path
+            if path == BUDGET_PATH:
+                self._budget()
+                return
+            if path != "/healthz":
                 self._reply(404, {"error": "not_found"})
                 return
             store = Store(db_path)  # one short-lived connection per request: thread-safe
@@ -101,7 +115,27 @@ def make_server(
             if path == ACTIONS_PATH:
                 self._reply(200, _act(db_path, form["payload"], settings))
                 return
-            self._reply(200, _answer(db_path, form))
+            self._reply(200, answer_command(db_path, form, budgets=budgets))
+
+        def _budget(self) -> None:
+            """Every budget's state for automation, behind a bearer token."""
+            if settings.api_token is None:
+                self._reply(404, {"error": "not_found"})  # the endpoint is off
+                return
+            given = self.headers.get("Authorization", "")
+            expected = f"Bearer {settings.api_token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="usage-bot"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            store = Store(db_path)
+            try:
+                body = budget_json(store, budgets, utc_now())
+            finally:
+                store.close()
+            self._reply(200, body)
 
         def _discard(self, length: int) -> None:
             """Read a modestly oversized body away unparsed: closing on unread data makes
@@ -155,16 +189,23 @@ def _form(raw: bytes, content_type: str, path: str = "/slack/commands") -> dict[
 
 
 def _act(db_path: str, payload_text: str, settings: Settings) -> dict[str, object]:
-    """A button click: record it, edit the parent to show it, answer the clicker."""
     try:
         payload = json.loads(payload_text)
     except ValueError:
         return {"text": "Sorry, I could not read that button click."}
     if not isinstance(payload, dict):
         return {"text": "Sorry, I could not read that button click."}
+    return act_on_click(db_path, payload, settings)
+
+
+def act_on_click(
+    db_path: str, payload: Mapping[str, Any], settings: Settings, now: datetime | None = None
+) -> dict[str, object]:
+    """A button click (a `block_actions` payload): record it, edit the parent to show it,
+    answer the clicker."""
     store = Store(db_path)
     try:
-        action = handle_action(payload, store=store, now=utc_now())
+        action = handle_action(payload, store=store, now=now or utc_now())
     finally:
         store.close()
     if action.blocks is not None and action.channel and action.ts and settings.slack_bot_token:
@@ -182,14 +223,27 @@ def _act(db_path: str, payload_text: str, settings: Settings) -> dict[str, objec
     return {"response_type": "ephemeral", "replace_original": False, "text": action.text}
 
 
-def _answer(db_path: str, form: Mapping[str, str]) -> dict[str, object]:
+def answer_command(
+    db_path: str,
+    form: Mapping[str, str],
+    now: datetime | None = None,
+    budgets: Sequence[Budget] = (),
+) -> dict[str, object]:
+    """A slash command's fields in, Slack's reply body out (ephemeral unless `public`)."""
     started = time.monotonic()
     user, command = form.get("user_id"), form["command"]
     text = form.get("text", "")
     try:
         store = Store(db_path)
         try:
-            reply = handle_command(text, store=store, now=utc_now(), user=user, command=command)
+            reply = handle_command(
+                text,
+                store=store,
+                now=now or utc_now(),
+                user=user,
+                command=command,
+                budgets=budgets,
+            )
         finally:
             store.close()
     except Exception:  # Slack shows its own opaque error on a 500; say something useful
@@ -216,8 +270,8 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def serve(settings: Settings) -> int:
-    server = make_server(settings)
+def serve(settings: Settings, budgets: Sequence[Budget] = ()) -> int:
+    server = make_server(settings, budgets=budgets)
     log.info("serving on port %d", settings.port)
     if not settings.slack_signing_secret:
         log.warning("SLACK_SIGNING_SECRET is unset: %s answers 503", COMMANDS_PATH)

@@ -40,9 +40,14 @@ What it mirrors from the real Web API (where a bot can get it wrong):
   ``initial_comment``), which shares the file as a message carrying ``files`` (a thread
   reply when ``thread_ts`` is given).
 
+``apps.connections.open`` takes the app-level token (`app_token`; the bot token answers
+``not_allowed_token_type``, as Slack does) and answers with a WebSocket URL from the
+Socket Mode stand-in given to `serve_socket_mode` (``bot.socket_standin`` does that).
+
 Choices of the stand-in, not verified against Slack: a ``thread_ts`` that names no message
 answers ``thread_not_found``; completing an already completed upload answers
-``file_already_completed`` and shares nothing twice; 5xx bodies are JSON.
+``file_already_completed`` and shares nothing twice; 5xx bodies are JSON;
+``apps.connections.open`` without a Socket Mode stand-in answers ``socket_mode_disabled``.
 
 Fault injection (thread-safe FIFO queue, per method or any method; method name
 ``"upload"`` is the upload URL): `rate_limit`, `server_error`, `timeout`, `drop`, `error`,
@@ -104,6 +109,8 @@ MAX_SECTION_FIELDS: Final = 10
 MAX_HEADER_TEXT: Final = 150
 MAX_TEXT: Final = 40_000
 BLOCKS_ONLY_TEXT: Final = "This content can't be displayed."
+
+APP_TOKEN_METHODS: Final = frozenset({"apps.connections.open"})
 
 _FAULT_KINDS: Final = ("rate_limited", "server_error", "timeout", "drop", "post_then_drop")
 
@@ -279,12 +286,15 @@ class SlackStandIn:
         token: str = "xoxb-test",
         channels: Mapping[str, str] | None = None,
         *,
+        app_token: str = "xapp-test",
         not_member: Iterable[str] = (),
         host: str = "127.0.0.1",
         port: int = 0,
         ts_start: int | None = None,
     ) -> None:
         self.token = token
+        self.app_token = app_token
+        self._socket_url: Callable[[], str] | None = None
         self._host = host
         self._port = port
         self._lock = threading.RLock()
@@ -359,6 +369,11 @@ class SlackStandIn:
     def url(self) -> str:
         """The Web API base URL for ``WebClient(base_url=...)``; ends with ``/api/``."""
         return f"{self.origin}/api/"
+
+    def serve_socket_mode(self, new_url: Callable[[], str] | None) -> None:
+        """Answer ``apps.connections.open`` with `new_url()` (None: stop answering)."""
+        with self._lock:
+            self._socket_url = new_url
 
     # --- channels ----------------------------------------------------------------------
 
@@ -701,6 +716,8 @@ class SlackStandIn:
                 raise _SlackError("unknown_method")
             if not token:
                 raise _SlackError("not_authed")
+            if method in APP_TOKEN_METHODS:
+                return _json_reply(200, self._with_app_token(token, handler, params))
             if token != self.token:
                 raise _SlackError("invalid_auth")
             return _json_reply(200, handler(params))
@@ -712,6 +729,7 @@ class SlackStandIn:
 
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], Json]]:
         return {
+            "apps.connections.open": self._connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
@@ -722,7 +740,21 @@ class SlackStandIn:
             "files.completeUploadExternal": self._complete_upload,
         }
 
+    def _with_app_token(
+        self, token: str, handler: Callable[[dict[str, Any]], Json], params: dict[str, Any]
+    ) -> Json:
+        if token == self.token:
+            raise _SlackError("not_allowed_token_type")  # a bot token where an app token goes
+        if token != self.app_token:
+            raise _SlackError("invalid_auth")
+        return handler(params)
+
     # --- methods -----------------------------------------------------------------------
+
+    def _connections_open(self, params: dict[str, Any]) -> Json:
+        if self._socket_url is None:
+            raise _SlackError("socket_mode_disabled")
+        return {"ok": True, "url": self._socket_url()}
 
     def _auth_test(self, params: dict[str, Any]) -> Json:
         return {

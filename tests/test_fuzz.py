@@ -517,6 +517,7 @@ CLICK = {
 @given(payload=mutated(CLICK, JSON_VALUES) | JSON_VALUES)
 @example({"actions": [{"action_id": "ack", "value": "[" * 5000}]})
 @example({**CLICK, "message": {"ts": "1", "blocks": "not a list"}})
+@example({**CLICK, "actions": [{**CLICK["actions"][0], "action_id": ["ack"]}]})  # unhashable
 def test_a_button_payload_always_gets_an_action(payload: Any) -> None:
     store = Store(None)
     try:

@@ -18,6 +18,7 @@ import pytest
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from bot.config import Settings
+from bot.models import Budget
 from bot.server import make_server
 from bot.store import Store
 from tests.test_commands import fill
@@ -322,3 +323,36 @@ def test_slacks_example_signature_with_the_verifier_itself() -> None:
         signed(SLACK_BODY.encode(), at=1531420618, secret=SLACK_SECRET)["X-Slack-Signature"]
         == SLACK_SIGNATURE
     )
+
+
+def test_get_budget_needs_the_bearer_token_and_answers_every_budget(
+    db: Path, client: httpx.Client
+) -> None:
+    budgets = (Budget("pro-monthly", 10_000.0, scope=(("model", "pro"),)),)
+    token = "api-token-0123456789"
+    settings = Settings(db_path=str(db), slack_signing_secret=SECRET, port=0, api_token=token)
+    server = make_server(settings, "127.0.0.1", budgets=budgets)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert client.get(f"{base}/budget").status_code == 401
+        wrong = client.get(f"{base}/budget", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+        answer = client.get(f"{base}/budget", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200
+        (state,) = answer.json()["budgets"]
+        assert state["budget"] == "pro-monthly" and state["limit_credits"] == 10_000.0
+        assert token not in answer.text
+        # the slash command over the same server knows the budgets too
+        body = slash_body("budget")
+        reply = post(client, base, body, signed(body)).json()
+        assert "pro-monthly" in reply["text"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_get_budget_is_off_without_a_token(url: str, client: httpx.Client) -> None:
+    assert client.get(f"{url}/budget", headers={"Authorization": "Bearer x"}).status_code == 404
