@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,17 @@ def event_series(
     count: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)
 ) -> list[Event]:
     return [make_event(i, start + i * step) for i in range(count)]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main()` installs its own root handler on the stderr pytest captured for that test;
+    a later test's background thread logging through it would write to a closed file."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
