@@ -2,7 +2,7 @@
 
 Sits between `source` and `detect`: saves validated events and summaries, keeps the
 poll log and the events-gap record, and answers the queries the rest of the bot needs.
-Every write is one transaction (`db.atomic()`), so a crash leaves no partial rows.
+Every write is one transaction (`_atomic()`), so a crash leaves no partial rows.
 """
 
 from __future__ import annotations
@@ -429,6 +429,25 @@ class Store:
             self.db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster
             migrations.apply(self.db)
 
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One write transaction, its lock taken at once (BEGIN IMMEDIATE). A deferred
+        BEGIN that reads before it writes cannot wait for another writer: SQLite fails
+        its upgrade with SQLITE_BUSY at once, busy timeout or not. Nested: a savepoint."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     def close(self) -> None:
         self.db.close()
 
@@ -438,7 +457,7 @@ class Store:
         """Insert the page's unseen events; detect a gap before inserting."""
         if not page.items:
             return SaveResult((), None)
-        with _translated("saving events"), self.db.atomic():
+        with _translated("saving events"), self._atomic():
             gap = self._gap(page)
             ids = [event.id for event in page.items]
             known = self._known_ids(ids)
@@ -531,7 +550,7 @@ class Store:
 
     def save_summary(self, summary: Summary, polled_at: datetime) -> int:
         """Keep a snapshot row per poll and the latest figures per (date, model)."""
-        with _translated("saving a summary"), self.db.atomic():
+        with _translated("saving a summary"), self._atomic():
             table = self.db.table("summary_snapshots").insert(
                 {
                     "polled_at": format_time(polled_at),
@@ -628,7 +647,7 @@ class Store:
     # -- poll log, gaps, source state -------------------------------------------------
 
     def log_poll(self, record: PollRecord) -> None:
-        with _translated("writing the poll log"), self.db.atomic():
+        with _translated("writing the poll log"), self._atomic():
             self.db.table("polls").insert(
                 {
                     "endpoint": record.endpoint,
@@ -713,7 +732,7 @@ class Store:
         again, so re-running an evaluation can never queue a second message.
         Returns how many transitions were added.
         """
-        with _translated("saving alert decisions"), self.db.atomic():
+        with _translated("saving alert decisions"), self._atomic():
             self.db.table("alert_states").upsert_all(
                 (_state_row(s) for s in states), pk=("rule", "group_key")
             )
@@ -748,7 +767,7 @@ class Store:
     def delivery_failed(
         self, transition_id: int, error: str, *, permanent: bool, retry_at: float, now: datetime
     ) -> None:
-        with _translated("updating the outbox"), self.db.atomic():
+        with _translated("updating the outbox"), self._atomic():
             self.db.execute(
                 "update alert_transitions set attempts = attempts + 1, last_error = ?, "
                 "next_attempt_at = ?, failed_at = ? where id = ?",
@@ -777,7 +796,7 @@ class Store:
 
     def delivery_attempted(self, transition_id: int, step: str, channel: str, wall: float) -> None:
         """Record that a Slack call is about to be made (committed before it is)."""
-        with _translated("recording a delivery"), self.db.atomic():
+        with _translated("recording a delivery"), self._atomic():
             self.db.table("deliveries").upsert(
                 {
                     "transition_id": transition_id,
@@ -790,7 +809,7 @@ class Store:
             )
 
     def delivery_done(self, transition_id: int, step: str, channel: str, ts: str | None) -> None:
-        with _translated("recording a delivery"), self.db.atomic():
+        with _translated("recording a delivery"), self._atomic():
             self.db.execute(
                 "update deliveries set channel = ?, ts = ?, done = 1 "
                 "where transition_id = ? and step = ?",
@@ -815,7 +834,7 @@ class Store:
             return [_thread(row) for row in self.db.query(sql, params)]
 
     def save_thread(self, thread: Thread, opened_at: datetime) -> None:
-        with _translated("saving an alert thread"), self.db.atomic():
+        with _translated("saving an alert thread"), self._atomic():
             old = self.thread(thread.rule, thread.group)
             row: dict[str, Any] = {
                 "rule": thread.rule,
@@ -831,7 +850,7 @@ class Store:
 
     def adopt(self, thread: Thread, state: AlertState, opened_at: datetime) -> None:
         """A firing alert found in Slack on a fresh database: its thread and its state."""
-        with _translated("adopting an alert"), self.db.atomic():
+        with _translated("adopting an alert"), self._atomic():
             self.save_thread(thread, opened_at)
             self.db.table("alert_states").upsert(_state_row(state), pk=("rule", "group_key"))
 
@@ -850,7 +869,7 @@ class Store:
         return [_transition_from_row(row) for row in rows]
 
     def mark_delivered(self, transition_id: int, at: datetime) -> None:
-        with _translated("updating the outbox"), self.db.atomic():
+        with _translated("updating the outbox"), self._atomic():
             self.db.execute(
                 "update alert_transitions set notified_at = ? where id = ?",
                 [format_time(at), transition_id],
@@ -875,7 +894,7 @@ class Store:
             "silences": ("delete from silences where until < ?", cut_log),
         }
         removed = {}
-        with _translated("pruning old rows"), self.db.atomic():
+        with _translated("pruning old rows"), self._atomic():
             for table, (sql, cut) in statements.items():
                 removed[table] = self.db.execute(sql, [cut]).rowcount
         return removed
@@ -887,7 +906,8 @@ class Store:
 
         Two workers started on one database by mistake would otherwise both judge and
         tell, each from its own partial view, and could post the same incident twice.
-        BEGIN IMMEDIATE makes the check and the write one step against the other process;
+        The write lock taken at once makes the check and the write one step against the
+        other process;
         a lease of ours with more than half its time left is renewed without a write.
         """
         with _translated("reading a lease"):
@@ -896,26 +916,20 @@ class Store:
             ).fetchone()
         if row is not None and row[0] == holder and row[1] - wall > ttl / 2:
             return True
-        with _translated("taking a lease"):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self.db.execute(
-                    "select holder, expires_at from leases where name = ?", [name]
-                ).fetchone()
-                free = row is None or row[0] == holder or row[1] < wall
-                if free:
-                    self.db.execute(
-                        "insert or replace into leases (name, holder, expires_at) values (?, ?, ?)",
-                        [name, holder, wall + ttl],
-                    )
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with _translated("taking a lease"), self._atomic():
+            row = self.db.execute(
+                "select holder, expires_at from leases where name = ?", [name]
+            ).fetchone()
+            free = row is None or row[0] == holder or row[1] < wall
+            if free:
+                self.db.execute(
+                    "insert or replace into leases (name, holder, expires_at) values (?, ?, ?)",
+                    [name, holder, wall + ttl],
+                )
         return free
 
     def release_lease(self, name: str, holder: str) -> None:
-        with _translated("releasing a lease"), self.db.atomic():
+        with _translated("releasing a lease"), self._atomic():
             self.db.execute("delete from leases where name = ? and holder = ?", [name, holder])
 
     # -- silences and acknowledgements ------------------------------------------------------
@@ -929,7 +943,7 @@ class Store:
         by: str | None,
         now: datetime,
     ) -> int:
-        with _translated("saving a silence"), self.db.atomic():
+        with _translated("saving a silence"), self._atomic():
             table = self.db.table("silences").insert(
                 {
                     "rule": rule,
@@ -945,7 +959,7 @@ class Store:
     def unsilence(self, rule: str, group: tuple[str, ...] | None) -> int:
         """End the silences on exactly this key; returns how many ended."""
         key = "*" if group is None else json.dumps(list(group))
-        with _translated("ending a silence"), self.db.atomic():
+        with _translated("ending a silence"), self._atomic():
             cursor = self.db.execute(
                 "delete from silences where rule = ? and group_key = ?", [rule, key]
             )
@@ -975,7 +989,7 @@ class Store:
         return None
 
     def acknowledge(self, rule: str, group: tuple[str, ...], by: str, now: datetime) -> bool:
-        with _translated("acknowledging an alert"), self.db.atomic():
+        with _translated("acknowledging an alert"), self._atomic():
             cursor = self.db.execute(
                 "update alert_threads set acked_by = ?, acked_at = ? "
                 "where rule = ? and group_key = ?",
@@ -1001,7 +1015,7 @@ class Store:
         """
         if is_open == (kind in self.open_episodes()):
             return False
-        with _translated("recording an episode"), self.db.atomic():
+        with _translated("recording an episode"), self._atomic():
             row = self.db.execute("select since from episodes where kind = ?", [kind]).fetchone()
             if is_open == (row is not None):
                 return False
@@ -1036,7 +1050,7 @@ class Store:
 
     def notice_done(self, notice_id: int, now: datetime, *, failed: bool = False) -> None:
         column = "failed_at" if failed else "notified_at"
-        with _translated("updating notices"), self.db.atomic():
+        with _translated("updating notices"), self._atomic():
             self.db.execute(
                 f"update notices set {column} = ? where id = ?", [format_time(now), notice_id]
             )
@@ -1054,7 +1068,7 @@ class Store:
         (budget, body) each causes, keyed by the event's key, in one transaction.
         An event already recorded (same key) adds nothing: each is told once."""
         added = 0
-        with _translated("recording budget events"), self.db.atomic():
+        with _translated("recording budget events"), self._atomic():
             for event in events:
                 cursor = self.db.execute(
                     "insert or ignore into budget_events (key, budget, kind, state, period, "
@@ -1109,7 +1123,7 @@ class Store:
             {"budget": name, "at": format_time(now), "state": json.dumps(state)}
             for name, state in states.items()
         ]
-        with _translated("recording budget states"), self.db.atomic():
+        with _translated("recording budget states"), self._atomic():
             self.db.table("budget_states").upsert_all(rows, pk="budget")
 
     def budget_states(self) -> dict[str, dict[str, Any]]:
@@ -1130,7 +1144,7 @@ class Store:
         self, key: str, kind: str, channel: str | None, payload: dict[str, Any], now: datetime
     ) -> bool:
         """Queue a Slack post once per key (a second call with the key does nothing)."""
-        with _translated("queueing a post"), self.db.atomic():
+        with _translated("queueing a post"), self._atomic():
             return self._queue_post(key, kind, channel, payload, now)
 
     def _queue_post(
@@ -1163,7 +1177,7 @@ class Store:
         ]
 
     def post_done(self, post_id: int, now: datetime) -> None:
-        with _translated("updating posts"), self.db.atomic():
+        with _translated("updating posts"), self._atomic():
             self.db.execute(
                 "update posts set delivered_at = ? where id = ?", [format_time(now), post_id]
             )
@@ -1171,7 +1185,7 @@ class Store:
     def post_failed(
         self, post_id: int, error: str, *, permanent: bool, retry_at: float, now: datetime
     ) -> None:
-        with _translated("updating posts"), self.db.atomic():
+        with _translated("updating posts"), self._atomic():
             self.db.execute(
                 "update posts set attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
                 "failed_at = ? where id = ?",
@@ -1212,7 +1226,7 @@ class Store:
         now: datetime,
     ) -> None:
         """Record one try: delivered when `error` is None, else due again at `retry_at`."""
-        with _translated("updating hooks"), self.db.atomic():
+        with _translated("updating hooks"), self._atomic():
             self.db.execute(
                 "update hooks set attempts = attempts + 1, last_status = ?, last_error = ?, "
                 "next_attempt_at = ?, delivered_at = ? where id = ?",

@@ -125,7 +125,13 @@ class Worker:
         ):
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         # Polling and storing are idempotent; judging and telling belong to one worker.
-        if not self._hold_lease():
+        try:
+            held = self._hold_lease()
+        except BotError as exc:  # a read-only or locked database: told, the loop goes on
+            report.errors.append(str(exc))
+            log.error("cycle could not finish: %s", exc)
+            return report
+        if not held:
             self.monitor = self.book = None  # rebuilt from the store if this takes over
             return report
         try:
