@@ -1,7 +1,7 @@
 # The same targets CI runs (.ci/run), for day-to-day work.
 PY ?= .venv/bin/python
 
-.PHONY: install fmt lint test demo bench
+.PHONY: install fmt lint test demo bench soak
 
 install:
 	python3 -m venv .venv && $(PY) -m pip install -q -e ".[dev,bench]"
@@ -24,3 +24,6 @@ demo:
 bench:
 	$(PY) bench/bench_worker.py
 	$(PY) bench/bench_detect.py
+
+soak:  # the full soak (20,000 cycles, about 12 minutes); CI runs tests/test_soak.py
+	$(PY) bench/bench_soak.py

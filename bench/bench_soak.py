@@ -1,14 +1,16 @@
 """Soak: many fast cycles against the simulator, watching memory, database size and file
 descriptors. Data time moves 5 minutes a cycle, so 20,000 cycles are 69 days: retention
-has to keep the file bounded.
+has to keep the file bounded. tests/test_soak.py runs a reduced form in CI.
 
-    .venv/bin/python bench/bench_soak.py [--cycles 20000]
+    .venv/bin/python bench/bench_soak.py [--cycles 20000]     (or: make soak)
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ import httpx
 
 from bot.cli import default_rules_text
 from bot.config import parse_rules
+from bot.notify import ConsoleNotifier
 from bot.simulator import Incident, ManualClock, Simulator
 from bot.source import UsageClient
 from bot.store import Store
@@ -35,15 +38,15 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-class Quiet:
-    def send(self, transition_id: int, transition: object) -> None:
-        pass
+class Discard(io.TextIOBase):
+    """Where the console notifier's alerts go: counted, not kept."""
 
-    def recover(self, store: object, now: object) -> int:
-        return 0
+    def __init__(self) -> None:
+        self.lines = 0
 
-    def send_notice(self, notice: object) -> None:
-        pass
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        return len(text)
 
 
 def main() -> None:
@@ -52,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     start = datetime(2026, 9, 1, tzinfo=UTC)
     clock = ManualClock(start)
-    # A week-long failure spike every so often keeps alerts firing and resolving.
+    # An hour-long failure spike every fifth day keeps alerts firing and resolving.
     incidents = [
         Incident(
             "failure_spike",
@@ -65,17 +68,20 @@ def main() -> None:
     ]
     sim = Simulator(start=start, clock=clock, jobs_per_hour=200, incidents=incidents)
     ruleset = parse_rules(default_rules_text())
+    samples: list[tuple[float, float, float, int]] = []  # data day, RSS MiB, DB MiB, fds
+    errors = gaps = 0
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "soak.db"
         store = Store(db)
+        told = Discard()
         with httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle)) as http:
             worker = Worker(
                 client=UsageClient(http, api_key="sim-key"),
                 store=store,
                 ruleset=ruleset,
                 clock=clock,
-                notifier=Quiet(),
-            )  # type: ignore[arg-type]
+                notifier=ConsoleNotifier({r.name: r for r in ruleset.rules}, out=told),
+            )
             began = time.perf_counter()
             marks = sorted({args.cycles // 10 * i for i in range(1, 11)} | {1, 100, 1000})
             print(
@@ -84,9 +90,15 @@ def main() -> None:
             )
             for cycle in range(1, args.cycles + 1):
                 clock.advance(timedelta(minutes=5))
-                worker.tick()
+                errors += len(worker.tick().errors)
                 if cycle % 288 == 0:  # daily: the simulator forgets what the bot stored
                     sim.forget_before(clock() - timedelta(days=2))
+                    sim.requests.clear()  # and its request log: the harness's memory
+                if cycle % 72 == 0:  # every 6 hours of data time
+                    size = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
+                    day = (clock() - start) / timedelta(days=1)
+                    samples.append((day, rss_mib(), size, open_fds()))
+                    gaps = max(gaps, len(store.gaps()))
                 if cycle in marks:
                     size = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20
                     print(
@@ -97,7 +109,28 @@ def main() -> None:
                     )
         transitions = len(store.transitions(100_000))
         store.close()
-    print(f"{transitions} alert transitions over the run")
+    print(
+        f"{transitions} alert transitions ({told.lines} console lines), {errors} cycle errors, "
+        f"{gaps} events gaps"
+    )
+    if len(samples) >= 3:
+        third = len(samples) // 3
+        rss = [s[1] for s in samples]
+        parts = [rss[:third], rss[third : 2 * third], rss[2 * third :]]
+        print(
+            "RSS median by thirds of the run: "
+            + " / ".join(f"{statistics.median(p):.1f}" for p in parts)
+            + f" MiB (min {min(rss):.1f}, max {max(rss):.1f})"
+        )
+        print("data week: RSS median and max (MiB), database at its end (MiB), open fds")
+        for week in range(int(samples[-1][0] // 7) + 1):
+            these = [s for s in samples if week * 7 <= s[0] < (week + 1) * 7]
+            if these:
+                print(
+                    f"  {week + 1:>2}: {statistics.median(s[1] for s in these):6.1f} "
+                    f"{max(s[1] for s in these):6.1f}  {these[-1][2]:6.1f}  "
+                    f"{max(s[3] for s in these)}"
+                )
 
 
 if __name__ == "__main__":
