@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import Clock, SignatureVerifier
@@ -42,6 +43,8 @@ MAX_BODY = 64 * 1024  # a slash-command payload is well under 4 KB
 MAX_DRAIN = 1024 * 1024  # past this, an oversized body is not read at all
 FORM = "application/x-www-form-urlencoded"
 FAILED_TEXT = "Sorry, I could not read the usage store just now; please try again shortly."
+WORKING_TEXT = "Working on it: the answer follows here in a moment."
+ANSWER_WITHIN = 2.0  # seconds to answer inline; Slack gives up on a command after 3
 
 
 def make_server(
@@ -229,7 +232,53 @@ def answer_command(
     now: datetime | None = None,
     budgets: Sequence[Budget] = (),
 ) -> dict[str, object]:
-    """A slash command's fields in, Slack's reply body out (ephemeral unless `public`)."""
+    """A slash command's fields in, Slack's reply body out (ephemeral unless `public`).
+
+    Slack gives a command 3 seconds. An answer not ready within `ANSWER_WITHIN` (a locked
+    database, weeks of events to count for a budget) is acknowledged with a short note
+    and sent to the command's `response_url` when it is ready: exactly one of the two
+    carries it."""
+    lock = threading.Lock()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        body = _answer(db_path, form, now, budgets)
+        with lock:
+            outcome["body"] = body
+            late = outcome.get("late", False)
+        if late:
+            _send_later(form.get("response_url", ""), body)
+
+    worker = threading.Thread(target=work, name="slash-command", daemon=True)
+    worker.start()
+    worker.join(ANSWER_WITHIN)
+    with lock:
+        if "body" in outcome:
+            return dict(outcome["body"])
+        outcome["late"] = True
+    return {"response_type": "ephemeral", "text": WORKING_TEXT}
+
+
+def _send_later(response_url: str, body: Mapping[str, object]) -> None:
+    """POST a late answer to the command's response_url (Slack's, from a signed request)."""
+    if urlsplit(response_url).scheme not in ("http", "https"):
+        log.warning("a late slash-command answer has no response_url to go to")
+        return
+    try:
+        answer = httpx.post(response_url, json=dict(body), timeout=10.0)
+    except httpx.HTTPError as exc:
+        log.warning("could not send a late slash-command answer: %s", type(exc).__name__)
+        return
+    if answer.status_code >= 300:
+        log.warning("response_url refused a late slash-command answer: HTTP %d", answer.status_code)
+
+
+def _answer(
+    db_path: str,
+    form: Mapping[str, str],
+    now: datetime | None,
+    budgets: Sequence[Budget],
+) -> dict[str, object]:
     started = time.monotonic()
     user, command = form.get("user_id"), form["command"]
     text = form.get("text", "")

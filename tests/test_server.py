@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -356,3 +358,54 @@ def test_get_budget_needs_the_bearer_token_and_answers_every_budget(
 
 def test_get_budget_is_off_without_a_token(url: str, client: httpx.Client) -> None:
     assert client.get(f"{url}/budget", headers={"Authorization": "Bearer x"}).status_code == 404
+
+
+def test_a_slow_answer_is_acknowledged_then_sent_to_the_response_url_once(
+    db: Path, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command whose answer takes longer than Slack's patience (the store locked, say):
+    a short acknowledgement at once, the answer posted to response_url, and only there."""
+    import bot.server as server_module
+
+    received: list[dict[str, object]] = []
+    arrived = threading.Event()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    hooks = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    hooks_thread = threading.Thread(target=hooks.serve_forever, args=(0.02,), daemon=True)
+    hooks_thread.start()
+    real = server_module.handle_command
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "handle_command", slow)
+    monkeypatch.setattr(server_module, "ANSWER_WITHIN", 0.05)
+    form = {
+        "command": "/usage",
+        "text": "summary 7",
+        "user_id": "U1",
+        "response_url": f"http://127.0.0.1:{hooks.server_address[1]}/commands/T1/1/x",
+    }
+    try:
+        first = server_module.answer_command(str(db), form)
+        assert first == {"response_type": "ephemeral", "text": server_module.WORKING_TEXT}
+        assert arrived.wait(10)
+        time.sleep(0.2)  # anything more would arrive by now
+    finally:
+        hooks.shutdown()
+        hooks.server_close()
+        hooks_thread.join(5)
+    (late,) = received
+    assert late["response_type"] == "ephemeral" and "total" in str(late["text"])
