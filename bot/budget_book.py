@@ -32,6 +32,7 @@ class BudgetBook:
         self.budgets = tuple(budgets)
         self.history = max(lookback(budgets), timedelta(days=DIGEST_DAYS if digest else 0))
         self.cube = UsageCube(SLOT)
+        self._daily: tuple[date, dict[tuple[date, str], DailyUsage]] | None = None
 
     @classmethod
     def load(
@@ -49,9 +50,17 @@ class BudgetBook:
         self.cube.forget_before(int((now - self.history).timestamp()) // SLOT)
 
     def daily(self, store: Store, now: datetime) -> dict[tuple[date, str], DailyUsage]:
-        """The summary's daily figures the ledger reaches back to, by (day, model)."""
-        start = (now - self.history - timedelta(days=1)).date()
-        return {(row.date, row.model): row for row in store.daily_usage(start, now.date())}
+        """The summary's daily figures the ledger reaches back to, by (day, model); read
+        once per day or per new summary (`forget_daily`), not every cycle."""
+        if self._daily is None or self._daily[0] != now.date():
+            start = (now - self.history - timedelta(days=1)).date()
+            rows = store.daily_usage(start, now.date())
+            self._daily = (now.date(), {(row.date, row.model): row for row in rows})
+        return self._daily[1]
+
+    def forget_daily(self) -> None:
+        """A new summary was stored: read the daily figures again when next asked."""
+        self._daily = None
 
     def states(self, store: Store, now: datetime) -> list[BudgetStatus]:
         daily = self.daily(store, now)

@@ -22,7 +22,7 @@ from bot.alerts import AlertState
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
 from bot.config import parse_duration
-from bot.models import TOTAL, Budget, DailyUsage, format_time
+from bot.models import TOTAL, Budget, DailyUsage, format_time, parse_time
 from bot.source import EVENTS_PATH
 from bot.store import Store, Thread
 
@@ -246,7 +246,7 @@ def _judged_as_configured(state: Mapping[str, Any] | None, budget: Budget) -> bo
 
 def budget_text(store: Store, budgets: Sequence[Budget], now: datetime) -> str:
     state = budget_json(store, budgets, now)
-    last = store.last_success(EVENTS_PATH)
+    last = parse_time(state["last_poll"]) if state["last_poll"] else None
     return budget_words.budgets_report(state["budgets"], messages.freshness(last, now))
 
 

@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 from bot import budget_text
 from bot.budget import BudgetStatus, as_json, midnight, slot_of, spend_slots
 from bot.budget_book import BudgetBook, summary_figures
+from bot.commands import permalink
 from bot.messages import format_duration, sparkline, table
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS
-from bot.models import TOTAL, DigestConfig, format_time
+from bot.models import TOTAL, DigestConfig, format_time, parse_time
 from bot.store import Store
 
 CHART_DAYS = 30
@@ -51,29 +52,19 @@ def compose(
     days = [first + timedelta(days=i) for i in range(CHART_DAYS)]  # up to yesterday
     daily = book.daily(store, now)
     models = sorted(({g[0] for g in book.cube.groups} | {m for _, m in daily}) - {TOTAL, ""})
-    figures: dict[str, dict[str, list[float]]] = {}
     lo = slot_of(midnight(first, zone))
-    for model in models:
-        scope = (("model", model),)
-        per_measure = {}
-        for name, measure in (("jobs", JOBS), ("finished", FINISHED), ("failed", FAILED)):
-            per_measure[name] = _per_day(book, scope, daily, measure, lo, now, days, zone)
-        per_measure["credits"] = _per_day(book, scope, daily, CREDITS, lo, now, days, zone)
-        figures[model] = per_measure
+    measures = {"jobs": JOBS, "finished": FINISHED, "failed": FAILED, "credits": CREDITS}
+    figures: dict[str, dict[str, list[float]]] = {}
     rows = []
     for model in models:
-        f = figures[model]
-        median = statistics.median(f["credits"][-8:-1]) if len(days) >= 8 else 0.0
-        rows.append(
-            {
-                "model": model,
-                "jobs": f["jobs"][-1],
-                "finished": f["finished"][-1],
-                "failed": f["failed"][-1],
-                "credits": f["credits"][-1],
-                "median_7d": median,
-            }
-        )
+        scope = (("model", model),)
+        f = figures[model] = {
+            name: _per_day(book, scope, daily, measure, lo, now, days, zone)
+            for name, measure in measures.items()
+        }
+        row = {name: values[-1] for name, values in f.items()}  # yesterday
+        row["median_7d"] = statistics.median(f["credits"][-8:-1])  # the 7 days before it
+        rows.append({"model": model, **row})
     alerts = []
     for state in sorted(store.alert_states().values(), key=lambda s: (s.rule, s.group)):
         if state.status != "firing":
@@ -84,7 +75,7 @@ def compose(
                 "rule": state.rule,
                 "group": list(state.group),
                 "since": format_time(state.since) if state.since else None,
-                "link": _permalink(thread.channel, thread.ts) if thread else None,
+                "link": permalink(thread) if thread else None,
             }
         )
     return {
@@ -122,10 +113,6 @@ def _per_day(
     return totals
 
 
-def _permalink(channel: str, ts: str) -> str:
-    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
-
-
 def digest_text(payload: Mapping[str, Any]) -> str:
     """The digest as one Slack message (mrkdwn, the table in a code block)."""
     day = date.fromisoformat(payload["day"])
@@ -155,13 +142,13 @@ def digest_text(payload: Mapping[str, Any]) -> str:
         )
     if payload["alerts"]:
         lines.append(f"*Open alerts ({len(payload['alerts'])})*")
-        now = datetime.fromisoformat(payload["at"].replace("Z", "+00:00"))
+        now = parse_time(payload["at"])
         for alert in payload["alerts"]:
             group = ", ".join(v or "(none)" for v in alert["group"]) or "account"
             since = alert["since"]
             age = ""
             if since:
-                started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+                started = parse_time(since)
                 age = f", firing for {format_duration((now - started).total_seconds())}"
             link = f" <{alert['link']}|thread>" if alert["link"] else ""
             lines.append(f"• {alert['rule']} [{group}]{age}{link}")

@@ -16,19 +16,20 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import FrameType
 
 import httpx
 import schedule
 
 from bot import digest, messages
+from bot.budget import BudgetStatus
 from bot.budget_book import BudgetBook, judge
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SchemaDrift, SourceError
 from bot.hooks import send_hooks
 from bot.metrics import batch_from_events
-from bot.models import Event, RuleSet, Summary
+from bot.models import DigestConfig, Event, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
 from bot.store import PollRecord, Store
@@ -41,6 +42,7 @@ DELIVERY_LEASE = "delivery"
 PRUNE_EVERY = timedelta(hours=1)
 MIN_EVENTS_KEPT = timedelta(days=8)  # /usage events and examples reach back at least this
 LOGS_KEPT = timedelta(days=7)
+BUDGET_EVERY = timedelta(minutes=15)  # budgets are judged at least this often without data
 
 
 def utc_now() -> datetime:
@@ -98,6 +100,8 @@ class Worker:
         self.lease_seconds = lease_seconds or 3 * ruleset.poll.events_every
         self.monitor: Monitor | None = None  # built from the store on the first cycle
         self.book: BudgetBook | None = None  # likewise, when budgets or a digest exist
+        self._judged_at: datetime | None = None  # when the budgets were last judged
+        self._digest_day: date | None = None  # the digest this worker has queued last
         self.hooks = hooks or HookSettings()
         self.default_channel = default_channel
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -137,7 +141,7 @@ class Worker:
         try:
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
-            self._budgets(now, events, report)
+            self._budgets(now, events, any(s is not None for s in summaries), report)
             report.delivered = deliver(self.store, self.notifier, now, self.wall)
             if self.hooks.client is not None:
                 report.hooks = send_hooks(
@@ -154,8 +158,12 @@ class Worker:
             log.error("cycle could not finish: %s", exc)
         return report
 
-    def _budgets(self, now: datetime, events: Sequence[Event], report: TickReport) -> None:
-        """Judge every budget and queue the digest when it is due."""
+    def _budgets(
+        self, now: datetime, events: Sequence[Event], new_summary: bool, report: TickReport
+    ) -> None:
+        """Judge the budgets when there is new data (or every BUDGET_EVERY, for the time
+        that passes: a period ends, the forecast's day moves on); queue the digest once
+        when it is due. A quiet cycle costs no query and no write here."""
         digest_config = self.ruleset.digest
         if not self.ruleset.budgets and digest_config is None:
             return
@@ -163,23 +171,41 @@ class Worker:
             self.book = BudgetBook.load(
                 self.store, self.ruleset.budgets, now, digest=digest_config is not None
             )
+            self._judged_at = None
         else:
             self.book.add(events)
+        if new_summary:
+            self.book.forget_daily()
+        due_day = digest.due(digest_config, now) if digest_config else None
+        stale = self._judged_at is None or now - self._judged_at >= BUDGET_EVERY
+        digest_due = due_day is not None and due_day != self._digest_day
+        if not (events or new_summary or stale or digest_due):
+            return
         try:
             states = self.book.states(self.store, now)
             report.budget_events = judge(self.store, states, self.hooks.urls, now)
-            day = digest.due(digest_config, now) if digest_config else None
-            if digest_config is not None and day is not None:
-                for channel in digest_config.channels or (self.default_channel,):
-                    key = digest.key(day, channel)
-                    if not self.store.has_post(key):
-                        payload = digest.compose(self.store, self.book, states, digest_config, now)
-                        if self.store.queue_post(key, "digest", channel, payload, now):
-                            log.info("daily digest for %s queued for %s", day, channel or "default")
+            self._judged_at = now
+            if digest_config is not None and due_day is not None and digest_due:
+                self._queue_digest(digest_config, due_day, states, now)
+                self._digest_day = due_day
         except BotError:
             self.book = None  # rebuilt from the store next cycle
             raise
         self.book.forget_before(now)
+
+    def _queue_digest(
+        self, config: DigestConfig, day: date, states: Sequence[BudgetStatus], now: datetime
+    ) -> None:
+        """Once per (day, channel): the store's unique post key holds across restarts and
+        a second worker; this worker asks the store once a day."""
+        assert self.book is not None
+        for channel in config.channels or (self.default_channel,):
+            key = digest.key(day, channel)
+            if self.store.has_post(key):
+                continue
+            payload = digest.compose(self.store, self.book, states, config, now)
+            if self.store.queue_post(key, "digest", channel, payload, now):
+                log.info("daily digest for %s queued for %s", day, channel or "default")
 
     def _prune(self, now: datetime) -> None:
         """Hourly: drop events older than the rules look back (and a margin), logs after

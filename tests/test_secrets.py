@@ -11,12 +11,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.alerts import Transition
+from bot.cli import default_rules_text
 from bot.simulator import Incident, Simulator
 from bot.slack_standin import SlackStandIn
 from bot.store import Store
 
 API_KEY = "sk_live_9f8e7d6c5b4a39281706"
 SLACK_TOKEN = "xoxb-1234567890-0987654321-SeCrEtToKeNvAlUe"
+APP_TOKEN = "xapp-1-A0123-4567-AppLeVeLtOkEnVaLuE"
+SIGNING_SECRET = "sIgNiNg-5ecret-0a1b2c3d4e5f"
+WEBHOOK_SECRET = "wHsEc-budget-hook-9z8y7x6w"
+API_TOKEN = "bot-api-bearer-t0k3n-5544"
+HOOK_TOKEN = "hook-url-t0k3n-112233"
 
 
 def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
@@ -53,7 +59,16 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
     )
     store.save_decisions([], [firing], {}, now)
     store.close()
-    with sim.serve() as api, SlackStandIn(token=SLACK_TOKEN) as slack:
+    # A budget the account has already passed: its hook goes out (and fails: the URL,
+    # with a token in its query, answers 404) in the first cycles, at DEBUG.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        default_rules_text().replace(
+            "budgets: []",
+            "budgets:\n  - {name: all, limit: 1, thresholds: [100], webhook: ALL_HOOK_URL}",
+        )
+    )
+    with sim.serve() as api, SlackStandIn(token=SLACK_TOKEN, app_token=APP_TOKEN) as slack:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))
         }
@@ -66,6 +81,12 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
             BOT_DB_PATH=str(db),
             BOT_POLL_SECONDS="0.2",
             LOG_LEVEL="DEBUG",
+            BOT_RULES_PATH=str(rules),
+            SLACK_APP_TOKEN=APP_TOKEN,  # Socket Mode tries (the stand-in has no socket)
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            BUDGET_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            BOT_API_TOKEN=API_TOKEN,
+            ALL_HOOK_URL=f"{api.url}/enforce?token={HOOK_TOKEN}",
         )
         sim.inject("401", "events", times=1)  # an error path too
         done = subprocess.run(
@@ -84,7 +105,10 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
     assert "DEBUG" in done.stderr  # debug logging really was on
     written = done.stdout + done.stderr + "\n".join(posted)
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
-    for secret in (API_KEY, SLACK_TOKEN):
+    assert "budget all hook" in done.stderr  # the hook was really tried
+    for secret in (API_KEY, SLACK_TOKEN, APP_TOKEN, SIGNING_SECRET, WEBHOOK_SECRET, API_TOKEN):
         assert secret not in written
         assert secret.encode() not in files
         assert secret[-12:] not in written  # not even a tail of it
+    # The hook URL's token: scrubbed from the logs; the store keeps no URL at all.
+    assert HOOK_TOKEN not in written and HOOK_TOKEN.encode() not in files

@@ -10,14 +10,13 @@ floor, plus a day) are reached, and passed, within the minute CI can spare.
 
 from __future__ import annotations
 
-import io
-import os
 import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from bench.bench_soak import Discard, open_fds, rss_mib
 from bot.models import PollConfig, Rule, RuleSet, parse_time
 from bot.notify import ConsoleNotifier
 from bot.simulator import Incident, ManualClock, Simulator
@@ -61,28 +60,6 @@ INCIDENTS = [
     )
     for d in range(1, 20, 3)
 ]
-
-
-class Discard(io.TextIOBase):
-    """Where the console notifier's alerts go: counted, not kept."""
-
-    def __init__(self) -> None:
-        self.lines = 0
-
-    def write(self, text: str) -> int:
-        self.lines += text.count("\n")
-        return len(text)
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_a_long_run_keeps_memory_file_and_descriptors_flat(tmp_path: Path) -> None:
