@@ -9,8 +9,12 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.alerts import Transition
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 from bot.models import Rule
 
 Point = tuple[datetime, float, float, bool]  # (moment, value, baseline, breach)
@@ -53,10 +57,7 @@ def render(series: Sequence[Point], transition: Transition, rule: Rule) -> bytes
         ax.legend(loc="upper left", fontsize=8, frameon=False)
         ax.tick_params(labelsize=8)
         fig.autofmt_xdate()
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return _png(fig)
     finally:
         plt.close(fig)
 
@@ -82,9 +83,13 @@ def daily_credits(days: Sequence[str], series: Mapping[str, Sequence[float]]) ->
         ax.set_title("credits per day by model", fontsize=10)
         ax.legend(loc="upper left", fontsize=8, frameon=False)
         ax.tick_params(labelsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return _png(fig)
     finally:
         plt.close(fig)
+
+
+def _png(fig: Figure) -> bytes:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

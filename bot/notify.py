@@ -127,7 +127,7 @@ def deliver(
                 raise NotifyError(f"internal error: {type(exc).__name__}", permanent=True) from exc
         except NotifyError as exc:
             attempts = store.attempts(transition_id) + 1
-            retry_at = wall() + min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1))
+            retry_at = wall() + backoff(attempts)
             store.delivery_failed(
                 transition_id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
             )
@@ -180,7 +180,7 @@ def deliver(
             notifier.send_post(post)
         except NotifyError as exc:
             # Posts are independent (each its own key): one backing off holds up no other.
-            retry_at = wall() + min(BACKOFF_CAP, BACKOFF_BASE * 2**post.attempts)
+            retry_at = wall() + backoff(post.attempts + 1)
             store.post_failed(
                 post.id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
             )
@@ -191,6 +191,11 @@ def deliver(
         store.post_done(post.id, now)
         sent += 1
     return sent
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try after `attempts` failed ones: 30 s doubling to 15 min."""
+    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1)))
 
 
 def _is_silenced(store: Store, t: Transition, now: datetime) -> bool:
