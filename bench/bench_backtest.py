@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import backtest
-from bot.cli import default_rules_text
-from bot.config import parse_rules
-from bot.simulator import Incident, ManualClock, Simulator
+from bot.rules import default_rules_text, parse_rules
+from bot.standins.simulator import Incident, ManualClock, Simulator
 
 
 def write_events(path: Path, target: int) -> int:

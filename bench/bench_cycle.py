@@ -15,10 +15,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.cli import default_rules_text
-from bot.config import parse_rules
 from bot.models import Event, EventsPage, Rule, RuleSet, Summary
-from bot.simulator import ManualClock, Simulator
+from bot.rules import default_rules_text, parse_rules
+from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import httpx
 
-from bot.cli import default_rules_text
-from bot.config import parse_rules
 from bot.notify import ConsoleNotifier
-from bot.simulator import Incident, ManualClock, Simulator
+from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
+from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
 

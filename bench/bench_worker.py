@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 
 from bot.models import PollConfig, RuleSet
-from bot.simulator import ManualClock, Simulator
 from bot.source import UsageClient
+from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
 

@@ -41,10 +41,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bot import backtest  # noqa: E402
 from bot.alerts import FIRING, Transition  # noqa: E402
-from bot.cli import default_rules_text  # noqa: E402
-from bot.config import parse_rules  # noqa: E402
 from bot.models import Rule  # noqa: E402
-from bot.simulator import Incident, ManualClock, Simulator  # noqa: E402
+from bot.rules import (
+    default_rules_text,  # noqa: E402
+    parse_rules,  # noqa: E402
+)
+from bot.standins.simulator import Incident, ManualClock, Simulator  # noqa: E402
 
 __all__ = [
     "FULL",

@@ -13,35 +13,25 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-
-from bot import __version__, commands, messages
-from bot.config import Settings, hook_urls, load_rules, parse_rules, url_secrets
+from bot import __version__
+from bot.clock import stop_on_signals, utc_now
+from bot.config import Settings, hook_urls, url_secrets
 from bot.errors import BotError, ConfigError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
-from bot.notify import ConsoleNotifier, Notifier, SlackNotifier, make_web_clients
-from bot.source import UsageClient, loads_strict, make_http_client
-from bot.store import Store
-from bot.worker import HookSettings, Worker, run, stop_on_signals, utc_now
+from bot.rules import load_ruleset
+
+if TYPE_CHECKING:
+    from bot.notify import Notifier
+    from bot.store import Store
+
+# Each command imports what it needs when it runs: `serve` (the web dyno) never loads
+# the worker, numpy's detection stack or the Slack notifier.
 
 log = logging.getLogger("bot")
-
-
-def default_rules_text() -> str:
-    """The rules embedded in the package (the same file as the repo's rules.yaml)."""
-    return resources.files("bot").joinpath("default_rules.yaml").read_text(encoding="utf-8")
-
-
-def load_ruleset(settings: Settings, explicit: str | None = None) -> RuleSet:
-    """The rules file named, else BOT_RULES_PATH, else ./rules.yaml, else the embedded one."""
-    path = Path(explicit or settings.rules_path)
-    if explicit is None and settings.rules_path == "rules.yaml" and not path.exists():
-        return parse_rules(default_rules_text(), "<embedded default rules>")
-    return load_rules(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +166,12 @@ def cmd_check(rules: str | None) -> int:
 
 
 def cmd_run(settings: Settings, cycles: int | None) -> int:
+    import httpx
+
+    from bot.source import UsageClient, make_http_client
+    from bot.store import Store
+    from bot.worker import HookSettings, Worker, run
+
     ruleset = load_ruleset(settings)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -231,6 +227,8 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
 
 def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifier:
     """Slack when a bot token is set, else the console."""
+    from bot.notify import ConsoleNotifier, SlackNotifier, make_web_clients
+
     rules = {rule.name: rule for rule in ruleset.rules}
     if not settings.slack_bot_token:
         return ConsoleNotifier(rules)
@@ -248,6 +246,9 @@ def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifie
 
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import commands
+    from bot.store import Store
+
     store = Store(settings.db_path)
     try:
         now = utc_now()
@@ -276,7 +277,8 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from bot import backtest
+    from bot import backtest, messages
+    from bot.source import loads_strict
 
     ruleset = load_ruleset(Settings.from_env(), args.rules)
     summary = None
@@ -299,7 +301,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(port: int, seed: int, speed: float, api_key: str) -> int:
-    from bot.simulator import CompressedClock, Simulator
+    from bot.standins.simulator import CompressedClock, Simulator
 
     start = datetime.now(UTC).replace(second=0, microsecond=0)
     sim = Simulator(start=start, clock=CompressedClock(start, speed), seed=seed, api_key=api_key)

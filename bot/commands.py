@@ -21,8 +21,8 @@ from bot import messages
 from bot.alerts import AlertState
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
-from bot.config import parse_duration
 from bot.models import TOTAL, Budget, DailyUsage, format_time, parse_time
+from bot.rules import parse_duration
 from bot.source import EVENTS_PATH
 from bot.store import Store, Thread
 

@@ -18,15 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.cli import default_rules_text
 from bot.commands import events_text, summary_text
-from bot.config import parse_rules
 from bot.logs import configure as configure_logging
 from bot.models import Budget, Event, EventsPage, Summary
 from bot.notify import SlackNotifier, make_web_clients
-from bot.simulator import CompressedClock, Simulator, demo_incidents
-from bot.slack_standin import SlackStandIn
+from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient, make_http_client
+from bot.standins.simulator import CompressedClock, Simulator, demo_incidents
+from bot.standins.slack import SlackStandIn
 from bot.store import Store
 from bot.worker import TickReport, Worker, run
 

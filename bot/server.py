@@ -27,12 +27,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from bot.clock import stop_on_signals, utc_now
 from bot.commands import Reply, budget_json, handle_action, handle_command
 from bot.config import Settings
 from bot.models import Budget
 from bot.source import EVENTS_PATH, SUMMARY_PATH
 from bot.store import Store
-from bot.worker import stop_on_signals, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -44,10 +44,10 @@ from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.clock import utc_now
 from bot.config import Settings
 from bot.models import Budget
 from bot.server import act_on_click, answer_command
-from bot.worker import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from types import FrameType
+from datetime import date, datetime, timedelta
 
 import httpx
 import schedule
@@ -25,6 +23,7 @@ import schedule
 from bot import digest, messages
 from bot.budget import BudgetStatus
 from bot.budget_book import BudgetBook, judge
+from bot.clock import utc_now
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SchemaDrift, SourceError
 from bot.hooks import send_hooks
@@ -43,10 +42,6 @@ PRUNE_EVERY = timedelta(hours=1)
 MIN_EVENTS_KEPT = timedelta(days=8)  # /usage events and examples reach back at least this
 LOGS_KEPT = timedelta(days=7)
 BUDGET_EVERY = timedelta(minutes=15)  # budgets are judged at least this often without data
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -461,17 +456,6 @@ class Worker:
 def refusal(endpoint: str) -> str:
     """The episode kind of an endpoint answering 401/402."""
     return f"refused {endpoint}"
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM (Heroku gives 30 s of grace) and SIGINT set `stop`; the cycle finishes."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the current cycle", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 def run(

@@ -12,11 +12,10 @@ import httpx
 import pytest
 
 from bot import backtest
-from bot.cli import default_rules_text
-from bot.config import parse_rules
 from bot.models import RuleSet
-from bot.simulator import Incident, ManualClock, Simulator
+from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
+from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
 from tests.test_engine import same

@@ -12,7 +12,7 @@ import pytest
 
 from bot.budget import THRESHOLD, BudgetEvent
 from bot.notify import POST_EVENT_TYPE, SlackNotifier, deliver, make_web_clients
-from bot.slack_standin import SlackStandIn
+from bot.standins.slack import SlackStandIn
 from bot.store import Store
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

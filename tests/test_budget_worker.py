@@ -23,8 +23,8 @@ from bot.commands import budget_json
 from bot.errors import NotifyError
 from bot.models import Budget, DigestConfig, PollConfig, RuleSet
 from bot.notify import ConsoleNotifier
-from bot.simulator import ManualClock, Simulator
 from bot.source import UsageClient
+from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import HookSettings, Worker
 

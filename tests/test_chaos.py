@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.alerts import Transition
-from bot.cli import default_rules_text
 from bot.models import parse_time
 from bot.notify import EVENT_TYPE
-from bot.simulator import Incident, Simulator
-from bot.slack_standin import Message, SlackStandIn
+from bot.rules import default_rules_text
+from bot.standins.simulator import Incident, Simulator
+from bot.standins.slack import Message, SlackStandIn
 from bot.store import Store
 
 KEYS = [f"customer-{i:02d}" for i in range(20)]

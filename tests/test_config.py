@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import default_rules_text, main
-from bot.config import Settings, hook_urls, load_rules, parse_duration, parse_rules, url_secrets
+from bot.cli import main
+from bot.config import Settings, hook_urls, url_secrets
 from bot.errors import ConfigError
+from bot.rules import default_rules_text, load_rules, parse_duration, parse_rules
 
 RULES = Path(__file__).parent / "data" / "rules"
 BAD = sorted((RULES / "bad").glob("*.yaml"))

@@ -12,7 +12,7 @@ import pytest
 from bot.engine import STEP, Engine, Monitor, _by_phase, _from_phase, _window_sums
 from bot.metrics import batch_from_items
 from bot.models import Rule, Summary
-from bot.simulator import Incident, ManualClock, Simulator
+from bot.standins.simulator import Incident, ManualClock, Simulator
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 FAILURES = Rule(

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 from bot import backtest, hooks
 from bot.budget import SLOT, status
-from bot.cli import default_rules_text
 from bot.commands import Action, Reply, handle_action, handle_command
-from bot.config import Settings, parse_rules
+from bot.config import Settings
 from bot.errors import ConfigError, SourceError
 from bot.metrics import EventBatch, UsageCube
 from bot.models import Budget, EventsPage, RuleSet, Summary
+from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
 from bot.store import Store
 from tests.conftest import T0, make_event

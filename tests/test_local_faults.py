@@ -29,9 +29,9 @@ from sqlite_utils import Database
 
 from bot.models import PollConfig, Rule, RuleSet, parse_time
 from bot.notify import EVENT_TYPE, SlackNotifier, make_web_clients
-from bot.simulator import Incident, ManualClock, Simulator
-from bot.slack_standin import SlackStandIn
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.standins.simulator import Incident, ManualClock, Simulator
+from bot.standins.slack import SlackStandIn
 from bot.store import Store
 from bot.worker import TickReport, Worker
 

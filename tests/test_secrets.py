@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.alerts import Transition
-from bot.cli import default_rules_text
-from bot.simulator import Incident, Simulator
-from bot.slack_standin import SlackStandIn
+from bot.rules import default_rules_text
+from bot.standins.simulator import Incident, Simulator
+from bot.standins.slack import SlackStandIn
 from bot.store import Store
 
 API_KEY = "sk_live_9f8e7d6c5b4a39281706"

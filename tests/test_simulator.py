@@ -14,7 +14,7 @@ import httpx
 import jsonschema
 import pytest
 
-from bot.simulator import (
+from bot.standins.simulator import (
     MODEL_PRICES,
     SEGMENTS,
     CompressedClock,

@@ -16,9 +16,9 @@ from bot import messages
 from bot.alerts import Transition
 from bot.models import PollConfig, Rule, RuleSet
 from bot.notify import SlackNotifier, make_web_clients
-from bot.simulator import Incident, ManualClock, Simulator
-from bot.slack_standin import SlackStandIn
 from bot.source import UsageClient
+from bot.standins.simulator import Incident, ManualClock, Simulator
+from bot.standins.slack import SlackStandIn
 from bot.store import Store
 from bot.worker import Worker
 

@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.slack_standin import UPLOAD, SlackStandIn
+from bot.standins.slack import UPLOAD, SlackStandIn
 
 ALERT_META = {"event_type": "usage_alert", "event_payload": {"key": "failed-job-rate|pro"}}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))

@@ -19,8 +19,8 @@ import httpx
 from bench.bench_soak import Discard, open_fds, rss_mib
 from bot.models import PollConfig, Rule, RuleSet, parse_time
 from bot.notify import ConsoleNotifier
-from bot.simulator import Incident, ManualClock, Simulator
 from bot.source import UsageClient
+from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from bot.worker import MIN_EVENTS_KEPT, Worker
 

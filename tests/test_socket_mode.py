@@ -25,10 +25,10 @@ from bot.commands import handle_command
 from bot.config import Settings
 from bot.models import Rule
 from bot.server import answer_command
-from bot.simulator import Simulator
-from bot.slack_standin import SlackStandIn
 from bot.socket_mode import SocketModeTransport
-from bot.socket_standin import SocketModeStandIn
+from bot.standins.simulator import Simulator
+from bot.standins.slack import SlackStandIn
+from bot.standins.socket_mode import SocketModeStandIn
 from bot.store import Store, Thread
 from tests.conftest import T0, make_firing
 from tests.test_commands import NOW, fill

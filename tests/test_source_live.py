@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from bot.errors import SchemaDrift, SourceError
-from bot.simulator import ManualClock, Simulator, SimulatorServer
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.standins.simulator import ManualClock, Simulator, SimulatorServer
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

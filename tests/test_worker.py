@@ -19,8 +19,8 @@ import pytest
 
 from bot.errors import StoreError
 from bot.models import PollConfig, RuleSet, parse_time
-from bot.simulator import ManualClock, Simulator
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker, refusal
 

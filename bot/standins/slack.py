@@ -42,7 +42,7 @@ What it mirrors from the real Web API (where a bot can get it wrong):
 
 ``apps.connections.open`` takes the app-level token (`app_token`; the bot token answers
 ``not_allowed_token_type``, as Slack does) and answers with a WebSocket URL from the
-Socket Mode stand-in given to `serve_socket_mode` (``bot.socket_standin`` does that).
+Socket Mode stand-in given to `serve_socket_mode` (``bot.standins.socket_mode`` does that).
 
 Choices of the stand-in, not verified against Slack: a ``thread_ts`` that names no message
 answers ``thread_not_found``; completing an already completed upload answers

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from bot.slack_standin import SlackStandIn
+    from bot.standins.slack import SlackStandIn
 
 __all__ = ["SocketModeStandIn"]
 
