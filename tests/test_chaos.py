@@ -383,7 +383,8 @@ def _child(origin: float, stage_path: str, until: str | None) -> int:
     ]
     for owner, attribute, name in stages:
         setattr(owner, attribute, staged(name, getattr(owner, attribute)))
-    cli.Worker = functools.partial(Worker, clock=data_clock)  # type: ignore[misc]
+    # cli imports the worker when `run` starts, so the clock goes in where it looks.
+    worker_module.Worker = functools.partial(Worker, clock=data_clock)  # type: ignore[misc]
     if until is not None:  # the clean run: SIGTERM itself once data time gets there
         end = datetime.fromisoformat(until)
 
