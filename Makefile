@@ -14,6 +14,7 @@ lint:
 	$(PY) -m ruff check bot tests bench
 	$(PY) -m ruff format --check bot tests bench
 	$(PY) -m mypy
+	.venv/bin/lint-imports
 
 test:
 	$(PY) -m pytest -q

@@ -166,8 +166,7 @@ def cmd_check(rules: str | None) -> int:
 
 
 def cmd_run(settings: Settings, cycles: int | None) -> int:
-    import httpx
-
+    from bot import hooks
     from bot.source import UsageClient, make_http_client
     from bot.store import Store
     from bot.worker import HookSettings, Worker, run
@@ -195,7 +194,7 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
     try:
         with (
             make_http_client(settings.api_base_url) as http,
-            httpx.Client(timeout=httpx.Timeout(10.0)) as hook_http,
+            hooks.make_client() as hook_http,
         ):
             client = UsageClient(http, api_key=settings.api_key, sleep=stop.wait)
             worker = Worker(

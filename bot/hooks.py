@@ -32,6 +32,12 @@ BACKOFF_CAP = 900.0
 TELL_AFTER = 3  # failed tries before ops hear that a hook is failing
 
 
+def make_client() -> httpx.Client:
+    """The HTTP client that carries the hooks: explicit timeouts, no retries of its own
+    (a failed try is recorded and retried with backoff by `send_hooks`)."""
+    return httpx.Client(timeout=httpx.Timeout(10.0))
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
     return "sha256=" + digest.hexdigest()

@@ -22,10 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
 from bot.clock import stop_on_signals, utc_now
 from bot.commands import Reply, budget_json, handle_action, handle_command
@@ -265,8 +265,9 @@ def _send_later(response_url: str, body: Mapping[str, object]) -> None:
         log.warning("a late slash-command answer has no response_url to go to")
         return
     try:
-        answer = httpx.post(response_url, json=dict(body), timeout=10.0)
-    except httpx.HTTPError as exc:
+        # slack_sdk's client for response_url (and incoming webhooks): the Slack edge's own.
+        answer = WebhookClient(response_url, timeout=10).send_dict(dict(body))
+    except (SlackClientError, OSError) as exc:  # refused, unreachable, timed out
         log.warning("could not send a late slash-command answer: %s", type(exc).__name__)
         return
     if answer.status_code >= 300:

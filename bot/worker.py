@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import httpx
 import schedule
 
 from bot import digest, messages
@@ -32,6 +32,9 @@ from bot.models import DigestConfig, Event, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
 from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
 from bot.store import PollRecord, Store
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
