@@ -5,16 +5,18 @@
 
 Each series is one group of a rule: `bot.detect` scores it against its trailing (or
 same-time-of-day) baseline, `breaches` turns z into breaching evaluations and the alert
-state machine turns those into pages. NAB counts a detection where the score crosses a
-threshold, so the score is the page itself: 1 on the evaluation where an alert fires, 0
-elsewhere. One parameter set (`PARAMS`) serves the whole corpus; `--kwargs '{"z": 5}'`
-overrides it for experiments.
+state machine (`bot.alerts.step`, the worker's own) turns those into pages. NAB counts a
+detection where the score crosses a threshold, so the score is the page itself: 1 on the
+evaluation where an alert fires, 0 elsewhere. One parameter set (`PARAMS`) serves the
+whole corpus; `--kwargs '{"z": 5}'` overrides it for experiments.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,9 @@ import numpy.typing as npt
 # The scorer loads this file by path, so make the project importable from anywhere.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bot.alerts import FIRING, AlertState, Evaluation, step  # noqa: E402
 from bot.detect import breaches, rolling_baseline, seasonal_baseline, zscores  # noqa: E402
+from bot.models import Rule  # noqa: E402
 
 # Rows are mostly 5 minutes apart, so: residual scale over ~37 h, same time of day over
 # the previous 7 days, resolve after 6 calm hours. Chosen on a coarse grid over the whole
@@ -62,7 +66,7 @@ def detect(values: npt.ArrayLike, timestamps: npt.ArrayLike, **params: Any) -> A
     judged = np.isfinite(z)
     calm = judged & ~breaches(z, p["z"] * p["recover_fraction"], p["direction"])
     hit = breaches(z, p["z"], p["direction"])
-    edges = _alert_edges(hit, p["for_"], p["recover_for"], judged=judged, calm=calm)
+    edges = _alert_edges(hit, np.asarray(timestamps), p, judged=judged, calm=calm)
     if p["graded"]:
         # Lets NAB's threshold sweep drop the weakest pages (a higher z to fire than to
         # stay firing); the default keeps the page itself as the score.
@@ -72,37 +76,46 @@ def detect(values: npt.ArrayLike, timestamps: npt.ArrayLike, **params: Any) -> A
 
 def _alert_edges(
     breach: npt.NDArray[np.bool_],
-    for_: int,
-    recover_for: int,
+    timestamps: npt.NDArray[Any],
+    params: dict[str, Any],
     *,
-    judged: npt.NDArray[np.bool_] | None = None,
-    calm: npt.NDArray[np.bool_] | None = None,
-) -> Any:
-    """True on each evaluation where an alert starts firing.
+    judged: npt.NDArray[np.bool_],
+    calm: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """True on each evaluation where the product's alert state machine fires.
 
-    Mirrors bot/alerts.py's `step` until the lead wires the real one in here: ok -> firing
-    after `for_` consecutive breaches; once firing, no new alert until `recover_for`
-    consecutive calm evaluations resolve it (calm defaults to "not a breach"); an
-    unjudged evaluation (no baseline yet) changes nothing.
+    Each row is one `Evaluation` of one key, walked through `bot.alerts.step` itself:
+    `for_` consecutive breaches fire, `recover_for` calm ones resolve, an unjudged row
+    (no baseline yet) changes nothing. Reminders never fire here (remind_every is
+    infinite): NAB scores the first page of an episode.
     """
-    judged_l = [True] * breach.size if judged is None else judged.tolist()
-    calm_l = (~breach).tolist() if calm is None else calm.tolist()
+    rule = Rule(
+        name="nab",
+        metric="spend",
+        for_=params["for_"],
+        recover_for=params["recover_for"],
+        remind_every=math.inf,
+    )
+    times = timestamps.astype("datetime64[us]").astype(datetime).tolist()
     edges = np.zeros(breach.shape, dtype=bool)
-    firing = False
-    breaches = normals = 0
-    for i, hit in enumerate(breach.tolist()):
-        if not judged_l[i]:
-            continue
-        if hit:
-            breaches, normals = breaches + 1, 0
-            if not firing and breaches >= for_:
-                firing = edges[i] = True
-        elif firing:
-            normals = normals + 1 if calm_l[i] else 0
-            if normals >= recover_for:
-                firing, breaches, normals = False, 0, 0
-        else:
-            breaches = 0
+    state = AlertState(rule.name, ())
+    for i, (hit, is_judged, is_calm) in enumerate(
+        zip(breach.tolist(), judged.tolist(), calm.tolist(), strict=True)
+    ):
+        evaluation = Evaluation(
+            rule=rule.name,
+            group=(),
+            at=times[i],
+            value=0.0,
+            baseline=0.0,
+            zscore=0.0,
+            volume=0.0,
+            breach=hit,
+            judged=is_judged,
+            calm=is_calm,
+        )
+        state, told = step(state, evaluation, rule)
+        edges[i] = told == FIRING
     return edges
 
 
