@@ -1,4 +1,5 @@
-"""JSON Schemas for the usage API's 2xx bodies (usage-api.md section 3, our assumption).
+"""The usage API's endpoints and JSON Schemas for their 2xx bodies (usage-api.md
+section 3, our assumption).
 
 `source` validates every response against these before anything is stored. Unknown
 extra fields are allowed so additive API changes do not break the bot.
@@ -7,6 +8,9 @@ extra fields are allowed so additive API changes do not break the bot.
 from __future__ import annotations
 
 from typing import Any
+
+SUMMARY_PATH = "/v1/usage/summary"
+EVENTS_PATH = "/v1/usage/events"
 
 # An upper bound on every number: SQLite's INTEGER holds no more, and float() of a
 # larger JSON integer (e.g. 1 followed by 400 zeros) would raise OverflowError.

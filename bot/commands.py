@@ -19,11 +19,11 @@ from typing import Any
 from bot import budget_text as budget_words
 from bot import messages
 from bot.alerts import AlertState
+from bot.api_schema import EVENTS_PATH
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
 from bot.models import TOTAL, Budget, DailyUsage, format_time, parse_time
 from bot.rules import parse_duration
-from bot.source import EVENTS_PATH
 from bot.store import Store, Thread
 
 DAYS = (1, 90)

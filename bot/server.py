@@ -27,11 +27,11 @@ from slack_sdk.errors import SlackClientError
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
+from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.clock import stop_on_signals, utc_now
 from bot.commands import Reply, budget_json, handle_action, handle_command
 from bot.config import Settings
 from bot.models import Budget
-from bot.source import EVENTS_PATH, SUMMARY_PATH
 from bot.store import Store
 
 log = logging.getLogger(__name__)

@@ -20,14 +20,12 @@ from typing import Any
 import fastjsonschema
 import httpx
 
-from bot.api_schema import EVENTS_SCHEMA, SUMMARY_SCHEMA
+from bot.api_schema import EVENTS_PATH, EVENTS_SCHEMA, SUMMARY_PATH, SUMMARY_SCHEMA
 from bot.errors import SchemaDrift, SourceError
 from bot.models import Event, EventsPage, Summary
 
 log = logging.getLogger(__name__)
 
-SUMMARY_PATH = "/v1/usage/summary"
-EVENTS_PATH = "/v1/usage/events"
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a 100-event page is ~60 KB; 90 summary days ~100 KB
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=5.0)
 

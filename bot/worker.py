@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import schedule
 
 from bot import digest, messages
+from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.budget import BudgetStatus
 from bot.budget_book import BudgetBook, judge
 from bot.clock import utc_now
@@ -30,7 +31,7 @@ from bot.hooks import send_hooks
 from bot.metrics import batch_from_events
 from bot.models import DigestConfig, Event, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
-from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.source import UsageClient
 from bot.store import PollRecord, Store
 
 if TYPE_CHECKING:

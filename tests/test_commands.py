@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.alerts import AlertState, Transition
+from bot.api_schema import EVENTS_PATH
 from bot.commands import Reply, handle_command, summary_text
 from bot.models import Budget, EventsPage, Summary
-from bot.source import EVENTS_PATH
 from bot.store import PollRecord, Store, Thread
 from tests.conftest import T0, event_series, make_event, make_firing
 

@@ -27,9 +27,10 @@ import httpx
 import pytest
 from sqlite_utils import Database
 
+from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.models import PollConfig, Rule, RuleSet, parse_time
 from bot.notify import EVENT_TYPE, SlackNotifier, make_web_clients
-from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.standins.slack import SlackStandIn
 from bot.store import Store

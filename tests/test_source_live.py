@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.errors import SchemaDrift, SourceError
-from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.source import UsageClient
 from bot.standins.simulator import ManualClock, Simulator, SimulatorServer
 
 START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.errors import StoreError
 from bot.models import PollConfig, RuleSet, parse_time
-from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
+from bot.source import UsageClient
 from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker, refusal
