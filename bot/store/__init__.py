@@ -11,18 +11,18 @@ The records it takes and gives are in `bot.models`.
 
 from __future__ import annotations
 
-from bot.store.alerts import AlertsMixin
-from bot.store.budgets import BudgetsMixin
-from bot.store.deliveries import DeliveriesMixin
-from bot.store.events import EventsMixin
-from bot.store.hooks import HooksMixin
-from bot.store.leases import LeasesMixin
-from bot.store.notices import NoticesMixin
-from bot.store.polls import PollsMixin
-from bot.store.posts import PostsMixin
-from bot.store.retention import RetentionMixin
-from bot.store.silences import SilencesMixin
-from bot.store.summaries import SummariesMixin
+from .alerts import AlertsMixin
+from .budgets import BudgetsMixin
+from .deliveries import DeliveriesMixin
+from .events import EventsMixin
+from .hooks import HooksMixin
+from .leases import LeasesMixin
+from .notices import NoticesMixin
+from .polls import PollsMixin
+from .posts import PostsMixin
+from .retention import RetentionMixin
+from .silences import SilencesMixin
+from .summaries import SummariesMixin
 
 __all__ = ["Store"]
 

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import AlertState, Transition, format_time, parse_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class AlertsMixin(Connection):

@@ -21,9 +21,10 @@ from bot.models import (
     format_time,
     parse_time,
 )
-from bot.store.connection import Connection, translated
-from bot.store.hooks import insert_hook
-from bot.store.posts import insert_post
+
+from .connection import Connection, translated
+from .hooks import insert_hook
+from .posts import insert_post
 
 
 class BudgetsMixin(Connection):

@@ -16,7 +16,8 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from bot.errors import StoreError
-from bot.store.migrations import migrations
+
+from .migrations import migrations
 
 
 @contextmanager

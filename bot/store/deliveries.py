@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import AlertState, Delivery, Thread, format_time
-from bot.store.alerts import state_row
-from bot.store.connection import Connection, translated
+
+from .alerts import state_row
+from .connection import Connection, translated
 
 
 class DeliveriesMixin(Connection):

@@ -13,7 +13,8 @@ from typing import Any
 
 from bot.metrics import EventBatch, batch_from_rows
 from bot.models import Event, EventsPage, Gap, SaveResult, format_time, parse_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class EventsMixin(Connection):

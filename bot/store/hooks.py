@@ -12,7 +12,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.models import Hook, format_time, parse_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class HooksMixin(Connection):

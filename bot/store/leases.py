@@ -6,7 +6,7 @@ Part of `bot.store`: `LeasesMixin` is one of the pieces `Store` is made of.
 
 from __future__ import annotations
 
-from bot.store.connection import Connection, translated
+from .connection import Connection, translated
 
 
 class LeasesMixin(Connection):

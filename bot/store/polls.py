@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.models import Gap, PollRecord, format_time, parse_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class PollsMixin(Connection):

@@ -13,7 +13,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from bot.models import Post, format_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class PostsMixin(Connection):

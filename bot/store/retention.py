@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.models import format_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class RetentionMixin(Connection):

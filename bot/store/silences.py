@@ -10,7 +10,8 @@ import json
 from datetime import datetime
 
 from bot.models import Silence, format_time, parse_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class SilencesMixin(Connection):

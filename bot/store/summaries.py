@@ -10,7 +10,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.models import DailyUsage, Summary, format_time, parse_time
-from bot.store.connection import Connection, translated
+
+from .connection import Connection, translated
 
 
 class SummariesMixin(Connection):
