@@ -1,5 +1,5 @@
 """Enforcement hooks in the store: each body fixed when its budget event is decided,
-then tried until delivered (`hooks.py` at the top level signs and sends them).
+then tried until delivered (`bot.hooks` signs and sends them).
 
 Part of `bot.store`: `HooksMixin` is one of the pieces `Store` is made of.
 """
