@@ -21,9 +21,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
-from bot.budget import FORECAST, SLOT, Marks, decide, status
+from bot.budget import SLOT, decide, status
 from bot.metrics import KIND_COMPLETED, EventBatch, UsageCube
-from bot.models import Budget
+from bot.models import FORECAST, Budget, Marks
 
 MONTH = date(2026, 11, 1)
 RNG = np.random.default_rng(11)

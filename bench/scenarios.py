@@ -40,8 +40,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bot import backtest  # noqa: E402
-from bot.alerts import FIRING, Transition  # noqa: E402
-from bot.models import Rule  # noqa: E402
+from bot.models import FIRING, Rule, Transition  # noqa: E402
 from bot.rules import (
     default_rules_text,  # noqa: E402
     parse_rules,  # noqa: E402

@@ -8,86 +8,24 @@ resolving, so an alert neither fires on a blip nor flaps.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
-from bot.models import Event, Rule
+from bot.models import (
+    FIRING,
+    OK,
+    PENDING,
+    REMINDER,
+    RESOLVED,
+    AlertState,
+    Evaluation,
+    Event,
+    Rule,
+    Transition,
+)
 
-OK, PENDING, FIRING = "ok", "pending", "firing"
-RESOLVED = "resolved"  # a transition, not a resting state: the key goes back to ok
-REMINDER = "reminder"  # still firing after the rule's remind_every: said again in the thread
 MAX_EXAMPLES = 10
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One judgement of one rule for one group at one moment of data time."""
-
-    rule: str
-    group: tuple[str, ...]
-    at: datetime  # end of the window judged
-    value: float  # failure rate, credits or jobs in the window
-    baseline: float
-    zscore: float  # NaN when there is not enough history to judge
-    volume: float  # finished jobs (failure rate), credits (spend) or jobs (volume)
-    breach: bool
-    judged: bool = True  # False: too little data or volume to say either way
-    calm: bool = True  # well inside the normal band (hysteresis: what recovery needs)
-    window: float = 0.0  # seconds of data the value covers
-
-
-@dataclass(frozen=True)
-class AlertState:
-    """Where one alert key stands; persisted between cycles."""
-
-    rule: str
-    group: tuple[str, ...]
-    status: str = OK  # ok | pending | firing
-    breaches: int = 0  # consecutive breaching evaluations
-    normals: int = 0  # consecutive normal evaluations while firing
-    since: datetime | None = None  # first breach of the current episode
-    peak_zscore: float = 0.0
-    peak_value: float = 0.0
-    told_at: datetime | None = None  # when it was last told (firing or a reminder)
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A change worth telling: the alert fired or resolved."""
-
-    rule: str
-    group: tuple[str, ...]
-    group_by: tuple[str, ...]
-    state: str  # firing | reminder | resolved
-    at: datetime
-    value: float
-    baseline: float
-    zscore: float
-    volume: float
-    since: datetime | None
-    peak_zscore: float
-    peak_value: float
-    window: float = 0.0  # seconds of data the value covers
-    request_ids: tuple[str, ...] = ()
-    job_ids: tuple[str, ...] = ()
-    # The metric around the breach, for the chart: (moment, value, baseline, breach).
-    series: tuple[tuple[datetime, float, float, bool], ...] = ()
-
-    @property
-    def idempotency_key(self) -> str:
-        """The same transition, recomputed from the same data anywhere, gets the same key:
-        what finds an already-posted Slack message again after a crash or a lost disk."""
-        text = json.dumps([self.rule, list(self.group), self.state, self.at.isoformat()])
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-    @property
-    def key(self) -> dict[str, str]:
-        """{"model": "pro"}: group values by the last part of each group_by field."""
-        return {f.rsplit(".", 1)[-1]: v for f, v in zip(self.group_by, self.group, strict=True)}
 
 
 def step(state: AlertState, ev: Evaluation, rule: Rule) -> tuple[AlertState, str | None]:

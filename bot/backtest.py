@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from bot.alerts import Transition
 from bot.api_schema import EVENT_SCHEMA, SUMMARY_SCHEMA
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import ConfigError
 from bot.metrics import batch_from_items
-from bot.models import Event, Rule, Summary, format_time, parse_time
+from bot.models import Event, Rule, Summary, Transition, format_time, parse_time
 
 MAX_SPAN = timedelta(days=400)  # 5-minute moments over a longer span are a mistake, not data
 CHUNK = 50_000  # events parsed per batch: bounds memory on million-line files

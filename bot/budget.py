@@ -20,7 +20,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot.metrics import CREDITS, FloatArray, UsageCube
-from bot.models import SCOPE_KEYS, Budget, format_time
+from bot.models import (
+    FORECAST,
+    SCOPE_KEYS,
+    THRESHOLD,
+    Budget,
+    BudgetEvent,
+    BudgetForecast,
+    BudgetState,
+    Marks,
+)
 
 SLOT = 900  # seconds; every time zone's midnight falls on a 15-minute boundary
 HISTORY_DAYS = 28  # days of history the weekday profile is drawn from
@@ -29,9 +38,6 @@ PACE_DAYS = 3  # history needed for a recent daily pace; less falls back to line
 MIN_DATA = 6 * 3600  # no forecast from less data than this
 Z80 = 1.2816  # the interval is the central 80%
 RESOLVE_BELOW = 0.97  # a forecast warning ends when the projection falls under 97%
-
-FORECAST = "forecast"
-THRESHOLD = "threshold"
 
 
 def lookback(budgets: Sequence[Budget]) -> timedelta:
@@ -322,38 +328,6 @@ def _crossing(
 # -- decisions ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BudgetEvent:
-    """Something to tell about a budget: a threshold crossed, a forecast warning raised
-    or ended. `key` is stable for the same event: the idempotency key of its hook."""
-
-    budget: str
-    kind: str  # THRESHOLD | FORECAST
-    state: str  # "crossed" | "firing" | "resolved"
-    period: str  # the period's label
-    threshold: float  # percent (THRESHOLD) or 100 (FORECAST)
-    at: datetime
-    spent: float
-    limit: float
-    projected: float | None = None
-    crossing: date | None = None
-
-    @property
-    def key(self) -> str:
-        if self.kind == THRESHOLD:
-            return f"{self.budget}:{self.period}:{self.threshold:g}"
-        return f"{self.budget}:{self.period}:forecast:{self.state}:{self.at:%Y%m%dT%H%M}"
-
-
-@dataclass(frozen=True)
-class Marks:
-    """What was already told for a budget: thresholds crossed in the current period,
-    and the period of a forecast warning still standing (None when there is none)."""
-
-    crossed: frozenset[float] = frozenset()
-    forecast_period: str | None = None
-
-
 def decide(now_status: BudgetStatus, marks: Marks) -> list[BudgetEvent]:
     """The events `now_status` makes, given what was told: each threshold once per period
     (lowest first), a forecast warning when the projection reaches the limit, and its end
@@ -396,39 +370,41 @@ def decide(now_status: BudgetStatus, marks: Marks) -> list[BudgetEvent]:
 # -- the state as JSON (query budget --json, GET /budget, hook bodies, post payloads) ----
 
 
+def budget_state(state: BudgetStatus) -> BudgetState:
+    """A budget's state as shown: credits, percent, money, forecast (rounded)."""
+    budget, period, forecast = state.budget, state.period, state.forecast
+    return BudgetState(
+        budget=budget.name,
+        scope=budget.scope,
+        period_kind=budget.period,
+        period_label=period.label,
+        period_start=period.start,
+        period_end=period.end,
+        timezone=budget.timezone,
+        at=state.at,
+        limit_credits=round(budget.limit, 4),
+        spent_credits=round(state.spent, 4),
+        used_percent=round(state.used, 2),
+        thresholds_percent=budget.thresholds,
+        credit_price=budget.credit_price,
+        currency=budget.currency if budget.credit_price else None,
+        data_from=state.data_from,
+        forecast=None
+        if forecast is None
+        else BudgetForecast(
+            projected_credits=round(forecast.projected, 4),
+            low_credits=round(forecast.low, 4),
+            high_credits=round(forecast.high, 4),
+            method=forecast.method,
+            limit_reached_on=forecast.crossing,
+        ),
+        daily_credits=tuple((day, round(total, 4)) for day, total in state.daily),
+    )
+
+
 def as_json(state: BudgetStatus) -> dict[str, Any]:
     """A budget's state for other automation: credits, percent, money, forecast."""
-    budget, period, forecast = state.budget, state.period, state.forecast
-    return {
-        "budget": budget.name,
-        "scope": dict(budget.scope) or {"account": True},
-        "period": {
-            "kind": budget.period,
-            "label": period.label,
-            "start": format_time(period.start),
-            "end": format_time(period.end),
-            "timezone": budget.timezone,
-        },
-        "at": format_time(state.at),
-        "limit_credits": round(budget.limit, 4),
-        "spent_credits": round(state.spent, 4),
-        "used_percent": round(state.used, 2),
-        "thresholds_percent": list(budget.thresholds),
-        "credit_price": budget.credit_price,
-        "currency": budget.currency if budget.credit_price else None,
-        "data_from": format_time(state.data_from) if state.data_from else None,
-        "forecast": None
-        if forecast is None
-        else {
-            "projected_credits": round(forecast.projected, 4),
-            "low_credits": round(forecast.low, 4),
-            "high_credits": round(forecast.high, 4),
-            "interval": "80%",
-            "method": forecast.method,
-            "limit_reached_on": forecast.crossing.isoformat() if forecast.crossing else None,
-        },
-        "daily_credits": [[day.isoformat(), round(total, 4)] for day, total in state.daily],
-    }
+    return budget_state(state).to_json()
 
 
 def hook_body(event: BudgetEvent, state: BudgetStatus) -> dict[str, Any]:

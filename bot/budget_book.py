@@ -12,16 +12,16 @@ from typing import Any
 
 from bot.budget import (
     SLOT,
-    THRESHOLD,
     BudgetStatus,
     as_json,
+    budget_state,
     decide,
     hook_body,
     lookback,
     status,
 )
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS, UsageCube, batch_from_events
-from bot.models import TOTAL, Budget, DailyUsage, Event
+from bot.models import THRESHOLD, TOTAL, Budget, DailyUsage, Event
 from bot.store import Store
 
 DIGEST_DAYS = 31 + 8  # the digest's 30-day chart and 7-day medians, and a margin
@@ -98,7 +98,7 @@ def judge(
     transaction); return how many events are new."""
     hooked = set(hooked)
     added = 0
-    store.save_budget_states({s.budget.name: as_json(s) for s in states}, now)
+    store.save_budget_states([budget_state(s) for s in states], now)
     for state in states:
         budget = state.budget
         events = decide(state, store.budget_marks(budget.name, state.period.label))

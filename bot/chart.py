@@ -11,11 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bot.alerts import Transition
-
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-from bot.models import Rule
+from bot.models import Rule, Transition
 
 Point = tuple[datetime, float, float, bool]  # (moment, value, baseline, breach)
 

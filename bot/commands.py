@@ -18,13 +18,21 @@ from typing import Any
 
 from bot import budget_text as budget_words
 from bot import messages
-from bot.alerts import AlertState
 from bot.api_schema import EVENTS_PATH
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
-from bot.models import TOTAL, Budget, DailyUsage, format_time, parse_time
+from bot.models import (
+    TOTAL,
+    AlertState,
+    Budget,
+    BudgetState,
+    DailyUsage,
+    Thread,
+    format_time,
+    parse_time,
+)
 from bot.rules import parse_duration
-from bot.store import Store, Thread
+from bot.store import Store
 
 DAYS = (1, 90)
 SLACK_EVENTS = (1, 50)  # more rows than this are unreadable in a Slack message
@@ -220,7 +228,7 @@ def budget_json(store: Store, budgets: Sequence[Budget], now: datetime) -> dict[
     the worker has not judged that budget yet."""
     stored = store.budget_states()
     if all(_judged_as_configured(stored.get(b.name), b) for b in budgets):
-        found = [stored[b.name] for b in budgets]
+        found = [stored[b.name].to_json() for b in budgets]
     else:
         found = [as_json(s) for s in BudgetBook.load(store, budgets, now).states(store, now)]
     last = store.last_success(EVENTS_PATH)
@@ -231,16 +239,14 @@ def budget_json(store: Store, budgets: Sequence[Budget], now: datetime) -> dict[
     }
 
 
-def _judged_as_configured(state: Mapping[str, Any] | None, budget: Budget) -> bool:
+def _judged_as_configured(state: BudgetState | None, budget: Budget) -> bool:
     """Was the stored state judged under this budget's current definition?"""
     if state is None:
         return False
-    period = state.get("period") or {}
-    scope: dict[str, object] = dict(budget.scope) or {"account": True}
     return (
-        state.get("limit_credits") == round(budget.limit, 4)
-        and state.get("scope") == scope
-        and (period.get("kind"), period.get("timezone")) == (budget.period, budget.timezone)
+        state.limit_credits == round(budget.limit, 4)
+        and dict(state.scope) == dict(budget.scope)
+        and (state.period_kind, state.timezone) == (budget.period, budget.timezone)
     )
 
 

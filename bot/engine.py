@@ -21,16 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot import detect
-from bot.alerts import (
-    FIRING,
-    REMINDER,
-    AlertState,
-    Evaluation,
-    Transition,
-    pick_examples,
-    step,
-    transition,
-)
+from bot.alerts import pick_examples, step, transition
 from bot.metrics import (
     CREDITS,
     FAILED,
@@ -41,7 +32,17 @@ from bot.metrics import (
     UsageCube,
     daily_slot_counts,
 )
-from bot.models import TOTAL, DailyUsage, Event, Rule
+from bot.models import (
+    FIRING,
+    REMINDER,
+    TOTAL,
+    AlertState,
+    DailyUsage,
+    Evaluation,
+    Event,
+    Rule,
+    Transition,
+)
 
 RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
 RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets

@@ -10,8 +10,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.alerts import AlertState, Transition
-from bot.models import TOTAL, DailyUsage, Event, Rule
+from bot.models import TOTAL, AlertState, DailyUsage, Event, Rule, Transition
 
 SPARK = "▁▂▃▄▅▆▇█"
 

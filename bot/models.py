@@ -1,8 +1,12 @@
 """The shared vocabulary: plain frozen dataclasses passed between pipeline stages
-(source -> store -> detect -> alerts -> notify). No behaviour beyond parsing."""
+(source -> store -> detect -> alerts -> notify). No behaviour beyond parsing, and no I/O:
+the store package imports its records from here, so it needs neither `alerts` nor `budget`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -248,3 +252,321 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     budgets: tuple[Budget, ...] = ()
     digest: DigestConfig | None = None
+
+
+# -- what the store keeps: poll log, gaps, outbox rows, threads, silences ----------------
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Events between these two times may be lost: more arrived than one page holds."""
+
+    newest_stored_at: datetime
+    oldest_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    new_events: tuple[Event, ...]
+    gap: Gap | None
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """One row of the poll log."""
+
+    endpoint: str
+    started_at: datetime
+    finished_at: datetime
+    status: str  # ok | error
+    http_status: int | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    items_seen: int = 0
+    items_new: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000.0
+
+
+@dataclass(frozen=True)
+class Post:
+    """A queued Slack message other than an alert (a budget event, a digest)."""
+
+    id: int
+    key: str
+    kind: str  # budget | digest
+    channel: str | None  # None: the default channel
+    # The outbox row's JSON, as queued: notify words it when it sends (budget_text,
+    # digest), so a post stored before a restart renders the same after it.
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Hook:
+    id: int
+    key: str  # the idempotency key
+    budget: str
+    body: str
+    attempts: int
+    delivered_at: datetime | None
+    last_status: int | None
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: int
+    rule: str
+    group: tuple[str, ...] | None  # None: every group of the rule
+    until: datetime
+    reason: str
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class Notice:
+    id: int
+    kind: str
+    state: str
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str
+    ts: str | None
+    attempted_at: float
+    done: bool
+
+
+@dataclass(frozen=True)
+class Thread:
+    rule: str
+    group: tuple[str, ...]
+    channel: str
+    ts: str
+    status: str
+
+
+# -- alerts (detect judges, alerts steps the state machine, notify tells) ----------------
+
+OK, PENDING, FIRING = "ok", "pending", "firing"
+RESOLVED = "resolved"  # a transition, not a resting state: the key goes back to ok
+REMINDER = "reminder"  # still firing after the rule's remind_every: said again in the thread
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One judgement of one rule for one group at one moment of data time."""
+
+    rule: str
+    group: tuple[str, ...]
+    at: datetime  # end of the window judged
+    value: float  # failure rate, credits or jobs in the window
+    baseline: float
+    zscore: float  # NaN when there is not enough history to judge
+    volume: float  # finished jobs (failure rate), credits (spend) or jobs (volume)
+    breach: bool
+    judged: bool = True  # False: too little data or volume to say either way
+    calm: bool = True  # well inside the normal band (hysteresis: what recovery needs)
+    window: float = 0.0  # seconds of data the value covers
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """Where one alert key stands; persisted between cycles."""
+
+    rule: str
+    group: tuple[str, ...]
+    status: str = OK  # ok | pending | firing
+    breaches: int = 0  # consecutive breaching evaluations
+    normals: int = 0  # consecutive normal evaluations while firing
+    since: datetime | None = None  # first breach of the current episode
+    peak_zscore: float = 0.0
+    peak_value: float = 0.0
+    told_at: datetime | None = None  # when it was last told (firing or a reminder)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change worth telling: the alert fired or resolved."""
+
+    rule: str
+    group: tuple[str, ...]
+    group_by: tuple[str, ...]
+    state: str  # firing | reminder | resolved
+    at: datetime
+    value: float
+    baseline: float
+    zscore: float
+    volume: float
+    since: datetime | None
+    peak_zscore: float
+    peak_value: float
+    window: float = 0.0  # seconds of data the value covers
+    request_ids: tuple[str, ...] = ()
+    job_ids: tuple[str, ...] = ()
+    # The metric around the breach, for the chart: (moment, value, baseline, breach).
+    series: tuple[tuple[datetime, float, float, bool], ...] = ()
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same transition, recomputed from the same data anywhere, gets the same key:
+        what finds an already-posted Slack message again after a crash or a lost disk."""
+        text = json.dumps([self.rule, list(self.group), self.state, self.at.isoformat()])
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    @property
+    def key(self) -> dict[str, str]:
+        """{"model": "pro"}: group values by the last part of each group_by field."""
+        return {f.rsplit(".", 1)[-1]: v for f, v in zip(self.group_by, self.group, strict=True)}
+
+
+# -- budgets (budget decides, the store records, commands/digest/notify show) -------------
+
+FORECAST = "forecast"
+THRESHOLD = "threshold"
+
+
+@dataclass(frozen=True)
+class BudgetEvent:
+    """Something to tell about a budget: a threshold crossed, a forecast warning raised
+    or ended. `key` is stable for the same event: the idempotency key of its hook."""
+
+    budget: str
+    kind: str  # THRESHOLD | FORECAST
+    state: str  # "crossed" | "firing" | "resolved"
+    period: str  # the period's label
+    threshold: float  # percent (THRESHOLD) or 100 (FORECAST)
+    at: datetime
+    spent: float
+    limit: float
+    projected: float | None = None
+    crossing: date | None = None
+
+    @property
+    def key(self) -> str:
+        if self.kind == THRESHOLD:
+            return f"{self.budget}:{self.period}:{self.threshold:g}"
+        return f"{self.budget}:{self.period}:forecast:{self.state}:{self.at:%Y%m%dT%H%M}"
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What was already told for a budget: thresholds crossed in the current period,
+    and the period of a forecast warning still standing (None when there is none)."""
+
+    crossed: frozenset[float] = frozenset()
+    forecast_period: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetForecast:
+    """A budget's projection to its period's end, as shown (rounded)."""
+
+    projected_credits: float
+    low_credits: float
+    high_credits: float
+    method: str  # "weekday profile" | "recent pace" | "linear pace"
+    limit_reached_on: date | None
+    interval: str = "80%"
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """A budget's state as judged at `at`, its figures as shown (rounded): what
+    `query budget --json`, `GET /budget`, hook bodies and budget posts carry, as the
+    JSON `to_json` gives (`budget.as_json`). The store keeps the latest per budget."""
+
+    budget: str
+    scope: tuple[tuple[str, str], ...]  # (key, value) pairs; () = the account
+    period_kind: str  # day | week | month
+    period_label: str
+    period_start: datetime
+    period_end: datetime
+    timezone: str
+    at: datetime
+    limit_credits: float
+    spent_credits: float
+    used_percent: float
+    thresholds_percent: tuple[float, ...]
+    credit_price: float | None
+    currency: str | None  # None without a credit price
+    data_from: datetime | None
+    forecast: BudgetForecast | None
+    daily_credits: tuple[tuple[date, float], ...]  # local days of the period
+
+    def to_json(self) -> dict[str, Any]:
+        forecast = self.forecast
+        return {
+            "budget": self.budget,
+            "scope": dict(self.scope) or {"account": True},
+            "period": {
+                "kind": self.period_kind,
+                "label": self.period_label,
+                "start": format_time(self.period_start),
+                "end": format_time(self.period_end),
+                "timezone": self.timezone,
+            },
+            "at": format_time(self.at),
+            "limit_credits": self.limit_credits,
+            "spent_credits": self.spent_credits,
+            "used_percent": self.used_percent,
+            "thresholds_percent": list(self.thresholds_percent),
+            "credit_price": self.credit_price,
+            "currency": self.currency,
+            "data_from": format_time(self.data_from) if self.data_from else None,
+            "forecast": None
+            if forecast is None
+            else {
+                "projected_credits": forecast.projected_credits,
+                "low_credits": forecast.low_credits,
+                "high_credits": forecast.high_credits,
+                "interval": forecast.interval,
+                "method": forecast.method,
+                "limit_reached_on": forecast.limit_reached_on.isoformat()
+                if forecast.limit_reached_on
+                else None,
+            },
+            "daily_credits": [[day.isoformat(), total] for day, total in self.daily_credits],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BudgetState:
+        """The inverse of `to_json` (numbers kept as they were, so it renders the same)."""
+        period, forecast = data["period"], data["forecast"]
+        reached = forecast["limit_reached_on"] if forecast is not None else None
+        return cls(
+            budget=data["budget"],
+            scope=tuple((k, v) for k, v in data["scope"].items() if k != "account"),
+            period_kind=period["kind"],
+            period_label=period["label"],
+            period_start=parse_time(period["start"]),
+            period_end=parse_time(period["end"]),
+            timezone=period["timezone"],
+            at=parse_time(data["at"]),
+            limit_credits=data["limit_credits"],
+            spent_credits=data["spent_credits"],
+            used_percent=data["used_percent"],
+            thresholds_percent=tuple(data["thresholds_percent"]),
+            credit_price=data["credit_price"],
+            currency=data["currency"],
+            data_from=parse_time(data["data_from"]) if data["data_from"] else None,
+            forecast=None
+            if forecast is None
+            else BudgetForecast(
+                projected_credits=forecast["projected_credits"],
+                low_credits=forecast["low_credits"],
+                high_credits=forecast["high_credits"],
+                method=forecast["method"],
+                limit_reached_on=date.fromisoformat(reached) if reached else None,
+                interval=forecast["interval"],
+            ),
+            daily_credits=tuple(
+                (date.fromisoformat(d), total) for d, total in data["daily_credits"]
+            ),
+        )

@@ -31,10 +31,21 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import budget_text, chart, digest, messages
-from bot.alerts import FIRING, REMINDER, RESOLVED, AlertState, Transition
 from bot.errors import BotError, NotifyError
-from bot.models import Rule, format_time, parse_time
-from bot.store import Notice, Post, Store, Thread
+from bot.models import (
+    FIRING,
+    REMINDER,
+    RESOLVED,
+    AlertState,
+    Notice,
+    Post,
+    Rule,
+    Thread,
+    Transition,
+    format_time,
+    parse_time,
+)
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SchemaDrift, SourceError
 from bot.hooks import send_hooks
 from bot.metrics import batch_from_events
-from bot.models import DigestConfig, Event, RuleSet, Summary
+from bot.models import DigestConfig, Event, PollRecord, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
 from bot.source import UsageClient
-from bot.store import PollRecord, Store
+from bot.store import Store
 
 if TYPE_CHECKING:
     import httpx

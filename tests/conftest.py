@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import Transition
-from bot.models import Event
+from bot.models import Event, Transition
 from bot.store import Store
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday

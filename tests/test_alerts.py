@@ -6,18 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.alerts import (
-    FIRING,
-    OK,
-    PENDING,
-    REMINDER,
-    RESOLVED,
-    AlertState,
-    Evaluation,
-    pick_examples,
-    step,
-)
-from bot.models import Rule
+from bot.alerts import pick_examples, step
+from bot.models import FIRING, OK, PENDING, REMINDER, RESOLVED, AlertState, Evaluation, Rule
 from tests.conftest import make_event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

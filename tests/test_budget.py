@@ -9,18 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from bot.budget import (
-    FORECAST,
-    SLOT,
-    THRESHOLD,
-    Marks,
-    decide,
-    period_of,
-    spend_slots,
-    status,
-)
+from bot.budget import SLOT, decide, period_of, spend_slots, status
 from bot.metrics import KIND_COMPLETED, EventBatch, UsageCube
-from bot.models import Budget
+from bot.models import FORECAST, THRESHOLD, Budget, Marks
 
 
 def cube_of(points: list[tuple[datetime, float, str]]) -> UsageCube:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.budget import THRESHOLD, BudgetEvent
+from bot.models import THRESHOLD, BudgetEvent
 from bot.notify import POST_EVENT_TYPE, SlackNotifier, deliver, make_web_clients
 from bot.standins.slack import SlackStandIn
 from bot.store import Store

@@ -190,7 +190,7 @@ def test_thresholds_and_the_hook_are_told_once_each_across_a_restart(
     # what the worker judged last is what automation reads, without re-counting events
     answer = budget_json(rig.store, [budget], rig.clock())
     (state,) = answer["budgets"]
-    assert state == rig.store.budget_states()["pro-monthly"]
+    assert state == rig.store.budget_states()["pro-monthly"].to_json()
     assert state["used_percent"] >= 100 and state["scope"] == {"model": "pro"}
     moved = replace(budget, limit=budget.limit * 2)  # a changed budget is counted afresh
     assert budget_json(rig.store, [moved], rig.clock())["budgets"][0]["used_percent"] < 60

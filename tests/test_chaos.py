@@ -23,8 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.alerts import Transition
-from bot.models import parse_time
+from bot.models import Transition, parse_time
 from bot.notify import EVENT_TYPE
 from bot.rules import default_rules_text
 from bot.standins.simulator import Incident, Simulator

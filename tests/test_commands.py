@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import AlertState, Transition
 from bot.api_schema import EVENTS_PATH
 from bot.commands import Reply, handle_command, summary_text
-from bot.models import Budget, EventsPage, Summary
-from bot.store import PollRecord, Store, Thread
+from bot.models import AlertState, Budget, EventsPage, PollRecord, Summary, Thread, Transition
+from bot.store import Store
 from tests.conftest import T0, event_series, make_event, make_firing
 
 POLLED = T0 + timedelta(hours=1)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import AlertState
 from bot.cli import main
-from bot.models import EventsPage
+from bot.models import AlertState, EventsPage
 from bot.store import Store
 from tests.conftest import T0, event_series, make_event, make_firing
 

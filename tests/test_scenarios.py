@@ -30,8 +30,7 @@ from bench.scenarios import (
     runaway,
     spike,
 )
-from bot.alerts import FIRING, RESOLVED, Transition
-from bot.models import Rule
+from bot.models import FIRING, RESOLVED, Rule, Transition
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in default_rules()}
 

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.alerts import Transition
+from bot.models import Transition
 from bot.rules import default_rules_text
 from bot.standins.simulator import Incident, Simulator
 from bot.standins.slack import SlackStandIn

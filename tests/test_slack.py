@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from bot import messages
-from bot.alerts import Transition
-from bot.models import PollConfig, Rule, RuleSet
+from bot.models import PollConfig, Rule, RuleSet, Transition
 from bot.notify import SlackNotifier, make_web_clients
 from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator

@@ -23,13 +23,13 @@ from slack_sdk import WebClient
 from bot import messages
 from bot.commands import handle_command
 from bot.config import Settings
-from bot.models import Rule
+from bot.models import Rule, Thread
 from bot.server import answer_command
 from bot.socket_mode import SocketModeTransport
 from bot.standins.simulator import Simulator
 from bot.standins.slack import SlackStandIn
 from bot.standins.socket_mode import SocketModeStandIn
-from bot.store import Store, Thread
+from bot.store import Store
 from tests.conftest import T0, make_firing
 from tests.test_commands import NOW, fill
 from tests.test_worker import bot_env

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.models import TOTAL, DailyUsage, EventsPage, Summary
-from bot.store import PollRecord, Store
+from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
+from bot.store import Store
 from tests.conftest import T0, event_series, make_event
 
 

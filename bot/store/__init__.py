@@ -1,0 +1,48 @@
+"""The SQLite store (sqlite-utils): the only package that touches the database.
+
+Sits between `source` and `detect`: saves validated events and summaries, keeps the
+poll log and the events-gap record, and answers the queries the rest of the bot needs.
+Every write is one transaction (`_atomic()`), so a crash leaves no partial rows.
+
+`Store` is made of one mixin per concern, each in its module and all sharing the
+connection (`connection.Connection`: `db`, `_atomic()`); the schema is `migrations`.
+The records it takes and gives are in `bot.models`.
+"""
+
+from __future__ import annotations
+
+from .alerts import AlertsMixin
+from .budgets import BudgetsMixin
+from .deliveries import DeliveriesMixin
+from .events import EventsMixin
+from .hooks import HooksMixin
+from .leases import LeasesMixin
+from .notices import NoticesMixin
+from .polls import PollsMixin
+from .posts import PostsMixin
+from .retention import RetentionMixin
+from .silences import SilencesMixin
+from .summaries import SummariesMixin
+
+__all__ = ["Store"]
+
+
+class Store(
+    EventsMixin,
+    SummariesMixin,
+    PollsMixin,
+    AlertsMixin,
+    DeliveriesMixin,
+    LeasesMixin,
+    SilencesMixin,
+    NoticesMixin,
+    BudgetsMixin,
+    PostsMixin,
+    HooksMixin,
+    RetentionMixin,
+):
+    """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
+
+    def is_empty(self) -> bool:
+        """True on a fresh database: nothing polled yet (backfill needed)."""
+        return self.last_summary_poll() is None and self.newest_event_time() is None

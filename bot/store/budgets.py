@@ -1,0 +1,134 @@
+"""Budgets in the store: decisions recorded once per key with the post and hook each
+causes, what was already told (`Marks`), and the worker's latest `BudgetState` per budget
+(kept as its JSON, turned back into the record here).
+
+Part of `bot.store`: `BudgetsMixin` is one of the pieces `Store` is made of.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from bot.models import (
+    FORECAST,
+    THRESHOLD,
+    BudgetEvent,
+    BudgetState,
+    Marks,
+    format_time,
+    parse_time,
+)
+
+from .connection import Connection, translated
+from .hooks import insert_hook
+from .posts import insert_post
+
+
+class BudgetsMixin(Connection):
+    def save_budget_events(
+        self,
+        events: Iterable[BudgetEvent],
+        # A post's payload stays a dict: it is the posts outbox row's JSON (see PostsMixin).
+        posts: Mapping[str, tuple[str | None, dict[str, Any]]],
+        hooks: Mapping[str, tuple[str, str]],
+        now: datetime,
+    ) -> int:
+        """Record budget decisions with the Slack post (channel, payload) and the hook
+        (budget, body) each causes, keyed by the event's key, in one transaction.
+        An event already recorded (same key) adds nothing: each is told once."""
+        added = 0
+        with translated("recording budget events"), self._atomic():
+            for event in events:
+                cursor = self.db.execute(
+                    "insert or ignore into budget_events (key, budget, kind, state, period, "
+                    "threshold, at, spent, limit_credits, projected, crossing) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        event.key,
+                        event.budget,
+                        event.kind,
+                        event.state,
+                        event.period,
+                        event.threshold,
+                        format_time(event.at),
+                        event.spent,
+                        event.limit,
+                        event.projected,
+                        event.crossing.isoformat() if event.crossing else None,
+                    ],
+                )
+                if not cursor.rowcount:
+                    continue
+                added += 1
+                if event.key in posts:
+                    channel, payload = posts[event.key]
+                    insert_post(self.db, f"budget:{event.key}", "budget", channel, payload, now)
+                if event.key in hooks:
+                    budget, body = hooks[event.key]
+                    insert_hook(self.db, event.key, budget, body, now)
+        return added
+
+    def budget_marks(self, budget: str, period: str) -> Marks:
+        """Thresholds told in `period`, and the period of a standing forecast warning."""
+        with translated("reading budget events"):
+            crossed = self.db.execute(
+                "select threshold from budget_events where budget = ? and period = ? and kind = ?",
+                [budget, period, THRESHOLD],
+            ).fetchall()
+            last = self.db.execute(
+                "select state, period from budget_events where budget = ? and kind = ? "
+                "order by id desc limit 1",
+                [budget, FORECAST],
+            ).fetchone()
+        standing = last[1] if last and last[0] == "firing" else None
+        return Marks(frozenset(row[0] for row in crossed), standing)
+
+    def budget_events(self, budget: str | None = None, limit: int = 50) -> list[BudgetEvent]:
+        """The recorded budget events, newest first."""
+        sql = "select * from budget_events"
+        params: list[Any] = []
+        if budget is not None:
+            sql += " where budget = ?"
+            params.append(budget)
+        with translated("reading budget events"):
+            rows = list(self.db.query(sql + " order by id desc limit ?", [*params, limit]))
+        return [
+            BudgetEvent(
+                budget=r["budget"],
+                kind=r["kind"],
+                state=r["state"],
+                period=r["period"],
+                threshold=r["threshold"],
+                at=parse_time(r["at"]),
+                spent=r["spent"],
+                limit=r["limit_credits"],
+                projected=r["projected"],
+                crossing=date.fromisoformat(r["crossing"]) if r["crossing"] else None,
+            )
+            for r in rows
+        ]
+
+    def save_budget_states(self, states: Iterable[BudgetState], now: datetime) -> None:
+        """The worker's latest state of each budget (one row per budget, replaced)."""
+        rows = [
+            {"budget": state.budget, "at": format_time(now), "state": json.dumps(state.to_json())}
+            for state in states
+        ]
+        with translated("recording budget states"), self._atomic():
+            self.db.table("budget_states").upsert_all(rows, pk="budget")
+
+    def budget_states(self) -> dict[str, BudgetState]:
+        """The latest state of each budget the worker judged, by budget name. A row that
+        does not read as a state is left out: the caller counts that budget afresh."""
+        with translated("reading budget states"):
+            rows = self.db.execute("select budget, state from budget_states").fetchall()
+        states = {}
+        for name, text in rows:
+            try:
+                states[name] = BudgetState.from_json(json.loads(text))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+        return states

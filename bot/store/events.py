@@ -1,0 +1,154 @@
+"""Events in the store: saving a page of validated events (with the events-gap check),
+and reading them back as `Event`s or as the columns detection and budgets count.
+
+Part of `bot.store`: `EventsMixin` is one of the pieces `Store` is made of.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from bot.metrics import EventBatch, batch_from_rows
+from bot.models import Event, EventsPage, Gap, SaveResult, format_time, parse_time
+
+from .connection import Connection, translated
+
+
+class EventsMixin(Connection):
+    def save_events(self, page: EventsPage, stored_at: datetime) -> SaveResult:
+        """Insert the page's unseen events; detect a gap before inserting."""
+        if not page.items:
+            return SaveResult((), None)
+        with translated("saving events"), self._atomic():
+            gap = self._gap(page)
+            ids = [event.id for event in page.items]
+            known = self._known_ids(ids)
+            fresh: dict[str, Event] = {}
+            for event in page.items:
+                if event.id not in known and event.id not in fresh:
+                    fresh[event.id] = event
+            stamp = format_time(stored_at)
+            self.db.table("events").insert_all(self._row(e, stamp) for e in fresh.values())
+            if gap is not None:
+                self.db.table("event_gaps").insert(
+                    {
+                        "detected_at": stamp,
+                        "newest_stored_at": format_time(gap.newest_stored_at),
+                        "oldest_seen_at": format_time(gap.oldest_seen_at),
+                        "request_id": page.request_id,
+                    }
+                )
+        return SaveResult(tuple(fresh.values()), gap)
+
+    def _gap(self, page: EventsPage) -> Gap | None:
+        if not page.is_full:
+            return None
+        newest = self.newest_event_time()
+        oldest = min(event.created_at for event in page.items)
+        if newest is not None and oldest > newest:
+            return Gap(newest_stored_at=newest, oldest_seen_at=oldest)
+        return None
+
+    def _known_ids(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"select id from events where id in ({marks})", chunk)
+            known.update(row[0] for row in rows)
+        return known
+
+    @staticmethod
+    def _row(event: Event, stored_at: str) -> dict[str, Any]:
+        metadata = dict(event.metadata)
+        return {
+            "id": event.id,
+            "created_at": format_time(event.created_at),
+            "request_id": event.request_id,
+            "method": event.method,
+            "endpoint": event.endpoint,
+            "status_code": event.status_code,
+            "job_id": event.job_id,
+            "model": event.model,
+            "output_format": event.output_format,
+            "status": event.status,
+            "credits_used": event.credits_used,
+            "duration_seconds": event.duration_seconds,
+            "error_code": event.error_code,
+            "customer_id": _text_or_none(metadata.get("customer_id")),
+            "segment": _text_or_none(metadata.get("segment")),
+            "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
+            "stored_at": stored_at,
+        }
+
+    def newest_event_time(self) -> datetime | None:
+        with translated("reading events"):
+            row = self.db.execute("select max(created_at) from events").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
+    def count_events(self) -> int:
+        with translated("counting events"):
+            return int(self.db.execute("select count(*) from events").fetchone()[0])
+
+    def recent_events(self, limit: int) -> list[Event]:
+        """The newest events, newest first."""
+        sql = "select * from events order by created_at desc, id desc limit ?"
+        return list(self._events(sql, [limit]))
+
+    def events_between(self, start: datetime, end: datetime) -> list[Event]:
+        """Events with start <= created_at < end, oldest first."""
+        sql = (
+            "select * from events where created_at >= ? and created_at < ? order by created_at, id"
+        )
+        return list(self._events(sql, [format_time(start), format_time(end)]))
+
+    def events_by_request_id(self, request_ids: Iterable[str]) -> list[Event]:
+        ids = list(request_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        sql = f"select * from events where request_id in ({marks}) order by created_at desc"
+        return list(self._events(sql, ids))
+
+    def _events(self, sql: str, params: list[Any]) -> Iterator[Event]:
+        with translated("reading events"):
+            rows = list(self.db.query(sql, params))
+        for row in rows:
+            yield _event_from_row(row)
+
+    def event_batch_since(self, start: datetime) -> EventBatch:
+        """Stored events from `start` on, as the columns detection counts (fast path)."""
+        sql = (
+            "select created_at, model, segment, customer_id, status, credits_used "
+            "from events where created_at >= ?"
+        )
+        with translated("reading events"):
+            rows = self.db.execute(sql, [format_time(start)]).fetchall()
+        return batch_from_rows(rows)
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _event_from_row(row: dict[str, Any]) -> Event:
+    metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+    return Event(
+        id=row["id"],
+        created_at=parse_time(row["created_at"]),
+        request_id=row["request_id"],
+        method=row["method"],
+        endpoint=row["endpoint"],
+        status_code=row["status_code"],
+        job_id=row["job_id"],
+        model=row["model"],
+        output_format=row["output_format"],
+        status=row["status"],
+        credits_used=row["credits_used"] or 0.0,
+        duration_seconds=row["duration_seconds"],
+        error_code=row["error_code"],
+        metadata=metadata,
+    )

@@ -1,0 +1,42 @@
+"""Leases in the store: one named lease per job (the worker's), so two workers started
+on one database by mistake do not both judge and tell.
+
+Part of `bot.store`: `LeasesMixin` is one of the pieces `Store` is made of.
+"""
+
+from __future__ import annotations
+
+from .connection import Connection, translated
+
+
+class LeasesMixin(Connection):
+    def hold_lease(self, name: str, holder: str, wall: float, ttl: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False while another holds it.
+
+        Two workers started on one database by mistake would otherwise both judge and
+        tell, each from its own partial view, and could post the same incident twice.
+        The write lock taken at once makes the check and the write one step against the
+        other process;
+        a lease of ours with more than half its time left is renewed without a write.
+        """
+        with translated("reading a lease"):
+            row = self.db.execute(
+                "select holder, expires_at from leases where name = ?", [name]
+            ).fetchone()
+        if row is not None and row[0] == holder and row[1] - wall > ttl / 2:
+            return True
+        with translated("taking a lease"), self._atomic():
+            row = self.db.execute(
+                "select holder, expires_at from leases where name = ?", [name]
+            ).fetchone()
+            free = row is None or row[0] == holder or row[1] < wall
+            if free:
+                self.db.execute(
+                    "insert or replace into leases (name, holder, expires_at) values (?, ?, ?)",
+                    [name, holder, wall + ttl],
+                )
+        return free
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with translated("releasing a lease"), self._atomic():
+            self.db.execute("delete from leases where name = ? and holder = ?", [name, holder])

@@ -1,0 +1,63 @@
+"""Ops notices in the store: episodes (bad key, no credits, events gap, schema drift)
+opened and cleared, each change queued once as a notice for notify to tell.
+
+Part of `bot.store`: `NoticesMixin` is one of the pieces `Store` is made of.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.models import Notice, format_time, parse_time
+
+from .connection import Connection, translated
+
+
+class NoticesMixin(Connection):
+    def episode(self, kind: str, is_open: bool, text: str, now: datetime) -> bool:
+        """Open or clear an episode; queue a notice when that changes anything.
+
+        Called after every poll, almost always to say "no change": that answer is a read,
+        and only a change takes a write transaction (which checks again inside).
+        """
+        if is_open == (kind in self.open_episodes()):
+            return False
+        with translated("recording an episode"), self._atomic():
+            row = self.db.execute("select since from episodes where kind = ?", [kind]).fetchone()
+            if is_open == (row is not None):
+                return False
+            if is_open:
+                self.db.table("episodes").insert(
+                    {"kind": kind, "since": format_time(now), "text": text}
+                )
+            else:
+                self.db.execute("delete from episodes where kind = ?", [kind])
+            self.db.table("notices").insert(
+                {
+                    "kind": kind,
+                    "state": "open" if is_open else "cleared",
+                    "text": text,
+                    "at": format_time(now),
+                }
+            )
+        return True
+
+    def open_episodes(self) -> dict[str, str]:
+        with translated("reading episodes"):
+            return {row["kind"]: row["text"] for row in self.db.query("select * from episodes")}
+
+    def undelivered_notices(self) -> list[Notice]:
+        sql = "select * from notices where notified_at is null and failed_at is null order by id"
+        with translated("reading notices"):
+            rows = list(self.db.query(sql))
+        return [
+            Notice(row["id"], row["kind"], row["state"], row["text"], parse_time(row["at"]))
+            for row in rows
+        ]
+
+    def notice_done(self, notice_id: int, now: datetime, *, failed: bool = False) -> None:
+        column = "failed_at" if failed else "notified_at"
+        with translated("updating notices"), self._atomic():
+            self.db.execute(
+                f"update notices set {column} = ? where id = ?", [format_time(now), notice_id]
+            )

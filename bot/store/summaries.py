@@ -1,0 +1,108 @@
+"""Summaries in the store: a snapshot row per summary poll, the latest figure per (day,
+model), and the daily figures read back (per model, or per segment counted from events).
+
+Part of `bot.store`: `SummariesMixin` is one of the pieces `Store` is made of.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from bot.models import DailyUsage, Summary, format_time, parse_time
+
+from .connection import Connection, translated
+
+
+class SummariesMixin(Connection):
+    def save_summary(self, summary: Summary, polled_at: datetime) -> int:
+        """Keep a snapshot row per poll and the latest figures per (date, model)."""
+        with translated("saving a summary"), self._atomic():
+            table = self.db.table("summary_snapshots").insert(
+                {
+                    "polled_at": format_time(polled_at),
+                    "days": summary.days,
+                    "start_date": summary.start_date.isoformat(),
+                    "end_date": summary.end_date.isoformat(),
+                    "total_jobs": summary.total_jobs,
+                    "completed_jobs": summary.completed_jobs,
+                    "failed_jobs": summary.failed_jobs,
+                    "credits_used": summary.credits_used,
+                    "request_id": summary.request_id,
+                }
+            )
+            snapshot_id = int(table.last_pk or 0)
+            if summary.has_daily_models:
+                # The service lists only active models per day: clear the days it covers
+                # so a model that dropped to zero does not keep a stale figure.
+                self.db.execute(
+                    "delete from daily_usage where date >= ? and date <= ?",
+                    [summary.start_date.isoformat(), summary.end_date.isoformat()],
+                )
+            self.db.table("daily_usage").upsert_all(
+                (
+                    {
+                        "date": row.date.isoformat(),
+                        "model": row.model,
+                        "total_jobs": row.total_jobs,
+                        "completed_jobs": row.completed_jobs,
+                        "failed_jobs": row.failed_jobs,
+                        "credits_used": row.credits_used,
+                        "snapshot_id": snapshot_id,
+                    }
+                    for row in summary.daily
+                ),
+                pk=("date", "model"),
+            )
+        return snapshot_id
+
+    def daily_usage(self, start: date, end: date, model: str | None = None) -> list[DailyUsage]:
+        """Stored daily rows with start <= date <= end, oldest first."""
+        sql = "select * from daily_usage where date >= ? and date <= ?"
+        params: list[Any] = [start.isoformat(), end.isoformat()]
+        if model is not None:
+            sql += " and model = ?"
+            params.append(model)
+        with translated("reading daily usage"):
+            rows = list(self.db.query(sql + " order by date, model", params))
+        return [
+            DailyUsage(
+                date=date.fromisoformat(row["date"]),
+                model=row["model"],
+                total_jobs=row["total_jobs"],
+                completed_jobs=row["completed_jobs"],
+                failed_jobs=row["failed_jobs"],
+                credits_used=row["credits_used"],
+            )
+            for row in rows
+        ]
+
+    def segment_daily(self, segment: str, start: date, end: date) -> list[DailyUsage]:
+        """One customer segment's daily figures, counted from stored events (the summary
+        has no segments), for start <= date <= end; `model` holds the segment."""
+        sql = (
+            "select substr(created_at, 1, 10) as day, "
+            "sum(status in ('pending', 'created')) as jobs, "
+            "sum(status = 'completed') as completed, sum(status = 'failed') as failed, "
+            "sum(credits_used) as credits from events "
+            "where segment = ? and created_at >= ? and created_at < ? group by day order by day"
+        )
+        params = [segment, start.isoformat(), (end + timedelta(days=1)).isoformat()]
+        with translated("reading segment figures"):
+            rows = self.db.execute(sql, params).fetchall()
+        return [
+            DailyUsage(date.fromisoformat(day), segment, jobs, completed, failed, credits or 0.0)
+            for day, jobs, completed, failed, credits in rows
+        ]
+
+    def segments(self) -> list[str]:
+        with translated("reading segments"):
+            rows = self.db.execute(
+                "select distinct segment from events where segment is not null order by segment"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def last_summary_poll(self) -> datetime | None:
+        with translated("reading summaries"):
+            row = self.db.execute("select max(polled_at) from summary_snapshots").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
