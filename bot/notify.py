@@ -32,6 +32,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot import budget_text, chart, digest, messages
 from bot.alerts import FIRING, REMINDER, RESOLVED, AlertState, Transition
+from bot.backoff import Backoff
 from bot.errors import BotError, NotifyError
 from bot.models import Rule, format_time, parse_time
 from bot.store import Notice, Post, Store, Thread
@@ -58,7 +59,7 @@ PERMANENT_ERRORS = frozenset(
         "no_text",
     }
 )
-BACKOFF_BASE, BACKOFF_CAP = 30.0, 900.0  # seconds between delivery attempts of one row
+BACKOFF = Backoff(base=30.0, cap=900.0)  # between delivery attempts of one row: 30 s to 15 min
 CLOCK_SKEW = 3600.0  # how far Slack's ts may run behind our clock when we look a post up
 
 
@@ -127,7 +128,7 @@ def deliver(
                 raise NotifyError(f"internal error: {type(exc).__name__}", permanent=True) from exc
         except NotifyError as exc:
             attempts = store.attempts(transition_id) + 1
-            retry_at = wall() + backoff(attempts)
+            retry_at = wall() + BACKOFF.delay(attempts)
             store.delivery_failed(
                 transition_id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
             )
@@ -180,7 +181,7 @@ def deliver(
             notifier.send_post(post)
         except NotifyError as exc:
             # Posts are independent (each its own key): one backing off holds up no other.
-            retry_at = wall() + backoff(post.attempts + 1)
+            retry_at = wall() + BACKOFF.delay(post.attempts + 1)
             store.post_failed(
                 post.id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
             )
@@ -191,11 +192,6 @@ def deliver(
         store.post_done(post.id, now)
         sent += 1
     return sent
-
-
-def backoff(attempts: int) -> float:
-    """Seconds before the next try after `attempts` failed ones: 30 s doubling to 15 min."""
-    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1)))
 
 
 def _is_silenced(store: Store, t: Transition, now: datetime) -> bool:
