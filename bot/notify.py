@@ -1,66 +1,56 @@
 """Notifiers: the last stage (... -> alerts -> notify). They deliver what the store's
 outbox holds, oldest first, and mark it delivered; a transient failure leaves the row for
-a later cycle (with backoff), a permanent one is recorded and reported once.
+a later cycle (with backoff), a permanent one is recorded and reported once. Transitions
+that a silence or an acknowledgement holds back are marked delivered without being told
+(the decision is `alerts.hold_back`; this module gathers its facts from the store).
 
-Slack: one parent message per alert key, everything later in its thread, the parent
-edited on resolve. Every Slack call a transition needs is a recorded step: marked before
-the call and completed with its `ts` after. A step found marked but not completed (the
-process died, or the connection dropped, after Slack may have posted) is first looked
-up by its message metadata, and only posted if it is not there: nothing is posted twice.
-
-The console notifier is the default when SLACK_BOT_TOKEN is unset.
+Slack (`notify_slack`): one parent message per alert key, everything later in its
+thread, each call recorded so that none is made twice. The console notifier
+(`notify_console`) is the default when SLACK_BOT_TOKEN is unset.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol, TextIO
+from typing import Protocol
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
-
-from bot import budget_text, chart, digest, messages
-from bot.alerts import FIRING, REMINDER, RESOLVED, AlertState, Transition
+from bot.alerts import REMINDER, RESOLVED, HoldReason, Transition, hold_back
 from bot.backoff import Backoff
 from bot.errors import BotError, NotifyError
-from bot.models import Rule, format_time, parse_time
-from bot.store import Notice, Post, Store, Thread
+from bot.models import format_time
+from bot.notify_console import ConsoleNotifier, post_text
+from bot.notify_slack import (
+    CLOCK_SKEW,
+    EVENT_TYPE,
+    NOTICE_EVENT_TYPE,
+    PERMANENT_ERRORS,
+    POST_EVENT_TYPE,
+    SlackNotifier,
+    make_web_clients,
+)
+from bot.store import Notice, Post, Store
+
+__all__ = [
+    "BACKOFF",
+    "CLOCK_SKEW",
+    "EVENT_TYPE",
+    "NOTICE_EVENT_TYPE",
+    "PERMANENT_ERRORS",
+    "POST_EVENT_TYPE",
+    "ConsoleNotifier",
+    "Notifier",
+    "SlackNotifier",
+    "deliver",
+    "make_web_clients",
+    "post_text",
+]
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPE = "usage_alert"
-NOTICE_EVENT_TYPE = "usage_bot_notice"
-POST_EVENT_TYPE = "usage_bot_post"
-# Errors that no retry will cure: recorded on the row and reported once.
-PERMANENT_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "missing_scope",
-        "msg_too_long",
-        "invalid_blocks",
-        "invalid_metadata_format",
-        "no_text",
-    }
-)
 BACKOFF = Backoff(base=30.0, cap=900.0)  # between delivery attempts of one row: 30 s to 15 min
-CLOCK_SKEW = 3600.0  # how far Slack's ts may run behind our clock when we look a post up
 
 
 class Notifier(Protocol):
@@ -77,44 +67,13 @@ class Notifier(Protocol):
         """Deliver a budget event or a daily digest or raise NotifyError."""
 
 
-class ConsoleNotifier:
-    """Prints alerts to stdout as plain text."""
-
-    def __init__(self, rules: Mapping[str, Rule], out: TextIO | None = None) -> None:
-        self.rules = rules
-        self.out = out or sys.stdout
-
-    def send(self, transition_id: int, transition: Transition) -> None:
-        rule = self.rules.get(transition.rule)
-        metric = rule.metric if rule else "spend"
-        bucket = rule.bucket if rule else 3600.0
-        print(messages.alert_text(transition, metric, bucket), file=self.out, flush=True)
-
-    def recover(self, store: Store, now: datetime) -> int:
-        return 0
-
-    def send_notice(self, notice: Notice) -> None:
-        label = "NOTICE" if notice.state == "open" else "CLEARED"
-        print(f"{label}  {notice.text}", file=self.out, flush=True)
-
-    def send_post(self, post: Post) -> None:
-        label = "BUDGET" if post.kind == "budget" else "DIGEST"
-        print(f"{label}  {post_text(post)}", file=self.out, flush=True)
-
-
-def post_text(post: Post) -> str:
-    if post.kind == "budget":
-        return budget_text.event_text(post.payload["event"], post.payload["status"])
-    return digest.digest_text(post.payload)
-
-
 def deliver(
     store: Store, notifier: Notifier, now: datetime, wall: Callable[[], float] = time.time
 ) -> int:
     """Send undelivered transitions in order; stop at the first transient failure."""
     sent = 0
     for transition_id, transition in store.undelivered(wall()):
-        if _is_silenced(store, transition, now):
+        if _held_back(store, transition, now) is not None:
             store.mark_delivered(transition_id, now)  # decided, and deliberately not told
             continue
         try:
@@ -194,482 +153,26 @@ def deliver(
     return sent
 
 
-def _is_silenced(store: Store, t: Transition, now: datetime) -> bool:
-    """A silence holds back a firing and its reminders; a resolve still goes to a thread
-    that was told before the silence (and only there). An acknowledged alert gets no more
-    reminders: someone is on it."""
-    if t.state == REMINDER and store.acknowledgement(t.rule, t.group) is not None:
-        return True
+def _held_back(store: Store, t: Transition, now: datetime) -> HoldReason | None:
+    """Gather the facts `alerts.hold_back` decides on (reading only those that can matter
+    for this transition's state) and log a hold."""
     silence = store.silenced(t.rule, t.group, now)
-    if silence is None:
-        return False
-    if t.state == RESOLVED and store.thread(t.rule, t.group) is not None:
-        return False
-    log.info(
-        "alert %s %s (%s) silenced until %s: %s",
-        t.rule,
-        list(t.group),
-        t.state,
-        format_time(silence.until),
-        silence.reason,
+    reason = hold_back(
+        t,
+        silenced_until=silence.until if silence is not None else None,
+        acknowledged=t.state == REMINDER and store.acknowledgement(t.rule, t.group) is not None,
+        has_thread=t.state == RESOLVED and store.thread(t.rule, t.group) is not None,
+        now=now,
     )
-    return True
-
-
-def make_web_clients(token: str, base_url: str, timeout: int = 10) -> tuple[WebClient, WebClient]:
-    """(reader, poster): slack_sdk clients with its retry handlers.
-
-    The reader retries rate limits, server errors and dropped connections. The poster
-    retries only 429s (Slack did nothing); after a 5xx or a dropped connection a message
-    may have been posted after all, so the outbox looks it up before trying again.
-    """
-    reader = WebClient(
-        token=token,
-        base_url=base_url,
-        timeout=timeout,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=2),
-            ServerErrorRetryHandler(max_retry_count=2),
-            ConnectionErrorRetryHandler(max_retry_count=2),
-        ],
-    )
-    poster = WebClient(
-        token=token,
-        base_url=base_url,
-        timeout=timeout,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
-    )
-    return reader, poster
-
-
-class SlackNotifier:
-    """Alerts as Slack threads, each call recorded so that none is made twice."""
-
-    def __init__(
-        self,
-        *,
-        reader: WebClient,
-        poster: WebClient,
-        store: Store,
-        rules: Mapping[str, Rule],
-        default_channel: str | None,
-        mention: str = "<!here>",
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.reader = reader
-        self.poster = poster
-        self.store = store
-        self.rules = rules
-        self.default_channel = default_channel
-        self.mention = mention
-        self.wall = wall
-        self._channel_ids: dict[str, str] = {}
-
-    # -- delivery ---------------------------------------------------------------------
-
-    def send(self, transition_id: int, transition: Transition) -> None:
-        rule = self.rules.get(transition.rule)
-        if rule is None:
-            raise NotifyError(f"rule {transition.rule!r} is no longer configured", permanent=True)
-        channel = rule.channel or self.default_channel
-        if not channel:
-            raise NotifyError("no channel: set SLACK_CHANNEL or the rule's channel", permanent=True)
-        with _slack_errors():
-            if transition.state == FIRING:
-                self._fire(transition_id, transition, rule, channel)
-            elif transition.state == REMINDER:
-                self._remind(transition_id, transition, rule, channel)
-            else:
-                self._resolve(transition_id, transition, rule, channel)
-
-    def _fire(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
-        thread = self.store.thread(t.rule, t.group)
-        if thread is None or thread.status != "open":
-            mention = self.mention if rule.severity == "critical" else None
-            spark = messages.sparkline([point[1] for point in t.series][-24:])
-            blocks = messages.parent_blocks(t, rule, mention=mention, spark=spark)
-            channel_id, ts = self._once(
-                tid,
-                "parent",
-                channel,
-                lambda: self._post(
-                    channel, blocks, messages.alert_fallback(t, rule.metric), _meta(t, "parent")
-                ),
-                lambda since: self._find(channel, None, f"{t.idempotency_key}:parent", since),
-            )
-            thread = Thread(t.rule, t.group, channel_id, ts, "open")
-            self.store.save_thread(thread, t.at)
-        events = self.store.events_by_request_id(t.request_ids)
-        details = messages.detail_blocks(t, events, rule.metric)
-        open_thread = thread
-        self._once(
-            tid,
-            "details",
-            thread.channel,
-            lambda: self._post(
-                open_thread.channel,
-                details,
-                f"Examples behind {messages.describe_key(t)}",
-                _meta(t, "details"),
-                thread_ts=open_thread.ts,
-            ),
-            lambda since: self._find(
-                open_thread.channel, open_thread.ts, f"{t.idempotency_key}:details", since
-            ),
+    if reason == HoldReason.SILENCED and silence is not None:
+        log.info(
+            "alert %s %s (%s) silenced until %s: %s",
+            t.rule,
+            list(t.group),
+            t.state,
+            format_time(silence.until),
+            silence.reason,
         )
-        self._chart(tid, t, rule, thread)
-
-    def _chart(self, tid: int, t: Transition, rule: Rule, thread: Thread) -> None:
-        """Upload the chart into the thread: best effort, and never twice (an upload leaves
-        no metadata to look for, so an attempt whose outcome is unknown is not repeated)."""
-        if not t.series or self.store.delivery(tid, "chart") is not None:
-            return
-        self.store.delivery_attempted(tid, "chart", thread.channel, self.wall())
-        try:
-            png = chart.render(t.series, t, rule)
-            self.poster.files_upload_v2(
-                channel=thread.channel,
-                thread_ts=thread.ts,
-                content=png,
-                filename=f"{t.rule}-{t.at:%Y%m%dT%H%M}.png",
-                title=f"{messages.describe_key(t)} around {t.at:%H:%M} UTC",
-            )
-        except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
-            log.warning("could not upload the chart for %s: %s", t.rule, exc)
-            return
-        self.store.delivery_done(tid, "chart", thread.channel, None)
-
-    def _remind(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
-        """Still firing: a reply in the thread with the figures now and new examples."""
-        thread = self.store.thread(t.rule, t.group)
-        if thread is None or thread.status != "open":
-            # Never told (it fired under a silence that has since ended): tell it now.
-            self._fire(tid, t, rule, channel)
-            return
-        text = messages.reminder_text(t, rule.metric)
-        events = self.store.events_by_request_id(t.request_ids)
-        blocks = [messages._section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
-        self._once(
-            tid,
-            "reminder",
-            thread.channel,
-            lambda: self._post(
-                thread.channel, blocks, text, _meta(t, "reminder"), thread_ts=thread.ts
-            ),
-            lambda since: self._find(
-                thread.channel, thread.ts, f"{t.idempotency_key}:reminder", since
-            ),
-        )
-
-    def _resolve(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
-        thread = self.store.thread(t.rule, t.group)
-        text = messages.resolve_text(t, rule.metric)
-        if thread is None:  # the firing was never told (e.g. it failed for good)
-            self._once(
-                tid,
-                "resolve",
-                channel,
-                lambda: self._post(channel, [messages._section(text)], text, _meta(t, "resolve")),
-                lambda since: self._find(channel, None, f"{t.idempotency_key}:resolve", since),
-            )
-            return
-        self._once(
-            tid,
-            "resolve",
-            thread.channel,
-            lambda: self._post(
-                thread.channel,
-                [messages._section(text)],
-                text,
-                _meta(t, "resolve"),
-                thread_ts=thread.ts,
-            ),
-            lambda since: self._find(
-                thread.channel, thread.ts, f"{t.idempotency_key}:resolve", since
-            ),
-        )
-        # Editing the parent is idempotent: repeating it after a crash does no harm.
-        firing = self._firing_of(thread, t)
-        blocks = messages.parent_blocks(firing, rule, resolved=t)
-        self.reader.chat_update(
-            channel=thread.channel,
-            ts=thread.ts,
-            text=messages.alert_fallback(t, rule.metric),
-            blocks=blocks,
-            metadata=_meta(firing, "parent", state="resolved"),
-        )
-        self.store.save_thread(Thread(**{**thread.__dict__, "status": "resolved"}), t.at)
-
-    def _firing_of(self, thread: Thread, resolved: Transition) -> Transition:
-        """The firing transition this resolve closes (for the edited parent's figures)."""
-        for candidate in self.store.transitions(200):
-            if (candidate.rule, candidate.group, candidate.state) == (
-                resolved.rule,
-                resolved.group,
-                FIRING,
-            ) and candidate.at <= resolved.at:
-                return candidate
-        return resolved
-
-    def _once(
-        self,
-        tid: int,
-        step: str,
-        channel: str,
-        post: Callable[[], tuple[str, str]],
-        find: Callable[[float], tuple[str, str] | None],
-    ) -> tuple[str, str]:
-        """Make one recorded Slack call at most once: (channel id, ts)."""
-        done = self.store.delivery(tid, step)
-        if done is not None and done.done and done.ts:
-            return done.channel, done.ts
-        if done is not None:  # tried before, outcome unknown: look before posting again
-            found = find(done.attempted_at - CLOCK_SKEW)
-            if found is not None:
-                self.store.delivery_done(tid, step, found[0], found[1])
-                return found
-        self.store.delivery_attempted(tid, step, channel, self.wall())
-        channel_id, ts = post()
-        self.store.delivery_done(tid, step, channel_id, ts)
-        return channel_id, ts
-
-    def _post(
-        self,
-        channel: str,
-        blocks: list[dict[str, object]],
-        text: str,
-        metadata: dict[str, Any],
-        thread_ts: str | None = None,
-    ) -> tuple[str, str]:
-        response = self.poster.chat_postMessage(
-            channel=channel,
-            text=text,
-            blocks=blocks,
-            thread_ts=thread_ts,
-            metadata=metadata,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        channel_id = str(response["channel"])
-        if channel.startswith("#"):
-            self._channel_ids[channel] = channel_id
-        return channel_id, str(response["ts"])
-
-    def _find(
-        self, channel: str, thread_ts: str | None, delivery: str, since: float
-    ) -> tuple[str, str] | None:
-        """A message of ours with this delivery key, posted since `since` (wall clock)."""
-        channel_id = self._channel_id(channel)
-        for message in self._messages(channel_id, thread_ts, since):
-            payload = (message.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("delivery") == delivery:
-                return channel_id, str(message["ts"])
-        return None
-
-    def _messages(
-        self, channel_id: str, thread_ts: str | None, since: float
-    ) -> Iterator[dict[str, Any]]:
-        cursor = None
-        while True:
-            if thread_ts is None:
-                page = self.reader.conversations_history(
-                    channel=channel_id,
-                    oldest=f"{max(since, 0.0):.6f}",
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-            else:
-                page = self.reader.conversations_replies(
-                    channel=channel_id,
-                    ts=thread_ts,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-            yield from page.get("messages") or []
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                return
-
-    def _channel_id(self, channel: str) -> str:
-        if not channel.startswith("#"):
-            return channel
-        if channel not in self._channel_ids:
-            cursor = None
-            while True:
-                page = self.reader.conversations_list(
-                    types="public_channel,private_channel", limit=200, cursor=cursor
-                )
-                for entry in page.get("channels") or []:
-                    self._channel_ids[f"#{entry['name']}"] = entry["id"]
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    break
-        if channel not in self._channel_ids:
-            raise NotifyError(f"channel {channel} not found", permanent=True)
-        return self._channel_ids[channel]
-
-    def send_notice(self, notice: Notice) -> None:
-        """A plain message in the default channel, once per episode change."""
-        channel = self.default_channel or next(
-            (r.channel for r in self.rules.values() if r.channel), None
-        )
-        if channel is None:
-            raise NotifyError("no channel for ops notices", permanent=True)
-        icon = ":large_orange_circle:" if notice.state == "open" else ":large_green_circle:"
-        text = f"{icon} usage-bot: {notice.text}"
-        delivery = f"notice-{notice.kind}-{notice.state}-{format_time(notice.at)}"
-        metadata = {
-            "event_type": NOTICE_EVENT_TYPE,
-            "event_payload": {"delivery": delivery, "kind": notice.kind, "state": notice.state},
-        }
-        with _slack_errors():
-            # Notices share the step log with transitions, under negative ids.
-            self._once(
-                -notice.id,
-                "notice",
-                channel,
-                lambda: self._post(channel, [messages._section(text)], text, metadata),
-                lambda since: self._find(channel, None, delivery, since),
-            )
-
-    def send_post(self, post: Post) -> None:
-        """A budget event or digest: one top-level message, once (found again by its key
-        in the metadata); a digest gets its chart in the thread, best effort."""
-        channel = post.channel or self.default_channel
-        if channel is None:
-            raise NotifyError(
-                f"no channel for {post.kind} posts: set SLACK_CHANNEL", permanent=True
-            )
-        text = post_text(post)
-        metadata = {
-            "event_type": POST_EVENT_TYPE,
-            "event_payload": {"delivery": post.key, "kind": post.kind},
-        }
-        blocks = [messages._section(part) for part in _chunks(text, messages.MAX_SECTION)]
-        with _slack_errors():
-            channel_id, ts = self._once(
-                -post.id,
-                "post",
-                channel,
-                lambda: self._post(channel, blocks, text[:3000], metadata),
-                lambda since: self._find(channel, None, post.key, since),
-            )
-        if post.kind == "digest" and self.store.delivery(-post.id, "chart") is None:
-            self.store.delivery_attempted(-post.id, "chart", channel_id, self.wall())
-            try:
-                png = chart.daily_credits(
-                    post.payload["chart"]["days"], post.payload["chart"]["credits"]
-                )
-                self.poster.files_upload_v2(
-                    channel=channel_id,
-                    thread_ts=ts,
-                    content=png,
-                    filename=f"usage-{post.payload['day']}.png",
-                    title=f"Credits per day by model, 30 days to {post.payload['day']}",
-                )
-            except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
-                log.warning("could not upload the digest chart: %s", exc)
-                return
-            self.store.delivery_done(-post.id, "chart", channel_id, None)
-
-    # -- cold start ---------------------------------------------------------------------
-
-    def recover(self, store: Store, now: datetime, days: int = 7) -> int:
-        """On a fresh database, find our open alert threads in Slack and adopt them.
-
-        A dyno restart loses the SQLite file; without this, an alert still firing would
-        get a second parent, and its resolution would never reach the first thread.
-        """
-        if store.alert_states() or store.threads():
-            return 0
-        channels = {r.channel for r in self.rules.values() if r.channel}
-        if self.default_channel:
-            channels.add(self.default_channel)
-        since = self.wall() - days * 86400
-        adopted = 0
-        for channel in sorted(channels):
-            with _slack_errors():
-                channel_id = self._channel_id(channel)
-                parents = list(self._messages(channel_id, None, since))
-            for message in reversed(parents):  # oldest first: the newest thread wins
-                payload = _our_payload(message)
-                if payload is None or payload.get("role") != "parent":
-                    continue
-                key = (str(payload.get("rule")), tuple(payload.get("group") or ()))
-                if payload.get("state") != "firing" or key[0] not in self.rules:
-                    continue
-                since_at = parse_time(payload["since"]) if payload.get("since") else now
-                thread = Thread(key[0], key[1], channel_id, str(message["ts"]), "open")
-                state = AlertState(
-                    key[0],
-                    key[1],
-                    "firing",
-                    1,
-                    0,
-                    since_at,
-                    float(payload.get("zscore") or 0.0),
-                    0.0,
-                )
-                store.adopt(thread, state, since_at)
-                adopted += 1
-                log.warning(
-                    "adopted the open alert %s %s from Slack (ts %s)",
-                    key[0],
-                    list(key[1]),
-                    thread.ts,
-                )
-        return adopted
-
-
-def _chunks(text: str, size: int) -> list[str]:
-    """Split at line ends into pieces Slack accepts in one section each."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        if current and len(current) + len(line) + 1 > size:
-            pieces.append(current)
-            current = ""
-        current = f"{current}\n{line}" if current else line[:size]
-    return [*pieces, current] if current else pieces
-
-
-def _meta(t: Transition, role: str, state: str | None = None) -> dict[str, Any]:
-    """Slack message metadata: finds a message again from Slack alone."""
-    return {
-        "event_type": EVENT_TYPE,
-        "event_payload": {
-            "delivery": f"{t.idempotency_key}:{role}",
-            "role": role,
-            "rule": t.rule,
-            "group": list(t.group),
-            "key": t.key,
-            "state": state or t.state,
-            "since": format_time(t.since or t.at),
-            "at": format_time(t.at),
-            "zscore": round(t.zscore, 2),
-        },
-    }
-
-
-def _our_payload(message: Mapping[str, Any]) -> dict[str, Any] | None:
-    metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != EVENT_TYPE:
-        return None
-    payload = metadata.get("event_payload")
-    return payload if isinstance(payload, dict) else None
-
-
-@contextmanager
-def _slack_errors() -> Iterator[None]:
-    """Map slack_sdk and socket errors to NotifyError once, here (permanent or not)."""
-    try:
-        yield
-    except SlackApiError as exc:
-        code = str(exc.response.get("error", "unknown_error"))
-        status = exc.response.status_code
-        permanent = code in PERMANENT_ERRORS
-        raise NotifyError(f"Slack said {code} (HTTP {status})", permanent=permanent) from exc
-    except (SlackClientError, OSError, http.client.HTTPException) as exc:
-        raise NotifyError(f"Slack unreachable ({type(exc).__name__})") from exc
+    elif reason is not None:
+        log.info("alert %s %s (%s) held back: %s", t.rule, list(t.group), t.state, reason)
+    return reason
