@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.backoff import Backoff
+from bot.messages import notices
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,9 @@ def send_hooks(
             store.episode(
                 f"hook {hook.budget}",
                 error is not None,
-                f"The enforcement hook of budget {hook.budget} keeps failing ({error}); "
-                "its events are kept and retried until it answers 2xx."
+                notices.hook_failing(hook.budget, error)
                 if error
-                else f"The enforcement hook of budget {hook.budget} delivers again.",
+                else notices.hook_delivers(hook.budget),
                 now,
             )
     return delivered

@@ -20,6 +20,7 @@ from typing import Protocol
 from bot.alerts import REMINDER, RESOLVED, HoldReason, Transition, hold_back
 from bot.backoff import Backoff
 from bot.errors import BotError, NotifyError
+from bot.messages import notices
 from bot.models import format_time
 from bot.notify_console import ConsoleNotifier, post_text
 from bot.notify_slack import (
@@ -102,8 +103,7 @@ def deliver(
                 store.episode(
                     f"undeliverable {transition.rule}",
                     True,
-                    f"Alerts of rule {transition.rule} cannot be delivered: {exc}. "
-                    "Check the rule's channel and the bot's membership and scopes.",
+                    notices.undeliverable(transition.rule, exc),
                     now,
                 )
                 continue  # later alerts still go out
@@ -119,7 +119,7 @@ def deliver(
         store.episode(
             f"undeliverable {transition.rule}",
             False,
-            f"Alerts of rule {transition.rule} are delivered again.",
+            notices.deliverable(transition.rule),
             now,
         )
         sent += 1

@@ -31,12 +31,10 @@ class ConsoleNotifier:
         return 0
 
     def send_notice(self, notice: Notice) -> None:
-        label = "NOTICE" if notice.state == "open" else "CLEARED"
-        print(f"{label}  {notice.text}", file=self.out, flush=True)
+        print(messages.notices.notice_line(notice.state, notice.text), file=self.out, flush=True)
 
     def send_post(self, post: Post) -> None:
-        label = "BUDGET" if post.kind == "budget" else "DIGEST"
-        print(f"{label}  {post_text(post)}", file=self.out, flush=True)
+        print(messages.notices.post_line(post.kind, post_text(post)), file=self.out, flush=True)
 
 
 def post_text(post: Post) -> str:

@@ -151,7 +151,7 @@ class SlackNotifier:
             lambda: self._post(
                 open_thread.channel,
                 details,
-                f"Examples behind {messages.describe_key(t)}",
+                messages.details_fallback(t),
                 _meta(t, "details"),
                 thread_ts=open_thread.ts,
             ),
@@ -174,7 +174,7 @@ class SlackNotifier:
                 thread_ts=thread.ts,
                 content=png,
                 filename=f"{t.rule}-{t.at:%Y%m%dT%H%M}.png",
-                title=f"{messages.describe_key(t)} around {t.at:%H:%M} UTC",
+                title=messages.chart_title(t),
             )
         except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
             log.warning("could not upload the chart for %s: %s", t.rule, exc)
@@ -190,7 +190,7 @@ class SlackNotifier:
             return
         text = messages.reminder_text(t, rule.metric)
         events = self.store.events_by_request_id(t.request_ids)
-        blocks = [messages._section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
+        blocks = [messages.section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
         self._once(
             tid,
             "reminder",
@@ -211,7 +211,7 @@ class SlackNotifier:
                 tid,
                 "resolve",
                 channel,
-                lambda: self._post(channel, [messages._section(text)], text, _meta(t, "resolve")),
+                lambda: self._post(channel, [messages.section(text)], text, _meta(t, "resolve")),
                 lambda since: self._find(channel, None, f"{t.idempotency_key}:resolve", since),
             )
             return
@@ -221,7 +221,7 @@ class SlackNotifier:
             thread.channel,
             lambda: self._post(
                 thread.channel,
-                [messages._section(text)],
+                [messages.section(text)],
                 text,
                 _meta(t, "resolve"),
                 thread_ts=thread.ts,
@@ -359,8 +359,7 @@ class SlackNotifier:
         )
         if channel is None:
             raise NotifyError("no channel for ops notices", permanent=True)
-        icon = ":large_orange_circle:" if notice.state == "open" else ":large_green_circle:"
-        text = f"{icon} usage-bot: {notice.text}"
+        text = messages.notices.notice_message(notice.state, notice.text)
         delivery = f"notice-{notice.kind}-{notice.state}-{format_time(notice.at)}"
         metadata = {
             "event_type": NOTICE_EVENT_TYPE,
@@ -372,7 +371,7 @@ class SlackNotifier:
                 -notice.id,
                 "notice",
                 channel,
-                lambda: self._post(channel, [messages._section(text)], text, metadata),
+                lambda: self._post(channel, [messages.section(text)], text, metadata),
                 lambda since: self._find(channel, None, delivery, since),
             )
 
@@ -389,7 +388,7 @@ class SlackNotifier:
             "event_type": POST_EVENT_TYPE,
             "event_payload": {"delivery": post.key, "kind": post.kind},
         }
-        blocks = [messages._section(part) for part in _chunks(text, messages.MAX_SECTION)]
+        blocks = [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
         with _slack_errors():
             channel_id, ts = self._once(
                 -post.id,
@@ -409,7 +408,7 @@ class SlackNotifier:
                     thread_ts=ts,
                     content=png,
                     filename=f"usage-{post.payload['day']}.png",
-                    title=f"Credits per day by model, 30 days to {post.payload['day']}",
+                    title=messages.digest_chart_title(post.payload["day"]),
                 )
             except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
                 log.warning("could not upload the digest chart: %s", exc)
