@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from datetime import datetime
+from enum import StrEnum
 
 from bot.models import (
     FIRING,
@@ -145,3 +147,38 @@ def group_of(event: Event, group_by: Sequence[str]) -> tuple[str, ...]:
             value = event.metadata.get(field.removeprefix("metadata."))
         values.append(value if isinstance(value, str) else "")
     return tuple(values)
+
+
+# -- holding back: which decided transitions are deliberately not told -------------------
+
+
+class HoldReason(StrEnum):
+    """Why a transition is held back (recorded as delivered, and not told)."""
+
+    SILENCED = "silenced"  # a silence covers the key: no firing, no reminders
+    ACKNOWLEDGED = "acknowledged"  # someone is on it: no more reminders
+
+
+def hold_back(
+    transition: Transition,
+    *,
+    silenced_until: datetime | None,
+    acknowledged: bool,
+    has_thread: bool,
+    now: datetime,
+) -> HoldReason | None:
+    """Whether to hold `transition` back at `now`, and why; None: tell it.
+
+    `silenced_until` is the end of a silence covering the key (None: none); a silence
+    ending at or before `now` holds nothing. A silence holds back a firing and its
+    reminders; a resolve still goes to a thread that was told before the silence (and
+    only there: without a thread, it is held too). An acknowledged alert gets no more
+    reminders.
+    """
+    if transition.state == REMINDER and acknowledged:
+        return HoldReason.ACKNOWLEDGED
+    if silenced_until is None or silenced_until <= now:
+        return None
+    if transition.state == RESOLVED and has_thread:
+        return None
+    return HoldReason.SILENCED

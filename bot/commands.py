@@ -8,7 +8,6 @@ The `*_text` functions are the plain-text answers, shared with `usage-bot query`
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,16 @@ from bot import messages
 from bot.api_schema import EVENTS_PATH
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
+from bot.messages import commands as wording
+from bot.messages.commands import (
+    DAYS,
+    DEFAULT_DAYS,
+    DEFAULT_EVENTS,
+    MODELS_LOOKBACK,
+    PUBLIC,
+    SEGMENT_DAYS,
+    SLACK_EVENTS,
+)
 from bot.models import (
     TOTAL,
     AlertState,
@@ -34,26 +43,7 @@ from bot.models import (
 from bot.rules import parse_duration
 from bot.store import Store
 
-DAYS = (1, 90)
-SLACK_EVENTS = (1, 50)  # more rows than this are unreadable in a Slack message
-DEFAULT_DAYS = 7
-DEFAULT_EVENTS = 10
-MODELS_LOOKBACK = 90  # days of summary searched for "the models seen"
-WORDS = (
-    "summary",
-    "events",
-    "model",
-    "segment",
-    "alerts",
-    "budget",
-    "silence",
-    "unsilence",
-    "help",
-)
-SEGMENT_DAYS = (1, 8)  # segments come from stored events, kept for at least 8 days
 MAX_SILENCE = 7 * 86400.0  # a silence longer than a week is a disabled rule: edit rules.yaml
-PUBLIC = "public"
-ECHO_MAX = 30  # how much of an unknown word is quoted back
 
 
 @dataclass(frozen=True)
@@ -68,70 +58,6 @@ class Reply:
     def plain(self) -> str:
         """The text for a terminal: without Slack's code fences."""
         return "\n".join(line for line in self.text.splitlines() if line.strip() != "```")
-
-
-# -- wording ----------------------------------
-
-
-def help_text(command: str = "/usage") -> str:
-    c = command
-    return "\n".join(
-        [
-            f"*{c}* answers from the usage the bot has stored:",
-            f"• `{c} summary [days]`: totals and a per-model table ({_range(DAYS)} days,"
-            f" default {DEFAULT_DAYS})",
-            f"• `{c} events [limit]`: the newest events with request_id and job_id"
-            f" ({_range(SLACK_EVENTS)}, default {DEFAULT_EVENTS})",
-            f"• `{c} model NAME [days]`: one model's daily jobs, failures and credits,"
-            " and its open alerts",
-            f"• `{c} segment NAME [days]`: one customer segment's daily jobs, failures and"
-            f" credits ({_range(SEGMENT_DAYS)} days, from the stored events)",
-            f"• `{c} alerts`: open alerts, silences, the latest transitions and thread links",
-            f"• `{c} budget`: spend to date against each budget, with the forecast",
-            f"• `{c} silence RULE[/GROUP] DURATION REASON`: hold back an alert key (all its"
-            " groups without /GROUP) for up to 7d, e.g. `failed-job-rate/pro 2h deploy`",
-            f"• `{c} unsilence RULE[/GROUP]`: end that silence now",
-            f"Add `{PUBLIC}` at the end to post the answer in the channel"
-            " (otherwise only you see it).",
-            f"Examples: `{c} summary 30`, `{c} events 5 public`, `{c} model pro 14`",
-        ]
-    )
-
-
-def unknown_word_text(word: str, command: str) -> str:
-    close = difflib.get_close_matches(word.lower(), WORDS, n=1)
-    hint = f" Did you mean `{close[0]}`?" if close else ""
-    words = ", ".join(f"`{w}`" for w in WORDS)
-    return f"I don't know `{_quote(word)}`.{hint} Try one of {words}, e.g. `{command} summary`."
-
-
-def bad_number_text(what: str, got: str, bounds: tuple[int, int], default: int) -> str:
-    return (
-        f"{what} must be a whole number from {_range(bounds)} (got `{_quote(got)}`);"
-        f" leave it out for {default}."
-    )
-
-
-def extra_words_text(sub: str, usage: str, command: str) -> str:
-    return f"Too many words for `{sub}`. Usage: `{command} {usage}`."
-
-
-def unknown_model_text(name: str, seen: Sequence[str], command: str) -> str:
-    if not seen:
-        return f"I know no model called `{_quote(name)}`: no usage summary is stored yet."
-    listed = ", ".join(f"`{m}`" for m in seen)
-    return (
-        f"I know no model called `{_quote(name)}`. Models seen in the last"
-        f" {MODELS_LOOKBACK} days: {listed}. Try `{command} model {seen[0]}`."
-    )
-
-
-def missing_model_text(seen: Sequence[str], command: str) -> str:
-    listed = ", ".join(f"`{m}`" for m in seen) or "none yet"
-    return f"Which model? Usage: `{command} model NAME [days]`. Models seen: {listed}."
-
-
-THREADS_HEAD = "Threads:"
 
 
 # -- the plain-text answers (also what `usage-bot query` prints) -----------------------
@@ -276,20 +202,20 @@ def handle_command(
     sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
 
     if sub == "help":
-        return Reply(help_text(command), public)
+        return Reply(wording.help_text(command), public)
     if sub == "summary":
         days = _number(args, "Days", DAYS, DEFAULT_DAYS)
         if isinstance(days, Reply):
             return days
         if len(args) > 1:
-            return _fix(extra_words_text(sub, "summary [days]", command))
+            return _fix(wording.extra_words_text(sub, "summary [days]", command))
         return Reply(_code(summary_text(store, days, now)), public)
     if sub == "events":
         limit = _number(args, "The number of events", SLACK_EVENTS, DEFAULT_EVENTS)
         if isinstance(limit, Reply):
             return limit
         if len(args) > 1:
-            return _fix(extra_words_text(sub, "events [limit]", command))
+            return _fix(wording.extra_words_text(sub, "events [limit]", command))
         return Reply(_code(events_text(store, limit, now)), public)
     if sub == "model":
         return _model(args, store, now, public, command)
@@ -297,23 +223,23 @@ def handle_command(
         return _segment(args, store, now, public, command)
     if sub == "alerts":
         if args:
-            return _fix(extra_words_text(sub, "alerts", command))
+            return _fix(wording.extra_words_text(sub, "alerts", command))
         return Reply(_alerts(store, now), public)
     if sub == "budget":
         if args:
-            return _fix(extra_words_text(sub, "budget", command))
+            return _fix(wording.extra_words_text(sub, "budget", command))
         return Reply(_code(budget_text(store, budgets, now)), public)
     if sub == "silence":
         return _silence(args, store, now, user, public, command)
     if sub == "unsilence":
         if len(args) != 1:
-            return _fix(f"Usage: `{command} unsilence RULE[/GROUP]`, e.g. `failed-job-rate/pro`.")
+            return _fix(wording.unsilence_usage_text(command))
         rule, group = _key(args[0])
         ended = store.unsilence(rule, group)
         if not ended:
-            return _fix(f"No silence on `{_quote(args[0])}`; `{command} alerts` lists them.")
-        return Reply(f"Silence on `{_quote(args[0])}` ended: its alerts are told again.", public)
-    return _fix(unknown_word_text(words[0], command))
+            return _fix(wording.no_silence_text(args[0], command))
+        return Reply(wording.unsilenced_text(args[0]), public)
+    return _fix(wording.unknown_word_text(words[0], command))
 
 
 @dataclass(frozen=True)
@@ -344,19 +270,19 @@ def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) ->
         ts = message.get("ts") or payload["container"]["message_ts"]
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError):
         # RecursionError: a value of "[[[[..." thousands deep (found by tests/test_fuzz.py)
-        return Action("Sorry, I could not read that button click.")
+        return Action(wording.BAD_CLICK_TEXT)
     action_id = action.get("action_id")
     if not isinstance(action_id, str):  # a list is unhashable: `in SILENCE_FOR` would raise
-        return Action("That button does nothing here.")
+        return Action(wording.IDLE_BUTTON_TEXT)
     if action_id == messages.ACK:
         store.acknowledge(rule, group, user, now)
-        note = f":eyes: Acknowledged by <@{user}> at {now:%H:%M} UTC"
+        note = wording.acknowledged_note(user, now)
     elif action_id in SILENCE_FOR:
         until = now + timedelta(seconds=SILENCE_FOR[action_id])
-        store.silence(rule, group, until, "silenced from the alert's button", user, now)
-        note = f":zipper_mouth_face: Silenced by <@{user}> until {until:%Y-%m-%d %H:%M} UTC"
+        store.silence(rule, group, until, wording.BUTTON_SILENCE_REASON, user, now)
+        note = wording.silenced_note(user, until)
     else:
-        return Action("That button does nothing here.")
+        return Action(wording.IDLE_BUTTON_TEXT)
     blocks = message.get("blocks")
     edited = messages.with_note(blocks, note) if isinstance(blocks, list) else None
     return Action(note, channel, ts, edited)
@@ -371,35 +297,26 @@ def _key(text: str) -> tuple[str, tuple[str, ...] | None]:
 def _silence(
     args: list[str], store: Store, now: datetime, user: str | None, public: bool, command: str
 ) -> Reply:
-    usage = (
-        f"Usage: `{command} silence RULE[/GROUP] DURATION REASON`, e.g. "
-        f"`{command} silence failed-job-rate/pro 2h deploy in progress`."
-    )
     if len(args) < 3:
-        return _fix(usage + " A silence needs a reason, so the next person knows why.")
+        return _fix(wording.silence_usage_text(command, no_reason=True))
     seconds = parse_duration(args[1]) if args[1].isascii() else None
     if seconds is None or seconds < 60 or seconds > MAX_SILENCE:
-        return _fix(f"`{_quote(args[1])}` is not a duration from 1m to 7d (say 30m, 2h, 1d).")
+        return _fix(wording.bad_duration_text(args[1]))
     rule, group = _key(args[0])
     if not rule or not all(group or ()):
-        return _fix(usage)
+        return _fix(wording.silence_usage_text(command))
     until = now + timedelta(seconds=seconds)
     reason = _escape(" ".join(args[2:]))[:200]
     store.silence(rule, group, until, reason, user, now)
-    who = f" by <@{user}>" if user else ""
-    return Reply(
-        f":zipper_mouth_face: Silenced `{_quote(args[0])}` until {until:%Y-%m-%d %H:%M} UTC"
-        f"{who}: {reason}",
-        public,
-    )
+    return Reply(wording.silenced_text(args[0], until, user, reason), public)
 
 
 def _model(args: list[str], store: Store, now: datetime, public: bool, command: str) -> Reply:
     seen = models_seen(store, now)
     if not args:
-        return _fix(missing_model_text(seen, command))
+        return _fix(wording.missing_model_text(seen, command))
     if len(args) > 2:
-        return _fix(extra_words_text("model", "model NAME [days]", command))
+        return _fix(wording.extra_words_text("model", "model NAME [days]", command))
     days = _number(args[1:], "Days", DAYS, DEFAULT_DAYS)
     if isinstance(days, Reply):
         return days
@@ -408,7 +325,7 @@ def _model(args: list[str], store: Store, now: datetime, public: bool, command: 
         # Forgive the case ("Pro") when it names exactly one model.
         folded = [m for m in seen if m.casefold() == name.casefold()]
         if len(folded) != 1:
-            return _fix(unknown_model_text(name, seen, command))
+            return _fix(wording.unknown_model_text(name, seen, command))
         name = folded[0]
     text = _code(model_text(store, name, days, now))
     return Reply(_with_links(text, store, model_alerts(store, name)), public)
@@ -416,15 +333,14 @@ def _model(args: list[str], store: Store, now: datetime, public: bool, command: 
 
 def _segment(args: list[str], store: Store, now: datetime, public: bool, command: str) -> Reply:
     seen = store.segments()
-    known = ", ".join(f"`{s}`" for s in seen) or "none stored yet"
     if not args or len(args) > 2:
-        return _fix(f"Usage: `{command} segment NAME [days]`. Segments seen: {known}.")
+        return _fix(wording.segment_usage_text(seen, command))
     days = _number(args[1:], "Days", SEGMENT_DAYS, SEGMENT_DAYS[1])
     if isinstance(days, Reply):
         return days
     name = next((s for s in seen if s.casefold() == args[0].casefold()), None)
     if name is None:
-        return _fix(f"I have no segment `{_quote(args[0])}`. Segments seen: {known}.")
+        return _fix(wording.unknown_segment_text(args[0], seen))
     end = now.date()
     rows = store.segment_daily(name, end - timedelta(days=days - 1), end)
     head = f"Segment {name}, last {days} day{'s' if days != 1 else ''} (UTC, from stored events)"
@@ -440,19 +356,14 @@ def _alerts(store: Store, now: datetime) -> str:
     text = _with_links(_code(alerts_text(store, now)), store, _firing(store))
     silences = store.silences(now)
     if silences:
-        lines = [
-            f"• `{s.rule}{'' if s.group is None else '/' + '/'.join(s.group)}` until "
-            f"{s.until:%Y-%m-%d %H:%M} UTC: {s.reason}"
-            for s in silences
-        ]
-        text += "\nSilenced:\n" + "\n".join(lines)
+        text += wording.silences_list([(s.rule, s.group, s.until, s.reason) for s in silences])
     return text
 
 
 def _with_links(text: str, store: Store, alerts: Sequence[AlertState]) -> str:
     links = thread_links(store, alerts)
     if links:  # outside the code block: Slack links nothing inside one
-        text += f"\n{THREADS_HEAD}" + "".join(f"\n• {_escape(line)}" for line in links)
+        text += wording.threads_list(links)
     return text
 
 
@@ -469,7 +380,7 @@ def _number(args: Sequence[str], what: str, bounds: tuple[int, int], default: in
     low, high = bounds
     if word.isascii() and word.isdigit() and len(word) <= 6 and low <= int(word) <= high:
         return int(word)
-    return _fix(bad_number_text(what, word, bounds, default))
+    return _fix(wording.bad_number_text(what, word, bounds, default))
 
 
 def _firing(store: Store) -> list[AlertState]:
@@ -510,21 +421,5 @@ def _fix(text: str) -> Reply:
     return Reply(text, public=False, correction=True)
 
 
-def _range(bounds: tuple[int, int]) -> str:
-    return f"{bounds[0]} to {bounds[1]}"
-
-
-def _escape(text: str) -> str:
-    """Slack's three control characters; the rest of mrkdwn is harmless here."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _quote(word: str) -> str:
-    """A user's word, quoted back short and inert (no mentions, links or code breaks)."""
-    short = word if len(word) <= ECHO_MAX else word[: ECHO_MAX - 1] + "…"
-    return _escape(short.replace("`", "'"))
-
-
-def _code(text: str) -> str:
-    """A monospace block, so the tables line up in Slack."""
-    return f"```\n{_escape(text)}\n```"
+# Slack text helpers, with the wording.
+_escape, _quote, _code = wording.escape, wording.quote, wording.code

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bot.backoff import Backoff
+from bot.messages import notices
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,8 @@ SIGNATURE_HEADER = "X-UsageBot-Signature"
 TIMESTAMP_HEADER = "X-UsageBot-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TOLERANCE = 300  # seconds a receiver should accept a timestamp either side of its clock
-BACKOFF_BASE = 15.0
-BACKOFF_CAP = 900.0
+# Between tries of one hook: doubling from 15 s to 15 min, give or take 20 %.
+BACKOFF = Backoff(base=15.0, cap=900.0, jitter=(0.8, 1.2))
 TELL_AFTER = 3  # failed tries before ops hear that a hook is failing
 
 
@@ -52,13 +54,6 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, now: float)
     return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
 
 
-def backoff(attempts: int) -> float:
-    """Seconds before try `attempts + 1`: doubling from 15 s to 15 min, with jitter."""
-    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))) * random.uniform(
-        0.8, 1.2
-    )
-
-
 def send_hooks(
     store: Store,
     client: httpx.Client,
@@ -66,6 +61,7 @@ def send_hooks(
     secret: str | None,
     now: datetime,
     wall: Callable[[], float],
+    rand: Callable[[], float] = random.random,
 ) -> int:
     """Try every due hook once; return how many were delivered.
 
@@ -82,7 +78,7 @@ def send_hooks(
         else:
             status, error = _post(client, url, secret, hook.key, hook.body, wall)
         attempts = hook.attempts + 1
-        retry_at = None if error is None else wall() + backoff(attempts)
+        retry_at = None if error is None else wall() + BACKOFF.delay(attempts, rand)
         store.hook_tried(hook.id, status=status, error=error, retry_at=retry_at, now=now)
         where = f"budget {hook.budget} hook ({_host(url)})"
         if error is None:
@@ -94,10 +90,9 @@ def send_hooks(
             store.episode(
                 f"hook {hook.budget}",
                 error is not None,
-                f"The enforcement hook of budget {hook.budget} keeps failing ({error}); "
-                "its events are kept and retried until it answers 2xx."
+                notices.hook_failing(hook.budget, error)
                 if error
-                else f"The enforcement hook of budget {hook.budget} delivers again.",
+                else notices.hook_delivers(hook.budget),
                 now,
             )
     return delivered

@@ -31,6 +31,19 @@ from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.clock import stop_on_signals, utc_now
 from bot.commands import Reply, budget_json, handle_action, handle_command
 from bot.config import Settings
+from bot.messages.commands import BAD_CLICK_TEXT
+from bot.messages.transport import (
+    BAD_CONTENT_LENGTH,
+    BODY_TOO_LARGE,
+    FAILED_TEXT,
+    INVALID_SIGNATURE,
+    LENGTH_REQUIRED,
+    NO_SIGNING_SECRET,
+    NOT_A_SLASH_COMMAND,
+    NOT_FOUND,
+    WORKING_TEXT,
+    http_error,
+)
 from bot.models import Budget
 from bot.store import Store
 
@@ -42,8 +55,6 @@ BUDGET_PATH = "/budget"  # budgets as JSON for automation (bearer BOT_API_TOKEN)
 MAX_BODY = 64 * 1024  # a slash-command payload is well under 4 KB
 MAX_DRAIN = 1024 * 1024  # past this, an oversized body is not read at all
 FORM = "application/x-www-form-urlencoded"
-FAILED_TEXT = "Sorry, I could not read the usage store just now; please try again shortly."
-WORKING_TEXT = "Working on it: the answer follows here in a moment."
 ANSWER_WITHIN = 2.0  # seconds to answer inline; Slack gives up on a command after 3
 
 
@@ -72,7 +83,7 @@ def make_server(
                 self._budget()
                 return
             if path != "/healthz":
-                self._reply(404, {"error": "not_found"})
+                self._reply(404, http_error(NOT_FOUND))
                 return
             store = Store(db_path)  # one short-lived connection per request: thread-safe
             try:
@@ -89,31 +100,31 @@ def make_server(
         def do_POST(self) -> None:  # noqa: N802
             path = urlsplit(self.path).path
             if path not in (COMMANDS_PATH, ACTIONS_PATH):
-                self._reply(404, {"error": "not_found"})
+                self._reply(404, http_error(NOT_FOUND))
                 return
             if verifier is None:
-                self._reply(503, {"error": "SLACK_SIGNING_SECRET is not set"})
+                self._reply(503, http_error(NO_SIGNING_SECRET))
                 return
             length = self.headers.get("Content-Length")
             if length is None:
-                self._reply(411, {"error": "length_required"})
+                self._reply(411, http_error(LENGTH_REQUIRED))
                 return
             if not (length.isascii() and length.isdigit()):
-                self._reply(400, {"error": "bad_content_length"})
+                self._reply(400, http_error(BAD_CONTENT_LENGTH))
                 return
             if int(length) > MAX_BODY:
                 self._discard(int(length))
-                self._reply(413, {"error": "body_too_large"})
+                self._reply(413, http_error(BODY_TOO_LARGE))
                 return
             raw = self.rfile.read(int(length))
             timestamp = self.headers.get("X-Slack-Request-Timestamp", "")
             signature = self.headers.get("X-Slack-Signature", "")
             if not _signed(verifier, raw, timestamp, signature):
-                self._reply(401, {"error": "invalid_signature"})
+                self._reply(401, http_error(INVALID_SIGNATURE))
                 return
             form = _form(raw, self.headers.get("Content-Type", ""), path)
             if form is None:
-                self._reply(400, {"error": "not_a_slash_command"})
+                self._reply(400, http_error(NOT_A_SLASH_COMMAND))
                 return
             if path == ACTIONS_PATH:
                 self._reply(200, _act(db_path, form["payload"], settings))
@@ -123,7 +134,7 @@ def make_server(
         def _budget(self) -> None:
             """Every budget's state for automation, behind a bearer token."""
             if settings.api_token is None:
-                self._reply(404, {"error": "not_found"})  # the endpoint is off
+                self._reply(404, http_error(NOT_FOUND))  # the endpoint is off
                 return
             given = self.headers.get("Authorization", "")
             expected = f"Bearer {settings.api_token}"
@@ -195,9 +206,9 @@ def _act(db_path: str, payload_text: str, settings: Settings) -> dict[str, objec
     try:
         payload = json.loads(payload_text)
     except ValueError:
-        return {"text": "Sorry, I could not read that button click."}
+        return {"text": BAD_CLICK_TEXT}
     if not isinstance(payload, dict):
-        return {"text": "Sorry, I could not read that button click."}
+        return {"text": BAD_CLICK_TEXT}
     return act_on_click(db_path, payload, settings)
 
 

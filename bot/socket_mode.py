@@ -44,6 +44,7 @@ from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
+from bot.backoff import Backoff
 from bot.clock import utc_now
 from bot.config import Settings
 from bot.models import Budget
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL = 5.0  # slack_sdk's default: a dead socket is noticed within about 20 s
 QUIET_AFTER = 120.0  # the watchdog's backstop
-RETRY_FIRST, RETRY_MAX = 1.0, 60.0  # backoff between failed connection attempts
+RETRY = Backoff(base=1.0, cap=60.0)  # between failed connection attempts: 1 s doubling to 60 s
 
 
 class _Client(SocketModeClient):
@@ -111,7 +112,7 @@ class SocketModeTransport:
         self._session: object = None
         self._last_pong: float | None = None
         self._retry_at = 0.0
-        self._retry_delay = RETRY_FIRST
+        self._failures = 0  # failed connection attempts in a row
         self._connected_once = False
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -210,15 +211,16 @@ class SocketModeTransport:
         try:
             connect()
         except Exception as exc:  # unreachable, refused, rate limited: try again later
+            self._failures += 1
+            delay = RETRY.delay(self._failures)
             log.warning(
                 "Socket Mode: could not connect (%s); retrying in %.0f s",
                 self._describe(exc),
-                self._retry_delay,
+                delay,
             )
-            self._retry_at = time.monotonic() + self._retry_delay
-            self._retry_delay = min(RETRY_MAX, self._retry_delay * 2)
+            self._retry_at = time.monotonic() + delay
             return False
-        self._retry_at, self._retry_delay = 0.0, RETRY_FIRST
+        self._retry_at, self._failures = 0.0, 0
         self._heard_at = time.monotonic()  # give the new connection its full quiet time
         if client.is_connected():
             log.info("Socket Mode: connected (session %s)", client.session_id())

@@ -21,6 +21,7 @@ import fastjsonschema
 import httpx
 
 from bot.api_schema import EVENTS_PATH, EVENTS_SCHEMA, SUMMARY_PATH, SUMMARY_SCHEMA
+from bot.backoff import FULL_JITTER, Backoff
 from bot.errors import SchemaDrift, SourceError
 from bot.models import Event, EventsPage, Summary
 
@@ -68,8 +69,8 @@ class UsageClient:
         self._http = http
         self._api_key = api_key
         self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        # Full jitter (AWS architecture blog): spreads retries of many clients apart.
+        self._backoff = Backoff(backoff_base, backoff_cap, jitter=FULL_JITTER)
         self._sleep = sleep
         self._rand = rand
 
@@ -113,7 +114,7 @@ class UsageClient:
             except SourceError as exc:
                 if not exc.transient or attempt >= self._max_attempts:
                     raise
-                wait = self._backoff(attempt, exc.retry_after)
+                wait = self._backoff.delay(attempt, self._rand, retry_after=exc.retry_after)
                 log.warning(
                     "retrying %s in %.2fs (attempt %d/%d): %s",
                     path,
@@ -125,13 +126,6 @@ class UsageClient:
                 if self._sleep(wait) is True:
                     raise  # shutting down: no more tries
                 attempt += 1
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._backoff_cap)
-        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
-        # Full jitter (AWS architecture blog): spreads retries of many clients apart.
-        return ceiling * self._rand()
 
     def _get_once(
         self, path: str, params: Mapping[str, int], validator: _Validator

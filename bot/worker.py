@@ -28,6 +28,7 @@ from bot.clock import utc_now
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SchemaDrift, SourceError
 from bot.hooks import send_hooks
+from bot.messages import notices
 from bot.metrics import batch_from_events
 from bot.models import DigestConfig, Event, PollRecord, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
@@ -332,11 +333,9 @@ class Worker:
             new=len(saved.new_events),
         )
         gap_text = (
-            f"More than {page.limit} events arrived between two polls: events between "
-            f"{saved.gap.newest_stored_at:%Y-%m-%d %H:%M:%S} and "
-            f"{saved.gap.oldest_seen_at:%H:%M:%S} UTC may be missing, so counts there are low."
+            notices.events_gap(page.limit, saved.gap.newest_stored_at, saved.gap.oldest_seen_at)
             if saved.gap
-            else "Polls keep up with the events again: no gap since the last notice."
+            else notices.EVENTS_GAP_CLOSED
         )
         self.store.episode("events gap", saved.gap is not None, gap_text, now)
         if saved.gap is not None:
@@ -439,19 +438,15 @@ class Worker:
         # Only a good answer clears an episode; a timeout says nothing about the key.
         if ok or refused:
             text = (
-                f"The usage API refuses our key at {endpoint} ({error}). Polling is paused "
-                f"and probed every {int(self.ruleset.poll.probe_every)} s until it recovers."
+                notices.key_refused(endpoint, error, self.ruleset.poll.probe_every)
                 if refused
-                else f"The usage API accepts our key again at {endpoint}; polling resumed."
+                else notices.key_accepted(endpoint)
             )
             if self.store.episode(refusal(endpoint), refused, text, now):
                 (log.error if refused else log.warning)("%s", text)
         if ok or drift:
             text = (
-                f"The usage API answered {endpoint} with a body we cannot trust ({error}); "
-                "nothing from it was stored."
-                if drift
-                else f"The usage API's answers at {endpoint} match the expected schema again."
+                notices.schema_drift(endpoint, error) if drift else notices.schema_matches(endpoint)
             )
             if self.store.episode(f"schema drift {endpoint}", drift, text, now):
                 (log.error if drift else log.warning)("%s", text)

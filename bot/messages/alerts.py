@@ -1,120 +1,16 @@
-"""All user-facing wording in one place: tables for `query`, poll lines for the demo.
+"""Alert wording: the plain-text alert, the `alerts` report, and the Slack Block Kit of
+an alert's parent message and thread.
 
-Pure functions from plain data to text; no I/O. Slack Block Kit builders join them later.
+Pure functions from plain data to text; no I/O.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.models import TOTAL, AlertState, DailyUsage, Event, Rule, Transition
-
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float]) -> str:
-    """A one-line chart: ▁ for the smallest value, █ for the largest, a space for none."""
-    known = [v for v in values if math.isfinite(v)]
-    if not known:
-        return ""
-    low, high = min(known), max(known)
-    span = high - low
-    return "".join(
-        " "
-        if not math.isfinite(v)
-        else SPARK[min(7, int((v - low) / span * 7.999))]
-        if span > 0
-        else SPARK[0]
-        for v in values
-    )
-
-
-def _rate(failed: int, finished: int) -> str:
-    return f"{failed / finished:.1%}" if finished else "-"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Right-aligned columns except the first; a rule under the header."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = str(cells[0]).ljust(widths[0])
-        rest = (str(c).rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([first, *rest]).rstrip()
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
-def freshness(last_poll: datetime | None, now: datetime) -> str:
-    if last_poll is None:
-        return "no data polled yet"
-    age = max(0, int((now - last_poll).total_seconds()))
-    if age < 120:
-        return f"as of {age}s ago"
-    if age < 7200:
-        return f"as of {age // 60} min ago"
-    return f"as of {age // 3600} h ago"
-
-
-def summary_report(
-    rows: Sequence[DailyUsage], days: int, last_poll: datetime | None, now: datetime
-) -> str:
-    """Totals and a per-model table over the given daily rows, with a credits sparkline."""
-    if not rows:
-        return f"Usage, last {days} days: no summary stored yet ({freshness(last_poll, now)})."
-    by_model: dict[str, list[DailyUsage]] = {}
-    for row in rows:
-        by_model.setdefault(row.model, []).append(row)
-    table_rows = []
-    for model in sorted(m for m in by_model if m != TOTAL):
-        table_rows.append(_figures_row(model, by_model[model]))
-    totals = by_model.get(TOTAL, [])
-    table_rows.append(_figures_row("total", totals))
-    daily_credits = [r.credits_used for r in sorted(totals, key=lambda r: r.date)]
-    first, last = min(r.date for r in rows), max(r.date for r in rows)
-    span = f"{days} day" + ("s" if days != 1 else "")
-    head = f"Usage {first} .. {last} ({span}, UTC; {freshness(last_poll, now)})"
-    grid = table(["model", "jobs", "completed", "failed", "fail rate", "credits"], table_rows)
-    return f"{head}\n{grid}\ncredits per day: {sparkline(daily_credits)}"
-
-
-def _figures_row(name: str, rows: Sequence[DailyUsage]) -> list[str]:
-    jobs = sum(r.total_jobs for r in rows)
-    completed = sum(r.completed_jobs for r in rows)
-    failed = sum(r.failed_jobs for r in rows)
-    credits = sum(r.credits_used for r in rows)
-    return [
-        name,
-        f"{jobs:,}",
-        f"{completed:,}",
-        f"{failed:,}",
-        _rate(failed, completed + failed),
-        f"{credits:,.1f}",
-    ]
-
-
-def events_report(events: Sequence[Event], last_poll: datetime | None, now: datetime) -> str:
-    """The newest events, one line each, with request_id and job_id."""
-    if not events:
-        return f"No events stored yet ({freshness(last_poll, now)})."
-    rows = [
-        [
-            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            e.status or "-",
-            e.model or "-",
-            f"{e.credits_used:.2f}",
-            e.error_code or "",
-            e.request_id or "-",
-            e.job_id or "-",
-        ]
-        for e in events
-    ]
-    header = ["time (UTC)", "status", "model", "credits", "error", "request_id", "job_id"]
-    return f"Latest {len(events)} events ({freshness(last_poll, now)})\n" + table(header, rows)
-
+from bot.models import AlertState, Event, Rule, Transition
 
 # -- alerts --------------------------------------------------------------------------
 
@@ -212,7 +108,7 @@ SEVERITY_ICON = {
 }
 
 
-def _section(text: str) -> dict[str, object]:
+def section(text: str) -> dict[str, object]:
     if len(text) > MAX_SECTION:
         text = text[: MAX_SECTION - 1] + "…"
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
@@ -263,7 +159,7 @@ def parent_blocks(
     figures.append(f"*Since:* {since:%Y-%m-%d %H:%M} UTC")
     if spark:
         figures.append(f"`{spark}`")
-    blocks = [_section(head), _section("\n".join(figures))]
+    blocks = [section(head), section("\n".join(figures))]
     if t.request_ids:
         shown = ", ".join(f"`{r}`" for r in t.request_ids[:3])
         more = len(t.request_ids) - 3
@@ -337,15 +233,15 @@ def detail_blocks(t: Transition, events: Sequence[Event], metric: str) -> list[d
         )
     what = "Failed jobs" if metric == "failure_rate" else "Costliest jobs"
     if not lines:
-        return [_section(f"{what}: no example events were stored for this window.")]
-    blocks = [_section(f"*{what} behind this alert* (newest first):")]
+        return [section(f"{what}: no example events were stored for this window.")]
+    blocks = [section(f"*{what} behind this alert* (newest first):")]
     chunk: list[str] = []
     for line in lines:  # several sections rather than one over the 3,000-character limit
         if sum(len(x) + 1 for x in chunk) + len(line) > MAX_SECTION:
-            blocks.append(_section("\n".join(chunk)))
+            blocks.append(section("\n".join(chunk)))
             chunk = []
         chunk.append(line)
-    blocks.append(_section("\n".join(chunk)))
+    blocks.append(section("\n".join(chunk)))
     return blocks[:MAX_BLOCKS]
 
 
@@ -366,3 +262,13 @@ def resolve_text(t: Transition, metric: str) -> str:
         f"{format_metric(metric, t.baseline)}. Peak {format_metric(metric, t.peak_value)} "
         f"(z {t.peak_zscore:.1f})."
     )
+
+
+def details_fallback(t: Transition) -> str:
+    """The plain text of the first reply, the examples behind the alert."""
+    return f"Examples behind {describe_key(t)}"
+
+
+def chart_title(t: Transition) -> str:
+    """The title of the chart uploaded into an alert's thread."""
+    return f"{describe_key(t)} around {t.at:%H:%M} UTC"

@@ -1,26 +1,22 @@
-"""Notifiers: the last stage (... -> alerts -> notify). They deliver what the store's
-outbox holds, oldest first, and mark it delivered; a transient failure leaves the row for
-a later cycle (with backoff), a permanent one is recorded and reported once.
+"""The Slack notifier: one parent message per alert key, everything later in its
+thread, the parent edited on resolve; ops notices and budget/digest posts as top-level
+messages.
 
-Slack: one parent message per alert key, everything later in its thread, the parent
-edited on resolve. Every Slack call a transition needs is a recorded step: marked before
-the call and completed with its `ts` after. A step found marked but not completed (the
-process died, or the connection dropped, after Slack may have posted) is first looked
-up by its message metadata, and only posted if it is not there: nothing is posted twice.
-
-The console notifier is the default when SLACK_BOT_TOKEN is unset.
+Every Slack call a transition needs is a recorded step: marked before the call and
+completed with its `ts` after. A step found marked but not completed (the process died,
+or the connection dropped, after Slack may have posted) is first looked up by its message
+metadata, and only posted if it is not there: nothing is posted twice.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Protocol, TextIO
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -30,12 +26,11 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import budget_text, chart, digest, messages
-from bot.errors import BotError, NotifyError
+from bot import chart, messages
+from bot.errors import NotifyError
 from bot.models import (
     FIRING,
     REMINDER,
-    RESOLVED,
     AlertState,
     Notice,
     Post,
@@ -45,9 +40,10 @@ from bot.models import (
     format_time,
     parse_time,
 )
+from bot.notify.console import post_text
 from bot.store import Store
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bot.notify")  # the name operators filter on, as before the split
 
 EVENT_TYPE = "usage_alert"
 NOTICE_EVENT_TYPE = "usage_bot_notice"
@@ -69,166 +65,7 @@ PERMANENT_ERRORS = frozenset(
         "no_text",
     }
 )
-BACKOFF_BASE, BACKOFF_CAP = 30.0, 900.0  # seconds between delivery attempts of one row
 CLOCK_SKEW = 3600.0  # how far Slack's ts may run behind our clock when we look a post up
-
-
-class Notifier(Protocol):
-    def send(self, transition_id: int, transition: Transition) -> None:
-        """Deliver one transition or raise NotifyError."""
-
-    def recover(self, store: Store, now: datetime) -> int:
-        """On a fresh database, adopt alerts that are still open where they were told."""
-
-    def send_notice(self, notice: Notice) -> None:
-        """Tell ops about an episode opening or clearing (bad key, gap, schema drift)."""
-
-    def send_post(self, post: Post) -> None:
-        """Deliver a budget event or a daily digest or raise NotifyError."""
-
-
-class ConsoleNotifier:
-    """Prints alerts to stdout as plain text."""
-
-    def __init__(self, rules: Mapping[str, Rule], out: TextIO | None = None) -> None:
-        self.rules = rules
-        self.out = out or sys.stdout
-
-    def send(self, transition_id: int, transition: Transition) -> None:
-        rule = self.rules.get(transition.rule)
-        metric = rule.metric if rule else "spend"
-        bucket = rule.bucket if rule else 3600.0
-        print(messages.alert_text(transition, metric, bucket), file=self.out, flush=True)
-
-    def recover(self, store: Store, now: datetime) -> int:
-        return 0
-
-    def send_notice(self, notice: Notice) -> None:
-        label = "NOTICE" if notice.state == "open" else "CLEARED"
-        print(f"{label}  {notice.text}", file=self.out, flush=True)
-
-    def send_post(self, post: Post) -> None:
-        label = "BUDGET" if post.kind == "budget" else "DIGEST"
-        print(f"{label}  {post_text(post)}", file=self.out, flush=True)
-
-
-def post_text(post: Post) -> str:
-    if post.kind == "budget":
-        return budget_text.event_text(post.payload["event"], post.payload["status"])
-    return digest.digest_text(post.payload)
-
-
-def deliver(
-    store: Store, notifier: Notifier, now: datetime, wall: Callable[[], float] = time.time
-) -> int:
-    """Send undelivered transitions in order; stop at the first transient failure."""
-    sent = 0
-    for transition_id, transition in store.undelivered(wall()):
-        if _is_silenced(store, transition, now):
-            store.mark_delivered(transition_id, now)  # decided, and deliberately not told
-            continue
-        try:
-            try:
-                notifier.send(transition_id, transition)
-            except BotError:
-                raise
-            except Exception as exc:
-                # A bug in rendering must not block every later alert behind this one.
-                log.exception("alert %s could not be rendered", transition.rule)
-                raise NotifyError(f"internal error: {type(exc).__name__}", permanent=True) from exc
-        except NotifyError as exc:
-            attempts = store.attempts(transition_id) + 1
-            retry_at = wall() + backoff(attempts)
-            store.delivery_failed(
-                transition_id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
-            )
-            if exc.permanent:
-                log.error(
-                    "alert %s (%s) cannot be delivered, giving up: %s",
-                    transition.rule,
-                    transition.state,
-                    exc,
-                )
-                # Told once to the default channel (as an ops notice), where that works.
-                store.episode(
-                    f"undeliverable {transition.rule}",
-                    True,
-                    f"Alerts of rule {transition.rule} cannot be delivered: {exc}. "
-                    "Check the rule's channel and the bot's membership and scopes.",
-                    now,
-                )
-                continue  # later alerts still go out
-            log.warning(
-                "alert %s (%s) not delivered (attempt %d), retrying later: %s",
-                transition.rule,
-                transition.state,
-                attempts,
-                exc,
-            )
-            break  # keep the order: nothing overtakes a message that is still due
-        store.mark_delivered(transition_id, now)
-        store.episode(
-            f"undeliverable {transition.rule}",
-            False,
-            f"Alerts of rule {transition.rule} are delivered again.",
-            now,
-        )
-        sent += 1
-    for notice in store.undelivered_notices():
-        try:
-            notifier.send_notice(notice)
-        except NotifyError as exc:
-            if not exc.permanent:
-                log.warning("ops notice %s not delivered, retrying later: %s", notice.kind, exc)
-                break
-            log.error("ops notice %s cannot be delivered: %s", notice.kind, exc)
-            store.notice_done(notice.id, now, failed=True)
-            continue
-        store.notice_done(notice.id, now)
-        sent += 1
-    for post in store.undelivered_posts(wall()):
-        try:
-            notifier.send_post(post)
-        except NotifyError as exc:
-            # Posts are independent (each its own key): one backing off holds up no other.
-            retry_at = wall() + backoff(post.attempts + 1)
-            store.post_failed(
-                post.id, str(exc), permanent=exc.permanent, retry_at=retry_at, now=now
-            )
-            (log.error if exc.permanent else log.warning)(
-                "%s %s not delivered: %s", post.kind, post.key, exc
-            )
-            continue
-        store.post_done(post.id, now)
-        sent += 1
-    return sent
-
-
-def backoff(attempts: int) -> float:
-    """Seconds before the next try after `attempts` failed ones: 30 s doubling to 15 min."""
-    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempts - 1)))
-
-
-def _is_silenced(store: Store, t: Transition, now: datetime) -> bool:
-    """A silence holds back a firing and its reminders; a resolve still goes to a thread
-    that was told before the silence (and only there). An acknowledged alert gets no more
-    reminders: someone is on it."""
-    if t.state == REMINDER and store.acknowledgement(t.rule, t.group) is not None:
-        return True
-    silence = store.silenced(t.rule, t.group, now)
-    if silence is None:
-        return False
-    if t.state == RESOLVED and store.thread(t.rule, t.group) is not None:
-        return False
-    log.info(
-        "alert %s %s (%s) silenced until %s: %s",
-        t.rule,
-        list(t.group),
-        t.state,
-        format_time(silence.until),
-        silence.reason,
-    )
-    return True
 
 
 def make_web_clients(token: str, base_url: str, timeout: int = 10) -> tuple[WebClient, WebClient]:
@@ -324,7 +161,7 @@ class SlackNotifier:
             lambda: self._post(
                 open_thread.channel,
                 details,
-                f"Examples behind {messages.describe_key(t)}",
+                messages.details_fallback(t),
                 _meta(t, "details"),
                 thread_ts=open_thread.ts,
             ),
@@ -347,7 +184,7 @@ class SlackNotifier:
                 thread_ts=thread.ts,
                 content=png,
                 filename=f"{t.rule}-{t.at:%Y%m%dT%H%M}.png",
-                title=f"{messages.describe_key(t)} around {t.at:%H:%M} UTC",
+                title=messages.chart_title(t),
             )
         except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
             log.warning("could not upload the chart for %s: %s", t.rule, exc)
@@ -363,7 +200,7 @@ class SlackNotifier:
             return
         text = messages.reminder_text(t, rule.metric)
         events = self.store.events_by_request_id(t.request_ids)
-        blocks = [messages._section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
+        blocks = [messages.section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
         self._once(
             tid,
             "reminder",
@@ -384,7 +221,7 @@ class SlackNotifier:
                 tid,
                 "resolve",
                 channel,
-                lambda: self._post(channel, [messages._section(text)], text, _meta(t, "resolve")),
+                lambda: self._post(channel, [messages.section(text)], text, _meta(t, "resolve")),
                 lambda since: self._find(channel, None, f"{t.idempotency_key}:resolve", since),
             )
             return
@@ -394,7 +231,7 @@ class SlackNotifier:
             thread.channel,
             lambda: self._post(
                 thread.channel,
-                [messages._section(text)],
+                [messages.section(text)],
                 text,
                 _meta(t, "resolve"),
                 thread_ts=thread.ts,
@@ -532,8 +369,7 @@ class SlackNotifier:
         )
         if channel is None:
             raise NotifyError("no channel for ops notices", permanent=True)
-        icon = ":large_orange_circle:" if notice.state == "open" else ":large_green_circle:"
-        text = f"{icon} usage-bot: {notice.text}"
+        text = messages.notices.notice_message(notice.state, notice.text)
         delivery = f"notice-{notice.kind}-{notice.state}-{format_time(notice.at)}"
         metadata = {
             "event_type": NOTICE_EVENT_TYPE,
@@ -545,7 +381,7 @@ class SlackNotifier:
                 -notice.id,
                 "notice",
                 channel,
-                lambda: self._post(channel, [messages._section(text)], text, metadata),
+                lambda: self._post(channel, [messages.section(text)], text, metadata),
                 lambda since: self._find(channel, None, delivery, since),
             )
 
@@ -562,7 +398,7 @@ class SlackNotifier:
             "event_type": POST_EVENT_TYPE,
             "event_payload": {"delivery": post.key, "kind": post.kind},
         }
-        blocks = [messages._section(part) for part in _chunks(text, messages.MAX_SECTION)]
+        blocks = [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
         with _slack_errors():
             channel_id, ts = self._once(
                 -post.id,
@@ -582,7 +418,7 @@ class SlackNotifier:
                     thread_ts=ts,
                     content=png,
                     filename=f"usage-{post.payload['day']}.png",
-                    title=f"Credits per day by model, 30 days to {post.payload['day']}",
+                    title=messages.digest_chart_title(post.payload["day"]),
                 )
             except (SlackClientError, OSError, http.client.HTTPException, ValueError) as exc:
                 log.warning("could not upload the digest chart: %s", exc)

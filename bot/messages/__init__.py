@@ -1,0 +1,83 @@
+"""All user-facing wording in one place: pure functions from plain data to text (and
+Slack Block Kit), no I/O. Operators' log lines stay where they are logged.
+
+* `reports`: the tables of `query` and `/usage` (summary, events), sparklines;
+* `alerts`: the plain-text alert, the `alerts` report, an alert's Slack messages;
+* `commands`: the `/usage` help, corrections and fixed answers, with the bounds they state;
+* `notices`: ops notices (episodes opened and cleared) and how notices and posts show;
+* `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors).
+
+Budget wording is the sibling module `bot.budget_text` (it builds on `reports`).
+Everything is re-exported here, so `messages.alert_text(...)` and
+`from bot.messages import table` keep working.
+"""
+
+from __future__ import annotations
+
+from bot.messages import commands, notices, transport
+from bot.messages.alerts import (
+    ACK,
+    MAX_BLOCKS,
+    MAX_SECTION,
+    SEVERITY_ICON,
+    SILENCE_1H,
+    SILENCE_24H,
+    action_block,
+    alert_fallback,
+    alert_text,
+    alerts_report,
+    chart_title,
+    describe_key,
+    detail_blocks,
+    details_fallback,
+    format_duration,
+    format_metric,
+    parent_blocks,
+    reminder_text,
+    resolve_text,
+    section,
+    with_note,
+)
+from bot.messages.reports import (
+    SPARK,
+    digest_chart_title,
+    events_report,
+    freshness,
+    sparkline,
+    summary_report,
+    table,
+)
+
+__all__ = [
+    "ACK",
+    "MAX_BLOCKS",
+    "MAX_SECTION",
+    "SEVERITY_ICON",
+    "SILENCE_1H",
+    "SILENCE_24H",
+    "SPARK",
+    "action_block",
+    "alert_fallback",
+    "alert_text",
+    "alerts_report",
+    "chart_title",
+    "commands",
+    "describe_key",
+    "detail_blocks",
+    "details_fallback",
+    "digest_chart_title",
+    "events_report",
+    "format_duration",
+    "format_metric",
+    "freshness",
+    "notices",
+    "parent_blocks",
+    "reminder_text",
+    "resolve_text",
+    "section",
+    "sparkline",
+    "summary_report",
+    "table",
+    "transport",
+    "with_note",
+]

@@ -1,0 +1,42 @@
+"""The console notifier: alerts, ops notices and posts printed as plain text; the
+default when SLACK_BOT_TOKEN is unset."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TextIO
+
+from bot import budget_text, digest, messages
+from bot.models import Notice, Post, Rule, Transition
+from bot.store import Store
+
+
+class ConsoleNotifier:
+    """Prints alerts to stdout as plain text."""
+
+    def __init__(self, rules: Mapping[str, Rule], out: TextIO | None = None) -> None:
+        self.rules = rules
+        self.out = out or sys.stdout
+
+    def send(self, transition_id: int, transition: Transition) -> None:
+        rule = self.rules.get(transition.rule)
+        metric = rule.metric if rule else "spend"
+        bucket = rule.bucket if rule else 3600.0
+        print(messages.alert_text(transition, metric, bucket), file=self.out, flush=True)
+
+    def recover(self, store: Store, now: datetime) -> int:
+        return 0
+
+    def send_notice(self, notice: Notice) -> None:
+        print(messages.notices.notice_line(notice.state, notice.text), file=self.out, flush=True)
+
+    def send_post(self, post: Post) -> None:
+        print(messages.notices.post_line(post.kind, post_text(post)), file=self.out, flush=True)
+
+
+def post_text(post: Post) -> str:
+    if post.kind == "budget":
+        return budget_text.event_text(post.payload["event"], post.payload["status"])
+    return digest.digest_text(post.payload)

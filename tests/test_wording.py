@@ -1,0 +1,125 @@
+"""The wording moved into bot.messages, pinned byte for byte (as the code before the move
+wrote it): users must see exactly the same texts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.messages import commands, notices, transport
+
+AT = datetime(2026, 11, 23, 9, 5, 7, tzinfo=UTC)
+LATER = datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
+
+
+def test_command_answers_and_corrections() -> None:
+    assert commands.no_silence_text("rule/<x>", "/usage") == (
+        "No silence on `rule/&lt;x&gt;`; `/usage alerts` lists them."
+    )
+    assert (
+        commands.unsilenced_text("r/pro") == "Silence on `r/pro` ended: its alerts are told again."
+    )
+    assert commands.unsilence_usage_text("/u") == (
+        "Usage: `/u unsilence RULE[/GROUP]`, e.g. `failed-job-rate/pro`."
+    )
+    usage = (
+        "Usage: `/usage silence RULE[/GROUP] DURATION REASON`, e.g. "
+        "`/usage silence failed-job-rate/pro 2h deploy in progress`."
+    )
+    assert commands.silence_usage_text("/usage") == usage
+    assert commands.silence_usage_text("/usage", no_reason=True) == (
+        usage + " A silence needs a reason, so the next person knows why."
+    )
+    assert commands.bad_duration_text("9w`") == (
+        "`9w'` is not a duration from 1m to 7d (say 30m, 2h, 1d)."
+    )
+    assert commands.silenced_text("r/pro", LATER, "U1", "deploy") == (
+        ":zipper_mouth_face: Silenced `r/pro` until 2026-11-23 11:05 UTC by <@U1>: deploy"
+    )
+    assert commands.silenced_text("r", LATER, None, "x") == (
+        ":zipper_mouth_face: Silenced `r` until 2026-11-23 11:05 UTC: x"
+    )
+    assert commands.acknowledged_note("U1", AT) == ":eyes: Acknowledged by <@U1> at 09:05 UTC"
+    assert commands.silenced_note("U1", LATER) == (
+        ":zipper_mouth_face: Silenced by <@U1> until 2026-11-23 11:05 UTC"
+    )
+    assert commands.BAD_CLICK_TEXT == "Sorry, I could not read that button click."
+    assert commands.IDLE_BUTTON_TEXT == "That button does nothing here."
+    assert commands.BUTTON_SILENCE_REASON == "silenced from the alert's button"
+    assert commands.segment_usage_text([], "/usage") == (
+        "Usage: `/usage segment NAME [days]`. Segments seen: none stored yet."
+    )
+    assert commands.unknown_segment_text("x" * 40, ["a", "b"]) == (
+        f"I have no segment `{'x' * 29}…`. Segments seen: `a`, `b`."
+    )
+    assert commands.silences_list(
+        [("r", None, LATER, "why"), ("r", ("pro", "eu"), LATER, "y")]
+    ) == (
+        "\nSilenced:\n• `r` until 2026-11-23 11:05 UTC: why"
+        "\n• `r/pro/eu` until 2026-11-23 11:05 UTC: y"
+    )
+    assert commands.threads_list(["r [a&b]: <link>"]) == "\nThreads:\n• r [a&amp;b]: &lt;link&gt;"
+
+
+def test_ops_notices() -> None:
+    assert notices.events_gap(100, AT, LATER) == (
+        "More than 100 events arrived between two polls: events between 2026-11-23 09:05:07 "
+        "and 11:05:00 UTC may be missing, so counts there are low."
+    )
+    assert notices.EVENTS_GAP_CLOSED == (
+        "Polls keep up with the events again: no gap since the last notice."
+    )
+    assert notices.key_refused("/v1/usage/events", "HTTP 401", 300.0) == (
+        "The usage API refuses our key at /v1/usage/events (HTTP 401). Polling is paused "
+        "and probed every 300 s until it recovers."
+    )
+    assert (
+        notices.key_accepted("/e") == "The usage API accepts our key again at /e; polling resumed."
+    )
+    assert notices.schema_drift("/e", "bad") == (
+        "The usage API answered /e with a body we cannot trust (bad); nothing from it was stored."
+    )
+    assert notices.schema_matches("/e") == (
+        "The usage API's answers at /e match the expected schema again."
+    )
+    assert notices.undeliverable("r", "Slack said x (HTTP 200)") == (
+        "Alerts of rule r cannot be delivered: Slack said x (HTTP 200). "
+        "Check the rule's channel and the bot's membership and scopes."
+    )
+    assert notices.deliverable("r") == "Alerts of rule r are delivered again."
+    assert notices.hook_failing("b", "HTTP 500") == (
+        "The enforcement hook of budget b keeps failing (HTTP 500); "
+        "its events are kept and retried until it answers 2xx."
+    )
+    assert notices.hook_delivers("b") == "The enforcement hook of budget b delivers again."
+    assert notices.notice_line("open", "t") == "NOTICE  t"
+    assert notices.notice_line("cleared", "t") == "CLEARED  t"
+    assert notices.notice_message("open", "t") == ":large_orange_circle: usage-bot: t"
+    assert notices.notice_message("cleared", "t") == ":large_green_circle: usage-bot: t"
+    assert notices.post_line("budget", "t") == "BUDGET  t"
+    assert notices.post_line("digest", "t") == "DIGEST  t"
+
+
+def test_transport_texts() -> None:
+    assert transport.FAILED_TEXT == (
+        "Sorry, I could not read the usage store just now; please try again shortly."
+    )
+    assert transport.WORKING_TEXT == "Working on it: the answer follows here in a moment."
+    assert transport.http_error(transport.NO_SIGNING_SECRET) == {
+        "error": "SLACK_SIGNING_SECRET is not set"
+    }
+    codes = [
+        transport.NOT_FOUND,
+        transport.LENGTH_REQUIRED,
+        transport.BAD_CONTENT_LENGTH,
+        transport.BODY_TOO_LARGE,
+        transport.INVALID_SIGNATURE,
+        transport.NOT_A_SLASH_COMMAND,
+    ]
+    assert codes == [
+        "not_found",
+        "length_required",
+        "bad_content_length",
+        "body_too_large",
+        "invalid_signature",
+        "not_a_slash_command",
+    ]
