@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import budget_text as budget_words
 from bot import messages
 from bot.api_schema import EVENTS_PATH
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
+from bot.messages import budget as budget_words
 from bot.messages import commands as wording
 from bot.messages.commands import (
     DAYS,

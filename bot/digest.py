@@ -14,10 +14,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import budget_text
 from bot.budget import BudgetStatus, as_json, midnight, slot_of, spend_slots
 from bot.budget_book import BudgetBook, summary_figures
 from bot.commands import permalink
+from bot.messages import budget as budget_words
 from bot.messages import format_duration, sparkline, table
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS
 from bot.models import TOTAL, DigestConfig, format_time, parse_time
@@ -137,8 +137,8 @@ def digest_text(payload: Mapping[str, Any]) -> str:
         lines.append(f"Credits, last 30 days: {sparkline(credits_by_day)}")
     for state in payload["budgets"]:
         lines.append(
-            f"*Budget {state['budget']}* ({budget_text.scope(state)}): "
-            f"{budget_text.spent_line(state)} {budget_text.forecast_line(state)}"
+            f"*Budget {state['budget']}* ({budget_words.scope(state)}): "
+            f"{budget_words.spent_line(state)} {budget_words.forecast_line(state)}"
         )
     if payload["alerts"]:
         lines.append(f"*Open alerts ({len(payload['alerts'])})*")

@@ -5,9 +5,9 @@ Slack Block Kit), no I/O. Operators' log lines stay where they are logged.
 * `alerts`: the plain-text alert, the `alerts` report, an alert's Slack messages;
 * `commands`: the `/usage` help, corrections and fixed answers, with the bounds they state;
 * `notices`: ops notices (episodes opened and cleared) and how notices and posts show;
-* `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors).
+* `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors);
+* `budget`: budget states, threshold and forecast messages, the digest's budget lines.
 
-Budget wording is the sibling module `bot.budget_text` (it builds on `reports`).
 Everything is re-exported here, so `messages.alert_text(...)` and
 `from bot.messages import table` keep working.
 """

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TextIO
 
-from bot import budget_text, digest, messages
+from bot import digest, messages
+from bot.messages import budget as budget_words
 from bot.models import Notice, Post, Rule, Transition
 from bot.store import Store
 
@@ -38,5 +39,5 @@ class ConsoleNotifier:
 
 def post_text(post: Post) -> str:
     if post.kind == "budget":
-        return budget_text.event_text(post.payload["event"], post.payload["status"])
+        return budget_words.event_text(post.payload["event"], post.payload["status"])
     return digest.digest_text(post.payload)

@@ -19,7 +19,7 @@ from .connection import Connection, translated
 
 class PostsMixin(Connection):
     # The payload stays a dict: it is the outbox row's JSON, stored as queued and worded
-    # by notify when sent (budget_text, digest), so a post renders the same after a restart.
+    # by notify when sent (messages.budget, digest), so a post renders the same after a restart.
     def queue_post(
         self, key: str, kind: str, channel: str | None, payload: dict[str, Any], now: datetime
     ) -> bool:
