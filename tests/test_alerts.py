@@ -18,7 +18,7 @@ from bot.alerts import (
     step,
 )
 from bot.models import Rule
-from tests.conftest import make_event
+from tests.helpers import make_event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE = Rule(

@@ -12,7 +12,7 @@ from bot.alerts import AlertState
 from bot.cli import main
 from bot.models import EventsPage
 from bot.store import Store
-from tests.conftest import T0, event_series, make_event, make_firing
+from tests.helpers import T0, event_series, make_event, make_firing
 
 
 @pytest.fixture

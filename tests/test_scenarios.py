@@ -1,6 +1,6 @@
 """Detection quality of the default rules, measured on the quick labelled scenario set.
 
-The set (bench/scenarios.py QUICK: four 8-day simulator streams, about 30 s on 2 CPUs)
+The set (bot/standins/scenarios.py QUICK: four 8-day simulator streams, about 30 s on 2 CPUs)
 goes through `bot.backtest`, the live worker's detection path, and the floors below are
 what on-call needs from the shipped rules: most incidents caught, each within two buckets
 of its rule, and at most one false page a month. The matching rules themselves are pinned
@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bench.scenarios import (
+from bot.alerts import FIRING, RESOLVED, Transition
+from bot.models import Rule
+from bot.standins.scenarios import (
     QUICK,
     Labelled,
     Report,
@@ -30,8 +32,6 @@ from bench.scenarios import (
     runaway,
     spike,
 )
-from bot.alerts import FIRING, RESOLVED, Transition
-from bot.models import Rule
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in default_rules()}
 

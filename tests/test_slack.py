@@ -326,7 +326,7 @@ def test_button_clicks_acknowledge_and_silence_and_the_parent_shows_it(
 
     from bot.config import Settings
     from bot.server import make_server
-    from tests.test_server import SECRET, signed
+    from tests.helpers import SECRET, signed
 
     sim, clock = world
     rig = Rig(tmp_path / "bot.db", slack, sim, clock)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import signal
 import sqlite3
@@ -23,6 +22,7 @@ from bot.source import EVENTS_PATH, SUMMARY_PATH, UsageClient
 from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker, refusal
+from tests.helpers import bot_env
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULES = RuleSet(
@@ -193,13 +193,6 @@ def live_sim() -> Iterator[tuple[Simulator, str]]:
     sim = Simulator(start=datetime.now(UTC) - timedelta(hours=2), hang_seconds=2.0)
     with sim.serve() as server:
         yield sim, server.url
-
-
-def bot_env(url: str, db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))}
-    env.update(USAGE_API_BASE_URL=url, USAGE_API_KEY="sim-key", BOT_DB_PATH=str(db))
-    env.update({"BOT_POLL_SECONDS": "0.2", **extra})
-    return env
 
 
 def test_run_three_cycles_against_the_simulator(
