@@ -18,6 +18,7 @@ from typing import Any
 from bot.alerts import AlertState, Transition
 from bot.models import Event, EventsPage, Summary
 from bot.source import EVENTS_PATH
+from bot.standins.slack import RecordedRequest, SlackStandIn
 from bot.store import PollRecord, Store, Thread
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
@@ -196,3 +197,21 @@ def signed(body: bytes, *, at: float | None = None, secret: str = SECRET) -> dic
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": f"v0={digest.hexdigest()}",
     }
+
+
+# -- Slack look-ups ------------------------------------------------------------------------
+
+
+def second_looks(slack: SlackStandIn, since: float) -> list[RecordedRequest]:
+    """The notifier's look-ups for a message it may already have posted (a step attempted
+    but never recorded as done): a thread's replies, or the channel's history from an hour
+    before that attempt, which came after `since` (wall clock). Not the cold-start
+    adoption's scan of the last seven days, which any run on a database without alert
+    states or threads makes, with or without a lost post."""
+    return [
+        r
+        for r in slack.requests
+        if r.method == "conversations.replies"
+        or r.method == "conversations.history"
+        and float(r.params.get("oldest") or 0) >= since
+    ]
