@@ -33,7 +33,7 @@ from bot.standins.scenarios import (
     spike,
 )
 
-# The quick set is generated once (the module-scoped fixture below): under `-n`, its tests
+# The quick set is generated once (the session-scoped fixture below): under `-n`, its tests
 # share one worker rather than each worker generating it again.
 pytestmark = pytest.mark.xdist_group("scenarios")
 
@@ -126,7 +126,7 @@ def test_any_alert_drawn_by_a_benign_trap_is_false_and_charged_to_it() -> None:
 # --- the floors on the quick set ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once, even when other tests run between these
 def quick() -> Report:
     return report(run_suite(QUICK))
 
