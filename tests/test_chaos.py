@@ -111,10 +111,12 @@ def test_random_sigkills_neither_lose_nor_duplicate_a_message(tmp_path: Path) ->
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            # Start-up takes 0.6 s or more (longer on a loaded machine): wait until this
-            # life is at work (its first call to Slack or the API), not a fixed time.
-            deadline = time.monotonic() + 30
-            while len(slack.requests) == calls and len(sim.requests) == polls:
+            # Start-up takes 0.6 s or more (longer on a loaded machine), and a life takes
+            # over delivery once the last one's lease (1 s) has lapsed: wait until this
+            # life is at work (its first call to Slack, or to the API once nothing is left
+            # to deliver), not a fixed time.
+            deadline, pending = time.monotonic() + 30, _undelivered(db)
+            while len(slack.requests) == calls and (pending or len(sim.requests) == polls):
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.002)
             if life % 3 == 1 and _undelivered(db):
