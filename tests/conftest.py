@@ -11,6 +11,19 @@ import pytest
 
 from bot.store import Store
 
+# Files whose tests take 10 s or more, longest first. Under `-n` (pyproject: --dist loadfile
+# --no-loadscope-reorder) they are handed out first, so the workers finish together rather
+# than one starting the 55 s chaos file when the others are done.
+SLOW_FILES = ("test_chaos.py", "test_scenarios.py", "test_demo.py", "test_soak.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
+
+    items.sort(key=rank)  # stable: the order within each file, and of the others, is kept
+
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:

@@ -33,9 +33,8 @@ from bot.standins.scenarios import (
     spike,
 )
 
-# The quick set is generated once (the session-scoped fixture below): under `-n`, its tests
-# share one worker rather than each worker generating it again.
-pytestmark = pytest.mark.xdist_group("scenarios")
+# The quick set is generated once (the session-scoped fixture below): under `-n`, this
+# file's tests share one worker (pyproject's --dist loadfile), which generates it once.
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in default_rules()}
 
