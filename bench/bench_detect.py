@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -23,10 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bot import detect  # noqa: E402
-from bot.detect import rate_zscores, rolling_baseline, zscores  # noqa: E402
+from bot import detect
+from bot.detect import rate_zscores, rolling_baseline, zscores
 
 MB = 1 << 20
 

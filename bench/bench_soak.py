@@ -8,8 +8,6 @@ has to keep the file bounded. tests/test_soak.py runs a reduced form in CI.
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import statistics
 import tempfile
 import time
@@ -21,31 +19,10 @@ import httpx
 from bot.notify import ConsoleNotifier
 from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
+from bot.standins.probes import Discard, open_fds, rss_mib
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-class Discard(io.TextIOBase):
-    """Where the console notifier's alerts go: counted, not kept."""
-
-    def __init__(self) -> None:
-        self.lines = 0
-
-    def write(self, text: str) -> int:
-        self.lines += text.count("\n")
-        return len(text)
 
 
 def main() -> None:

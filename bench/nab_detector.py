@@ -14,20 +14,15 @@ whole corpus; `--kwargs '{"z": 5}'` overrides it for experiments.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-# The scorer loads this file by path, so make the project importable from anywhere.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bot.alerts import step  # noqa: E402
-from bot.detect import breaches, rolling_baseline, seasonal_baseline, zscores  # noqa: E402
-from bot.models import FIRING, AlertState, Evaluation, Rule  # noqa: E402
+from bot.alerts import step
+from bot.detect import breaches, rolling_baseline, seasonal_baseline, zscores
+from bot.models import FIRING, AlertState, Evaluation, Rule
 
 # Rows are mostly 5 minutes apart, so: residual scale over ~37 h, same time of day over
 # the previous 7 days, resolve after 6 calm hours. Chosen on a coarse grid over the whole

@@ -1,51 +1,28 @@
-"""Shared fixtures: a real SQLite store (in memory or on disk) and event factories."""
+"""Shared fixtures: a real SQLite store (in memory or on disk), a database path, logging
+restored after each test. Factories and other shared code are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.models import Event, Transition
 from bot.store import Store
 
-T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
+# Files whose tests take 10 s or more, longest first. Under `-n` (pyproject: --dist loadfile
+# --no-loadscope-reorder) they are handed out first, so the workers finish together rather
+# than one starting the 55 s chaos file when the others are done.
+SLOW_FILES = ("test_chaos.py", "test_scenarios.py", "test_demo.py", "test_soak.py")
 
 
-def make_event(
-    n: int,
-    at: datetime,
-    *,
-    model: str = "pro",
-    status: str | None = "completed",
-    credits: float = 60.0,
-    segment: str | None = "enterprise",
-) -> Event:
-    return Event(
-        id=f"evt_{n:06d}",
-        created_at=at,
-        request_id=f"req_{n:06d}",
-        method="GET",
-        endpoint="/v1/jobs/job",
-        status_code=200,
-        job_id=f"job_{n:06d}",
-        model=model,
-        output_format="webm",
-        status=status,
-        credits_used=credits,
-        duration_seconds=60.0,
-        error_code="internal_error" if status == "failed" else None,
-        metadata={"customer_id": "acme", "segment": segment} if segment else {},
-    )
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_FILES.index(name) if name in SLOW_FILES else len(SLOW_FILES)
 
-
-def event_series(
-    count: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)
-) -> list[Event]:
-    return [make_event(i, start + i * step) for i in range(count)]
+    items.sort(key=rank)  # stable: the order within each file, and of the others, is kept
 
 
 @pytest.fixture(autouse=True)
@@ -69,32 +46,3 @@ def store() -> Iterator[Store]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "bot.db"
-
-
-def make_firing(
-    at: datetime = T0,
-    *,
-    rule: str = "failed-job-rate",
-    group: tuple[str, ...] = ("pro",),
-    request_ids: tuple[str, ...] = ("req_000099",),
-    job_ids: tuple[str, ...] = ("job_000099",),
-    state: str = "firing",
-) -> Transition:
-    """A failure-rate transition as the engine makes them (40% against 2%, z 6.2)."""
-    return Transition(
-        rule=rule,
-        group=group,
-        group_by=("model",),
-        state=state,
-        at=at,
-        value=0.4,
-        baseline=0.02,
-        zscore=6.2,
-        volume=20,
-        since=at,
-        peak_zscore=6.2,
-        peak_value=0.4,
-        window=900.0,
-        request_ids=request_ids,
-        job_ids=job_ids,
-    )

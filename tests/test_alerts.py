@@ -8,7 +8,7 @@ import pytest
 
 from bot.alerts import pick_examples, step
 from bot.models import FIRING, OK, PENDING, REMINDER, RESOLVED, AlertState, Evaluation, Rule
-from tests.conftest import make_event
+from tests.helpers import make_event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULE = Rule(

@@ -18,7 +18,7 @@ from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
-from tests.test_engine import same
+from tests.helpers import same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 SPIKE = Incident(

@@ -5,63 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bot.api_schema import EVENTS_PATH
 from bot.commands import Reply, handle_command, summary_text
-from bot.models import AlertState, Budget, EventsPage, PollRecord, Summary, Thread, Transition
+from bot.models import AlertState, Budget, EventsPage, Transition
 from bot.store import Store
-from tests.conftest import T0, event_series, make_event, make_firing
-
-POLLED = T0 + timedelta(hours=1)
-NOW = POLLED + timedelta(minutes=5)
-THREAD_URL = "https://slack.com/archives/C0123ABCD/p1795400000123456"
-
-# (date, [(model, total, completed, failed, credits)]): light is absent on the 23rd.
-DAYS = [
-    ("2026-11-21", [("pro", 100, 90, 10, 600.0), ("light", 50, 50, 0, 100.0)]),
-    ("2026-11-22", [("pro", 80, 78, 2, 480.0), ("light", 40, 40, 0, 80.0)]),
-    ("2026-11-23", [("pro", 120, 100, 20, 700.0)]),
-]
-
-
-def summary_body() -> dict[str, Any]:
-    """A summary response (usage-api.md 3a) for DAYS, totals summed from the models."""
-    fields = ("total_jobs", "completed_jobs", "failed_jobs", "credits_used")
-    daily: list[dict[str, Any]] = []
-    for day, models in DAYS:
-        by_model: list[dict[str, Any]] = [
-            dict(zip(("model", *fields), figures, strict=True)) for figures in models
-        ]
-        totals = {k: sum(entry[k] for entry in by_model) for k in fields}
-        daily.append({"date": day, **totals, "by_model": by_model})
-    return {
-        "days": len(DAYS),
-        "start_date": DAYS[0][0],
-        "end_date": DAYS[-1][0],
-        **{k: sum(d[k] for d in daily) for k in fields},
-        "daily": daily,
-    }
-
-
-def fill(store: Store) -> None:
-    """Six events (one failed), a 3-day summary, one firing alert with its Slack thread."""
-    events = [*event_series(5), make_event(99, T0 + timedelta(minutes=9), status="failed")]
-    store.save_events(EventsPage(100, tuple(reversed(events))), stored_at=T0)
-    store.log_poll(PollRecord(EVENTS_PATH, NOW - timedelta(seconds=30), NOW, "ok", 200))
-    store.save_summary(Summary.from_api(summary_body()), POLLED)
-    firing = make_firing()
-    store.save_decisions(
-        [AlertState("failed-job-rate", ("pro",), "firing", 1, 0, T0, 6.2, 0.4)],
-        [firing],
-        {"failed-job-rate": T0},
-        T0,
-    )
-    store.save_thread(
-        Thread("failed-job-rate", ("pro",), "C0123ABCD", "1795400000.123456", "open"), T0
-    )
+from tests.helpers import NOW, T0, THREAD_URL, event_series, fill
 
 
 @pytest.fixture

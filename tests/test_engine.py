@@ -13,6 +13,7 @@ from bot.engine import STEP, Engine, Monitor, _by_phase, _from_phase, _window_su
 from bot.metrics import batch_from_items
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
+from tests.helpers import same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 FAILURES = Rule(
@@ -63,17 +64,6 @@ def engine_for(rules: list[Rule], items: list[dict], summary: dict | None = None
         parsed = Summary.from_api(summary)
         engine.add_daily(parsed.daily, final_before=parsed.end_date)
     return engine
-
-
-def same(a: object, b: object) -> bool:
-    """Equal decisions, and equal figures up to float rounding (NaN equals NaN)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (a != a and b != b)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if hasattr(a, "__dataclass_fields__") and type(a) is type(b):
-        return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
-    return a == b
 
 
 def test_window_sums_and_phases_round_trip() -> None:

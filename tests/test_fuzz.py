@@ -31,8 +31,8 @@ from bot.models import Budget, EventsPage, RuleSet, Summary
 from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
 from bot.store import Store
-from tests.conftest import T0, make_event
-from tests.test_source import EVENT as SOURCE_EVENT
+from tests.helpers import EVENT as SOURCE_EVENT
+from tests.helpers import T0, make_event
 
 T = TypeVar("T")
 FAST = settings(max_examples=120, deadline=None)

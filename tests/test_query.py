@@ -11,7 +11,7 @@ import pytest
 from bot.cli import main
 from bot.models import AlertState, EventsPage
 from bot.store import Store
-from tests.conftest import T0, event_series, make_event, make_firing
+from tests.helpers import T0, event_series, make_event, make_firing
 
 
 @pytest.fixture

@@ -10,10 +10,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.api_schema import EVENTS_PATH
 from bot.models import Transition
 from bot.rules import default_rules_text
 from bot.standins.simulator import Incident, Simulator
 from bot.standins.slack import SlackStandIn
+from bot.standins.socket_mode import SocketModeStandIn
 from bot.store import Store
 
 API_KEY = "sk_live_9f8e7d6c5b4a39281706"
@@ -68,7 +70,11 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
             "budgets:\n  - {name: all, limit: 1, thresholds: [100], webhook: ALL_HOOK_URL}",
         )
     )
-    with sim.serve() as api, SlackStandIn(token=SLACK_TOKEN, app_token=APP_TOKEN) as slack:
+    with (
+        sim.serve() as api,
+        SlackStandIn(token=SLACK_TOKEN, app_token=APP_TOKEN) as slack,
+        SocketModeStandIn(web=slack) as sockets,
+    ):
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))
         }
@@ -82,7 +88,7 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
             BOT_POLL_SECONDS="0.2",
             LOG_LEVEL="DEBUG",
             BOT_RULES_PATH=str(rules),
-            SLACK_APP_TOKEN=APP_TOKEN,  # Socket Mode tries (the stand-in has no socket)
+            SLACK_APP_TOKEN=APP_TOKEN,  # Socket Mode connects, to the stand-in
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
             BUDGET_WEBHOOK_SECRET=WEBHOOK_SECRET,
             BOT_API_TOKEN=API_TOKEN,
@@ -96,6 +102,9 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
+        connections = sockets.connections
+        refused = [r for r in sim.requests if r.endpoint == EVENTS_PATH and r.status == 401]
+        opened = [r for r in slack.calls("apps.connections.open") if r.ok]
         posted = [m.text + str(m.blocks) + str(m.metadata) for m in slack.messages("#usage-alerts")]
         posted += [
             r.text + str(r.blocks) for m in slack.messages("#usage-alerts") for r in m.replies
@@ -103,6 +112,11 @@ def test_secrets_appear_nowhere_the_worker_writes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert any("failed-job-rate" in text for text in posted), "the incident was not told"
     assert "DEBUG" in done.stderr  # debug logging really was on
+    # The error path really ran: the API refused the key once, the worker said so in its
+    # log and in Slack. And Socket Mode really connected with the app token.
+    assert len(refused) == 1 and "refuses our key" in done.stderr
+    assert any("refuses our key" in text for text in posted)
+    assert opened and connections >= 1
     written = done.stdout + done.stderr + "\n".join(posted)
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert "budget all hook" in done.stderr  # the hook was really tried

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import socket
@@ -23,10 +21,7 @@ from bot.config import Settings
 from bot.models import Budget
 from bot.server import make_server
 from bot.store import Store
-from tests.test_commands import fill
-
-SECRET = "test-signing-secret-0123456789abcdef"
-FORM = "application/x-www-form-urlencoded"
+from tests.helpers import FORM, SECRET, fill, signed
 
 # Slack's worked example from "Verifying requests from Slack".
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -62,17 +57,6 @@ def slash_body(text: str, command: str = "/usage") -> bytes:
             "trigger_id": "1.2.3",
         }
     ).encode()
-
-
-def signed(body: bytes, *, at: float | None = None, secret: str = SECRET) -> dict[str, str]:
-    """Headers as Slack sends them, computed here by hand (not with the code under test)."""
-    timestamp = str(int(time.time() if at is None else at))
-    digest = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
-    return {
-        "Content-Type": FORM,
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": f"v0={digest.hexdigest()}",
-    }
 
 
 def start(settings: Settings, clock: Clock | None = None) -> Iterator[str]:

@@ -20,6 +20,7 @@ from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.standins.slack import SlackStandIn
 from bot.store import Store
 from bot.worker import Worker
+from tests.helpers import second_looks
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
 SPIKE = Incident(
@@ -156,15 +157,19 @@ def test_a_post_whose_answer_is_lost_is_found_again_not_posted_twice(
 ) -> None:
     sim, clock = world
     rig = Rig(tmp_path / "bot.db", slack, sim, clock)
+    began = rig.wall()
     slack.post_then_drop()  # Slack stores the parent; the bot never hears back
     rig.run_until(START + timedelta(hours=10, minutes=40))
     assert len(parents(slack)) == 1 and rig.store.undelivered()
+    assert second_looks(slack, began - 2 * 3600) == []  # (the cold start's scan is not one)
     rig.wall.now += 3600
     rig.run_until(START + timedelta(hours=13))
     rig.close()
+    # It looked for the lost parent before posting again, and found it.
+    looks = second_looks(slack, began - 2 * 3600)
+    assert [r.method for r in looks][:1] == ["conversations.history"]
     (parent,) = parents(slack)
     assert parent.replies and parent.edited
-    assert len(slack.calls("conversations.history")) >= 1  # it looked before posting again
 
 
 def test_a_crash_between_post_and_record_does_not_post_a_second_parent(
@@ -325,7 +330,7 @@ def test_button_clicks_acknowledge_and_silence_and_the_parent_shows_it(
 
     from bot.config import Settings
     from bot.server import make_server
-    from tests.test_server import SECRET, signed
+    from tests.helpers import SECRET, signed
 
     sim, clock = world
     rig = Rig(tmp_path / "bot.db", slack, sim, clock)

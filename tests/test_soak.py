@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_soak import Discard, open_fds, rss_mib
 from bot.models import PollConfig, Rule, RuleSet, parse_time
 from bot.notify import ConsoleNotifier
 from bot.source import UsageClient
+from bot.standins.probes import Discard, open_fds, rss_mib
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from bot.worker import MIN_EVENTS_KEPT, Worker

@@ -30,9 +30,7 @@ from bot.standins.simulator import Simulator
 from bot.standins.slack import SlackStandIn
 from bot.standins.socket_mode import SocketModeStandIn
 from bot.store import Store
-from tests.conftest import T0, make_firing
-from tests.test_commands import NOW, fill
-from tests.test_worker import bot_env
+from tests.helpers import NOW, T0, bot_env, fill, make_firing
 
 APP_TOKEN = "xapp-1-A0APP-1234567890-5f3c9e0d1b2a4c6e8f7a9b0c1d2e3f4a"
 BOT_TOKEN = "xoxb-test"

@@ -10,24 +10,8 @@ import pytest
 
 from bot.errors import SchemaDrift, SourceError
 from bot.source import MAX_BODY_BYTES, UsageClient
+from tests.helpers import EVENT
 
-EVENT = {
-    "id": "evt_1",
-    "created_at": "2026-11-29T10:00:00Z",
-    "request_id": "req_1",
-    "method": "POST",
-    "endpoint": "/v1/jobs",
-    "status_code": 200,
-    "job_id": "job_1",
-    "model": "pro",
-    "output_format": "webm",
-    "status": "failed",
-    "credits_used": 0,
-    "duration_seconds": 61.2,
-    "error_code": "internal_error",
-    "metadata": {"customer_id": "acme", "segment": "enterprise"},
-    "something_new": "extra fields are tolerated",
-}
 SUMMARY = {
     "days": 1,
     "start_date": "2026-11-29",

@@ -9,7 +9,7 @@ import pytest
 
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
 from bot.store import Store
-from tests.conftest import T0, event_series, make_event
+from tests.helpers import T0, event_series, make_event
 
 
 def page(events: list, limit: int = 100) -> EventsPage:  # type: ignore[type-arg]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,12 +16,12 @@ import httpx
 import pytest
 
 from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
-from bot.errors import StoreError
 from bot.models import PollConfig, RuleSet, parse_time
 from bot.source import UsageClient
 from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker, refusal
+from tests.helpers import bot_env
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RULES = RuleSet(
@@ -51,6 +49,22 @@ class Rig:
 
     def hits(self, endpoint: str) -> int:
         return sum(1 for r in self.sim.requests if r.endpoint == endpoint)
+
+    def stored(self) -> set[str]:
+        return stored_ids(self.store)
+
+    def produced(self, after: datetime, until: datetime) -> set[str]:
+        """Ids of the events the API produced in (after, until]: what a cycle at `until`
+        had to fetch when the one at `after` had stored everything before it."""
+        return produced_ids(self.sim, after, until)
+
+
+def stored_ids(store: Store) -> set[str]:
+    return {e.id for e in store.recent_events(100_000)}
+
+
+def produced_ids(sim: Simulator, after: datetime, until: datetime) -> set[str]:
+    return {e["id"] for e in sim.events_until(until) if parse_time(e["created_at"]) > after}
 
 
 @pytest.fixture
@@ -119,22 +133,28 @@ def test_it_notices_and_records_a_gap_when_polls_fall_behind(rig: Rig) -> None:
 )
 def test_a_failing_cycle_is_recorded_and_the_next_one_recovers(rig: Rig, fault: str) -> None:
     rig.tick()
-    before = rig.store.count_events()
+    last_ok, before = rig.clock(), rig.stored()
     rig.sim.inject(fault, "events", times=-1)  # outlasts the client's retries
     report = rig.tick()
     rig.sim.clear_faults()
-    assert report.errors and rig.store.count_events() == before
+    missed = rig.produced(last_ok, rig.clock())  # what the failed cycle was there to fetch
+    assert missed and report.errors and rig.stored() == before
     row = rig.store.polls(5)
     assert any(p["status"] == "error" and p["endpoint"] == EVENTS_PATH for p in row)
     report = rig.tick()
-    assert report.errors == [] and rig.store.count_events() > before
+    assert report.errors == []
+    # Nothing lost: the events of the failed cycle, and the new ones, are stored now.
+    assert rig.stored() == before | rig.produced(last_ok, rig.clock()) and missed < rig.stored()
 
 
 def test_transient_faults_within_the_retry_budget_lose_nothing(rig: Rig) -> None:
     rig.tick()
+    last_ok, before = rig.clock(), rig.stored()
     rig.sim.inject("503", "events", times=2)
     report = rig.tick()
     assert report.errors == [] and len(rig.sleeps) == 2
+    served = rig.produced(last_ok, rig.clock())
+    assert served and rig.stored() == before | served
 
 
 @pytest.mark.parametrize("fault", ["401", "402"])
@@ -194,13 +214,6 @@ def live_sim() -> Iterator[tuple[Simulator, str]]:
     sim = Simulator(start=datetime.now(UTC) - timedelta(hours=2), hang_seconds=2.0)
     with sim.serve() as server:
         yield sim, server.url
-
-
-def bot_env(url: str, db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))}
-    env.update(USAGE_API_BASE_URL=url, USAGE_API_KEY="sim-key", BOT_DB_PATH=str(db))
-    env.update({"BOT_POLL_SECONDS": "0.2", **extra})
-    return env
 
 
 def test_run_three_cycles_against_the_simulator(
@@ -277,18 +290,22 @@ def test_a_database_locked_by_another_process_is_a_clear_error_then_recovers(
         )
         clock.advance(timedelta(minutes=1))
         worker.tick()
-        before = store.count_events()
+        last_ok, before = clock(), stored_ids(store)
         locker = sqlite3.connect(db_path)
         locker.execute("BEGIN EXCLUSIVE")  # another process holds the database
         clock.advance(timedelta(minutes=1))
         locked = worker.tick()  # the cycle reports it; the loop never dies of it
-        assert any(re.search("database error while .*locked", e) for e in locked.errors)
-        assert not any(isinstance(e, StoreError) for e in locked.errors)  # text, not raised
+        # One error, for the step that failed, in words: not an exception's repr, no
+        # traceback, nothing else in the cycle reported as failing.
+        assert locked.errors == ["database error while saving events: database is locked"]
+        assert locked.new_events == 0 and stored_ids(store) == before
+        missed = produced_ids(sim, last_ok, clock())
         locker.rollback()
         locker.close()
         clock.advance(timedelta(minutes=1))
         report = worker.tick()
-    assert report.errors == [] and store.count_events() > before
+    assert report.errors == [] and missed
+    assert stored_ids(store) == before | produced_ids(sim, last_ok, clock())
     assert store.integrity_ok()
     store.close()
 

@@ -1,0 +1,216 @@
+"""What several test files share: event and transition factories, a filled store, the
+environment of a bot process, Slack request signing, float-tolerant comparison.
+
+Test modules import from here (or get fixtures from conftest.py), never from each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.api_schema import EVENTS_PATH
+from bot.models import AlertState, Event, EventsPage, PollRecord, Summary, Thread, Transition
+from bot.standins.slack import RecordedRequest, SlackStandIn
+from bot.store import Store
+
+T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
+
+
+def make_event(
+    n: int,
+    at: datetime,
+    *,
+    model: str = "pro",
+    status: str | None = "completed",
+    credits: float = 60.0,
+    segment: str | None = "enterprise",
+) -> Event:
+    return Event(
+        id=f"evt_{n:06d}",
+        created_at=at,
+        request_id=f"req_{n:06d}",
+        method="GET",
+        endpoint="/v1/jobs/job",
+        status_code=200,
+        job_id=f"job_{n:06d}",
+        model=model,
+        output_format="webm",
+        status=status,
+        credits_used=credits,
+        duration_seconds=60.0,
+        error_code="internal_error" if status == "failed" else None,
+        metadata={"customer_id": "acme", "segment": segment} if segment else {},
+    )
+
+
+def event_series(
+    count: int, start: datetime = T0, step: timedelta = timedelta(minutes=1)
+) -> list[Event]:
+    return [make_event(i, start + i * step) for i in range(count)]
+
+
+def make_firing(
+    at: datetime = T0,
+    *,
+    rule: str = "failed-job-rate",
+    group: tuple[str, ...] = ("pro",),
+    request_ids: tuple[str, ...] = ("req_000099",),
+    job_ids: tuple[str, ...] = ("job_000099",),
+    state: str = "firing",
+) -> Transition:
+    """A failure-rate transition as the engine makes them (40% against 2%, z 6.2)."""
+    return Transition(
+        rule=rule,
+        group=group,
+        group_by=("model",),
+        state=state,
+        at=at,
+        value=0.4,
+        baseline=0.02,
+        zscore=6.2,
+        volume=20,
+        since=at,
+        peak_zscore=6.2,
+        peak_value=0.4,
+        window=900.0,
+        request_ids=request_ids,
+        job_ids=job_ids,
+    )
+
+
+# -- comparison ----------------------------------------------------------------------
+
+
+def same(a: object, b: object) -> bool:
+    """Equal decisions, and equal figures up to float rounding (NaN equals NaN)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (a != a and b != b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "__dataclass_fields__") and type(a) is type(b):
+        return all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return a == b
+
+
+# -- the /usage command's store -------------------------------------------------------
+
+POLLED = T0 + timedelta(hours=1)
+NOW = POLLED + timedelta(minutes=5)
+THREAD_URL = "https://slack.com/archives/C0123ABCD/p1795400000123456"
+
+# (date, [(model, total, completed, failed, credits)]): light is absent on the 23rd.
+DAYS = [
+    ("2026-11-21", [("pro", 100, 90, 10, 600.0), ("light", 50, 50, 0, 100.0)]),
+    ("2026-11-22", [("pro", 80, 78, 2, 480.0), ("light", 40, 40, 0, 80.0)]),
+    ("2026-11-23", [("pro", 120, 100, 20, 700.0)]),
+]
+
+
+def summary_body() -> dict[str, Any]:
+    """A summary response (usage-api.md 3a) for DAYS, totals summed from the models."""
+    fields = ("total_jobs", "completed_jobs", "failed_jobs", "credits_used")
+    daily: list[dict[str, Any]] = []
+    for day, models in DAYS:
+        by_model: list[dict[str, Any]] = [
+            dict(zip(("model", *fields), figures, strict=True)) for figures in models
+        ]
+        totals = {k: sum(entry[k] for entry in by_model) for k in fields}
+        daily.append({"date": day, **totals, "by_model": by_model})
+    return {
+        "days": len(DAYS),
+        "start_date": DAYS[0][0],
+        "end_date": DAYS[-1][0],
+        **{k: sum(d[k] for d in daily) for k in fields},
+        "daily": daily,
+    }
+
+
+def fill(store: Store) -> None:
+    """Six events (one failed), a 3-day summary, one firing alert with its Slack thread."""
+    events = [*event_series(5), make_event(99, T0 + timedelta(minutes=9), status="failed")]
+    store.save_events(EventsPage(100, tuple(reversed(events))), stored_at=T0)
+    store.log_poll(PollRecord(EVENTS_PATH, NOW - timedelta(seconds=30), NOW, "ok", 200))
+    store.save_summary(Summary.from_api(summary_body()), POLLED)
+    firing = make_firing()
+    store.save_decisions(
+        [AlertState("failed-job-rate", ("pro",), "firing", 1, 0, T0, 6.2, 0.4)],
+        [firing],
+        {"failed-job-rate": T0},
+        T0,
+    )
+    store.save_thread(
+        Thread("failed-job-rate", ("pro",), "C0123ABCD", "1795400000.123456", "open"), T0
+    )
+
+
+# -- API bodies ----------------------------------------------------------------------
+
+EVENT = {
+    "id": "evt_1",
+    "created_at": "2026-11-29T10:00:00Z",
+    "request_id": "req_1",
+    "method": "POST",
+    "endpoint": "/v1/jobs",
+    "status_code": 200,
+    "job_id": "job_1",
+    "model": "pro",
+    "output_format": "webm",
+    "status": "failed",
+    "credits_used": 0,
+    "duration_seconds": 61.2,
+    "error_code": "internal_error",
+    "metadata": {"customer_id": "acme", "segment": "enterprise"},
+    "something_new": "extra fields are tolerated",
+}
+
+
+# -- bot processes -------------------------------------------------------------------
+
+
+def bot_env(url: str, db: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))}
+    env.update(USAGE_API_BASE_URL=url, USAGE_API_KEY="sim-key", BOT_DB_PATH=str(db))
+    env.update({"BOT_POLL_SECONDS": "0.2", **extra})
+    return env
+
+
+# -- Slack request signing -----------------------------------------------------------
+
+SECRET = "test-signing-secret-0123456789abcdef"
+FORM = "application/x-www-form-urlencoded"
+
+
+def signed(body: bytes, *, at: float | None = None, secret: str = SECRET) -> dict[str, str]:
+    """Headers as Slack sends them, computed here by hand (not with the code under test)."""
+    timestamp = str(int(time.time() if at is None else at))
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
+    return {
+        "Content-Type": FORM,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+    }
+
+
+# -- Slack look-ups ------------------------------------------------------------------------
+
+
+def second_looks(slack: SlackStandIn, since: float) -> list[RecordedRequest]:
+    """The notifier's look-ups for a message it may already have posted (a step attempted
+    but never recorded as done): a thread's replies, or the channel's history from an hour
+    before that attempt, which came after `since` (wall clock). Not the cold-start
+    adoption's scan of the last seven days, which any run on a database without alert
+    states or threads makes, with or without a lost post."""
+    return [
+        r
+        for r in slack.requests
+        if r.method == "conversations.replies"
+        or r.method == "conversations.history"
+        and float(r.params.get("oldest") or 0) >= since
+    ]
