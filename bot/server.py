@@ -1,7 +1,8 @@
 """`usage-bot serve`: the HTTP side of the bot (Procfile `web`) on PORT.
 
 `GET /healthz` answers with the freshness of the store; `GET /budget` with every
-budget's state (bearer BOT_API_TOKEN). `POST /slack/commands` is the
+budget's state and `GET /metrics` with the store's figures for Prometheus
+(`exposition`), both behind the bearer BOT_API_TOKEN. `POST /slack/commands` is the
 slash command's Request URL and `POST /slack/interactivity` the buttons' (acknowledge,
 silence): each request is verified against Slack's v0 signature over the raw body before
 anything in it is parsed, then `commands` answers from a short-lived store connection,
@@ -31,6 +32,8 @@ from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.clock import stop_on_signals, utc_now
 from bot.commands import Reply, budget_json, handle_action, handle_command
 from bot.config import Settings
+from bot.errors import StoreError
+from bot.exposition import CONTENT_TYPE, registry_for, render
 from bot.messages.commands import BAD_CLICK_TEXT
 from bot.messages.transport import (
     BAD_CONTENT_LENGTH,
@@ -41,6 +44,7 @@ from bot.messages.transport import (
     NO_SIGNING_SECRET,
     NOT_A_SLASH_COMMAND,
     NOT_FOUND,
+    STORE_UNAVAILABLE,
     WORKING_TEXT,
     http_error,
 )
@@ -52,6 +56,7 @@ log = logging.getLogger(__name__)
 COMMANDS_PATH = "/slack/commands"
 ACTIONS_PATH = "/slack/interactivity"  # the app's Interactivity Request URL
 BUDGET_PATH = "/budget"  # budgets as JSON for automation (bearer BOT_API_TOKEN)
+METRICS_PATH = "/metrics"  # Prometheus text format (bearer BOT_API_TOKEN)
 MAX_BODY = 64 * 1024  # a slash-command payload is well under 4 KB
 MAX_DRAIN = 1024 * 1024  # past this, an oversized body is not read at all
 FORM = "application/x-www-form-urlencoded"
@@ -73,6 +78,7 @@ def make_server(
         if settings.slack_signing_secret
         else None
     )
+    metrics = registry_for(db_path)  # one per server: its counters live as long as it does
 
     class Handler(BaseHTTPRequestHandler):
         timeout = 10  # seconds: a client that stalls mid-body does not hold a thread
@@ -81,6 +87,9 @@ def make_server(
             path = urlsplit(self.path).path
             if path == BUDGET_PATH:
                 self._budget()
+                return
+            if path == METRICS_PATH:
+                self._metrics()
                 return
             if path != "/healthz":
                 self._reply(404, http_error(NOT_FOUND))
@@ -131,11 +140,12 @@ def make_server(
                 return
             self._reply(200, answer_command(db_path, form, budgets=budgets))
 
-        def _budget(self) -> None:
-            """Every budget's state for automation, behind a bearer token."""
+        def _authorized(self) -> bool:
+            """The bearer BOT_API_TOKEN of the machine endpoints (`/budget`, `/metrics`);
+            when it is missing or wrong, the answer (404 off, 401) is sent here."""
             if settings.api_token is None:
-                self._reply(404, http_error(NOT_FOUND))  # the endpoint is off
-                return
+                self._reply(404, http_error(NOT_FOUND))  # the endpoints are off
+                return False
             given = self.headers.get("Authorization", "")
             expected = f"Bearer {settings.api_token}"
             if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -143,6 +153,12 @@ def make_server(
                 self.send_header("WWW-Authenticate", 'Bearer realm="usage-bot"')
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return False
+            return True
+
+        def _budget(self) -> None:
+            """Every budget's state for automation, behind a bearer token."""
+            if not self._authorized():
                 return
             store = Store(db_path)
             try:
@@ -150,6 +166,18 @@ def make_server(
             finally:
                 store.close()
             self._reply(200, body)
+
+        def _metrics(self) -> None:
+            """The store's figures for Prometheus, behind the same bearer token."""
+            if not self._authorized():
+                return
+            try:
+                data = render(metrics)
+            except StoreError as exc:  # logged; the scraper gets a short 503
+                log.warning("GET %s: %s", METRICS_PATH, exc)
+                self._reply(503, http_error(STORE_UNAVAILABLE))
+                return
+            self._send(200, data, CONTENT_TYPE)
 
         def _discard(self, length: int) -> None:
             """Read a modestly oversized body away unparsed: closing on unread data makes
@@ -159,9 +187,11 @@ def make_server(
                 left -= len(chunk)
 
         def _reply(self, status: int, body: Mapping[str, object]) -> None:
-            data = json.dumps(body).encode()
+            self._send(status, json.dumps(body).encode(), "application/json")
+
+        def _send(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -50,6 +50,7 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("commands.py", "import sqlite3", "Only the store package touches the database"),
         ("worker.py", "import httpx", "speak HTTP through httpx"),
         ("commands.py", "import slack_sdk", "Only the Slack edge imports slack_sdk"),
+        ("server.py", "import prometheus_client", "Only the metrics exposition imports"),
         ("worker.py", "import bot.standins.simulator", "does not depend on the stand-ins"),
         ("models.py", "import bot.config", "No import cycles"),
     ],

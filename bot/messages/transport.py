@@ -17,6 +17,7 @@ BAD_CONTENT_LENGTH = "bad_content_length"
 BODY_TOO_LARGE = "body_too_large"
 INVALID_SIGNATURE = "invalid_signature"
 NOT_A_SLASH_COMMAND = "not_a_slash_command"
+STORE_UNAVAILABLE = "store_unavailable"  # GET /metrics could not read the store
 
 
 def http_error(code: str) -> dict[str, object]:

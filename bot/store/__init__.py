@@ -22,6 +22,7 @@ from .polls import PollsMixin
 from .posts import PostsMixin
 from .retention import RetentionMixin
 from .silences import SilencesMixin
+from .stats import StatsMixin
 from .summaries import SummariesMixin
 
 __all__ = ["Store"]
@@ -40,6 +41,7 @@ class Store(
     PostsMixin,
     HooksMixin,
     RetentionMixin,
+    StatsMixin,
 ):
     """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
 
