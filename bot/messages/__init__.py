@@ -40,6 +40,9 @@ from bot.messages.alerts import (
 )
 from bot.messages.reports import (
     SPARK,
+    coverage_footer,
+    coverage_line,
+    coverage_report,
     digest_chart_title,
     events_report,
     freshness,
@@ -62,6 +65,9 @@ __all__ = [
     "alerts_report",
     "chart_title",
     "commands",
+    "coverage_footer",
+    "coverage_line",
+    "coverage_report",
     "describe_key",
     "detail_blocks",
     "details_fallback",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .alerts import AlertsMixin
 from .budgets import BudgetsMixin
+from .coverage import CoverageMixin
 from .deliveries import DeliveriesMixin
 from .events import EventsMixin
 from .hooks import HooksMixin
@@ -40,6 +41,7 @@ class Store(
     PostsMixin,
     HooksMixin,
     RetentionMixin,
+    CoverageMixin,
 ):
     """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
 
