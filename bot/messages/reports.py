@@ -7,8 +7,9 @@ Pure functions from plain data to text; no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from bot.coverage import Coverage
 from bot.models import TOTAL, DailyUsage, Event
@@ -179,3 +180,21 @@ def coverage_footer(coverage: Coverage) -> str | None:
         f"Coverage, last {len(coverage.hours)} h: {coverage_line(coverage)}; figures counted "
         "from events are low there (`usage-bot query coverage` shows the hours)."
     )
+
+
+DIGEST_ESTIMATED = (
+    "_Estimated: events were lost in a gap that day; the models' and total figures "
+    "include what the summary counted for them._"
+)
+
+
+def digest_coverage_lines(coverage: Mapping[str, Any] | None, estimated: bool) -> list[str]:
+    """The digest's coverage sentence (from `Coverage.to_json`) and its estimate note."""
+    lines = [DIGEST_ESTIMATED] if estimated else []
+    if coverage and coverage.get("coverage") is not None:
+        lines.append(
+            f"Coverage: {coverage['coverage']:.1%} of the finished jobs the summary reports "
+            f"were stored as events ({coverage['stored']:,} of about "
+            f"{coverage['reported']:,.0f})."
+        )
+    return lines

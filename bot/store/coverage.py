@@ -66,8 +66,11 @@ class CoverageMixin(Connection):
     def coverage_hours(self, now: datetime, hours: int = HOURS) -> Coverage:
         """Coverage per UTC hour over the last `hours` hours up to `now` (the first hour
         whole, the current one partial) and overall: see `bot.coverage`."""
-        end = now
         start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+        return self.coverage_between(start, now)
+
+    def coverage_between(self, start: datetime, end: datetime) -> Coverage:
+        """Coverage per UTC hour meeting [start, end) and overall (e.g. a local day)."""
         return coverage(
             self.snapshots_between(start, end), self.finished_per_minute(start, end), start, end
         )
