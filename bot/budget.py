@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from bot.coverage import overlaps
 from bot.metrics import CREDITS, FloatArray, UsageCube
 from bot.models import (
     FORECAST,
@@ -28,6 +29,7 @@ from bot.models import (
     BudgetEvent,
     BudgetForecast,
     BudgetState,
+    Gap,
     Marks,
 )
 
@@ -113,6 +115,9 @@ def spend_slots(
 
     `daily` is the summary's figure per UTC day for this scope (None when the summary
     cannot speak for it). A slot is known when events covered it or its day has a figure.
+    Today's figure is as of the last summary poll while events run to `now`: what a gap
+    lost today shows once the summary's count exceeds the events held (an underestimate
+    by at most the events since that poll, never a double count).
     """
     hi = slot_of(now) + 1
     per_day = 86400 // SLOT
@@ -158,6 +163,7 @@ class BudgetStatus:
     forecast: Forecast | None  # None: not enough data yet
     data_from: datetime | None  # earliest moment of the period the figures cover
     daily: tuple[tuple[date, float], ...] = field(default=())  # local days of the period
+    estimated: bool = False  # a known events gap falls in the period (see BudgetState)
 
     @property
     def used(self) -> float:
@@ -170,8 +176,13 @@ def status(
     cube: UsageCube,
     daily: Mapping[date, float] | None,
     now: datetime,
+    gaps: Sequence[Gap] = (),
 ) -> BudgetStatus:
-    """Spend to date and the forecast for the period containing `now`."""
+    """Spend to date and the forecast for the period containing `now`.
+
+    `gaps` are the store's known events gaps: one inside the period makes the spend an
+    estimate.
+    """
     period = period_of(budget, now)
     zone = period.zone
     today = now.astimezone(zone).date()
@@ -214,7 +225,8 @@ def status(
             limit=budget.limit,
             in_period=in_period,
         )
-    return BudgetStatus(budget, period, now, spent, forecast, data_from, in_period)
+    estimated = overlaps(gaps, period.start, now)
+    return BudgetStatus(budget, period, now, spent, forecast, data_from, in_period, estimated)
 
 
 def project(
@@ -399,6 +411,7 @@ def budget_state(state: BudgetStatus) -> BudgetState:
             limit_reached_on=forecast.crossing,
         ),
         daily_credits=tuple((day, round(total, 4)) for day, total in state.daily),
+        estimated=state.estimated,
     )
 
 

@@ -64,7 +64,10 @@ class BudgetBook:
 
     def states(self, store: Store, now: datetime) -> list[BudgetStatus]:
         daily = self.daily(store, now)
-        return [status(b, self.cube, summary_figures(daily, b.scope), now) for b in self.budgets]
+        gaps = store.gaps()
+        return [
+            status(b, self.cube, summary_figures(daily, b.scope), now, gaps) for b in self.budgets
+        ]
 
 
 def summary_figures(

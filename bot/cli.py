@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
     q.add_parser("alerts", help="open alerts and the latest transitions")
+    qc = q.add_parser("coverage", help="finished jobs stored vs reported by the summary, per hour")
+    qc.add_argument("--hours", type=_bounded(1, 168), default=24)
     qm = q.add_parser("model", help="one model's daily trend and its open alerts")
     qm.add_argument("name")
     qm.add_argument("--days", type=_days, default=7)
@@ -257,6 +259,8 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(commands.events_text(store, args.limit, now))
         elif args.what == "alerts":
             print(commands.alerts_text(store, now))
+        elif args.what == "coverage":
+            print(commands.coverage_text(store, now, args.hours))
         elif args.what in ("model", "segment"):
             # The slash command's own answer, so both say the same.
             reply = commands.handle_command(

@@ -68,7 +68,15 @@ def summary_text(store: Store, days: int, now: datetime) -> str:
     last = store.last_summary_poll()
     end = (last or now).date()
     rows = store.daily_usage(end - timedelta(days=days - 1), end)
-    return messages.summary_report(rows, days, last, now)
+    text = messages.summary_report(rows, days, last, now)
+    footer = messages.coverage_footer(store.coverage_hours(now))
+    return f"{text}\n{footer}" if footer else text
+
+
+def coverage_text(store: Store, now: datetime, hours: int = 24) -> str:
+    """Coverage per UTC hour: finished jobs stored as events vs the summary's count."""
+    last = store.last_summary_poll()
+    return messages.coverage_report(store.coverage_hours(now, hours), messages.freshness(last, now))
 
 
 def events_text(store: Store, limit: int, now: datetime) -> str:

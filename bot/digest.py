@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 from bot.budget import BudgetStatus, as_json, midnight, slot_of, spend_slots
 from bot.budget_book import BudgetBook, summary_figures
 from bot.commands import permalink
+from bot.coverage import overlaps
 from bot.messages import budget as budget_words
-from bot.messages import format_duration, sparkline, table
+from bot.messages import digest_coverage_lines, format_duration, sparkline, table
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS
 from bot.models import TOTAL, DigestConfig, format_time, parse_time
 from bot.store import Store
@@ -78,8 +79,13 @@ def compose(
                 "link": permalink(thread) if thread else None,
             }
         )
+    day_start, day_end = midnight(days[-1], zone), midnight(today, zone)
     return {
         "day": days[-1].isoformat(),
+        # Yesterday's finished jobs stored vs the summary's count, and whether a known
+        # gap fell in it (its figures then rest on the summary's counts: estimated).
+        "coverage": store.coverage_between(day_start, day_end).to_json(),
+        "estimated": overlaps(store.gaps(), day_start, day_end),
         "timezone": config.timezone,
         "at": format_time(now),
         "models": rows,
@@ -130,6 +136,7 @@ def digest_text(payload: Mapping[str, Any]) -> str:
         lines.append("```\n" + table(header, rows) + "\n```")
     else:
         lines.append("No usage recorded yesterday.")
+    lines.extend(digest_coverage_lines(payload.get("coverage"), bool(payload.get("estimated"))))
     credits_by_day = [
         sum(values) for values in zip(*payload["chart"]["credits"].values(), strict=True)
     ]

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from bot import detect
 from bot.alerts import pick_examples, step, transition
+from bot.coverage import overlaps
 from bot.metrics import (
     CREDITS,
     FAILED,
@@ -40,6 +41,7 @@ from bot.models import (
     DailyUsage,
     Evaluation,
     Event,
+    Gap,
     Rule,
     Transition,
 )
@@ -90,6 +92,7 @@ class Engine:
         self.cube = UsageCube(STEP)
         self.daily: dict[tuple[date, str], DailyUsage] = {}
         self.final_before: date | None = None  # daily rows before this day are complete
+        self.gaps: list[Gap] = []  # spans where events may be lost (store.gaps())
 
     # -- data in ------------------------------------------------------------------------
 
@@ -102,6 +105,12 @@ class Engine:
             self.daily[(row.date, row.model)] = row
         if self.final_before is None or final_before > self.final_before:
             self.final_before = final_before
+
+    def add_gaps(self, gaps: Iterable[Gap]) -> None:
+        """Known events gaps: a window overlapping one is never judged as a drop."""
+        for gap in gaps:
+            if gap not in self.gaps:
+                self.gaps.append(gap)
 
     def history_seconds(self) -> int:
         """How much event history the rules look back, at most (what to load and keep).
@@ -131,7 +140,21 @@ class Engine:
         """Every evaluation of `rule` at moments in (since, until], oldest first."""
         if rule.source == "summary":
             return self._evaluate_daily(rule, since, until)
-        return self._evaluate_events(rule, since, until)
+        evaluations = self._evaluate_events(rule, since, until)
+        if self.gaps and rule.direction != "up":
+            evaluations = [self._over_gap(rule, ev) for ev in evaluations]
+        return evaluations
+
+    def _over_gap(self, rule: Rule, ev: Evaluation) -> Evaluation:
+        """A window that overlaps a known gap lacks the events the gap lost: it is not
+        judged downward (a drop there may be ours, not the service's). Unjudged changes
+        nothing in the state machine. An upward breach (direction both) still counts."""
+        start = ev.at - timedelta(seconds=ev.window or rule.bucket)
+        if not overlaps(self.gaps, start, ev.at):
+            return ev
+        if rule.direction == "both" and ev.zscore > 0:
+            return ev
+        return replace(ev, breach=False, judged=False, calm=False)
 
     def _evaluate_events(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
         first = int(since.timestamp()) // STEP + 1  # moments k * STEP with since < k*STEP

@@ -98,6 +98,7 @@ class _Figures:
     backlog: Mapping[str, Backlog]
     episodes: Iterable[str]
     budgets: Mapping[str, BudgetState]
+    coverage: float | None  # the last 24 hours' events stored / jobs the summary reports
 
 
 class StoreCollector(Collector):
@@ -120,8 +121,9 @@ class StoreCollector(Collector):
             with self._lock:
                 self._count(store)
                 counted, gaps = dict(self._polls.counts), dict(self._gaps.counts)
+            now = self.now()
             return _Figures(
-                now=self.now(),
+                now=now,
                 counted=counted,
                 gaps=gaps,
                 newest_event=store.newest_event_time(),
@@ -130,6 +132,7 @@ class StoreCollector(Collector):
                 backlog=store.slack_backlog(),
                 episodes=sorted(store.open_episodes()),
                 budgets=store.budget_states(),
+                coverage=store.coverage_hours(now).ratio,
             )
         finally:
             store.close()
@@ -205,6 +208,15 @@ def _families(f: _Figures) -> Iterator[Metric]:
         "stored before it), summed; how many events it held, the API does not say.",
         value=f.gaps.get(("seconds",), 0.0),
     )
+
+    coverage = GaugeMetricFamily(
+        "usage_bot_coverage_ratio",
+        "Finished jobs seen in stored events over those the summary reports, last 24 hours "
+        "(absent while the summary reports none to compare).",
+    )
+    if f.coverage is not None:
+        coverage.add_metric([], f.coverage)
+    yield coverage
 
     newest = GaugeMetricFamily(
         "usage_bot_newest_event_age_seconds",

@@ -499,6 +499,9 @@ class BudgetState:
     data_from: datetime | None
     forecast: BudgetForecast | None
     daily_credits: tuple[tuple[date, float], ...]  # local days of the period
+    # A known events gap falls in the period: the spend includes what the summary counted
+    # for it (account and model scopes), or lacks what it lost (segments, customers).
+    estimated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         forecast = self.forecast
@@ -533,6 +536,7 @@ class BudgetState:
                 else None,
             },
             "daily_credits": [[day.isoformat(), total] for day, total in self.daily_credits],
+            "estimated": self.estimated,
         }
 
     @classmethod
@@ -569,4 +573,5 @@ class BudgetState:
             daily_credits=tuple(
                 (date.fromisoformat(d), total) for d, total in data["daily_credits"]
             ),
+            estimated=bool(data.get("estimated", False)),
         )

@@ -101,6 +101,7 @@ def make_server(
                     "events_polled_at": _iso(store.last_success(EVENTS_PATH)),
                     "summary_polled_at": _iso(store.last_success(SUMMARY_PATH)),
                     "events_stored": store.count_events(),
+                    "coverage": store.coverage_hours(utc_now()).to_json(),
                 }
             finally:
                 store.close()

@@ -25,12 +25,13 @@ from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.budget import BudgetStatus
 from bot.budget_book import BudgetBook, judge
 from bot.clock import utc_now
+from bot.coverage import GapEstimate, arrival_rate, estimate_gap
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import BotError, SchemaDrift, SourceError
 from bot.hooks import send_hooks
 from bot.messages import notices
 from bot.metrics import batch_from_events
-from bot.models import DigestConfig, Event, PollRecord, RuleSet, Summary
+from bot.models import DigestConfig, Event, Gap, PollRecord, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
 from bot.source import UsageClient
 from bot.store import Store
@@ -46,6 +47,7 @@ DELIVERY_LEASE = "delivery"
 PRUNE_EVERY = timedelta(hours=1)
 MIN_EVENTS_KEPT = timedelta(days=8)  # /usage events and examples reach back at least this
 LOGS_KEPT = timedelta(days=7)
+GAP_RATE_WINDOW = timedelta(hours=1)  # stored events before a gap its estimate reads
 BUDGET_EVERY = timedelta(minutes=15)  # budgets are judged at least this often without data
 
 
@@ -299,6 +301,7 @@ class Worker:
         engine = Engine(self.ruleset.rules)
         history = timedelta(seconds=engine.history_seconds())
         engine.add_events(self.store.event_batch_since(now - history))
+        engine.add_gaps(self.store.gaps())
         last_summary = self.store.last_summary_poll()
         if last_summary is not None:
             rows = self.store.daily_usage(now.date() - timedelta(days=120), now.date())
@@ -332,11 +335,18 @@ class Worker:
             seen=len(page.items),
             new=len(saved.new_events),
         )
-        gap_text = (
-            notices.events_gap(page.limit, saved.gap.newest_stored_at, saved.gap.oldest_seen_at)
-            if saved.gap
-            else notices.EVENTS_GAP_CLOSED
-        )
+        gap_text = notices.EVENTS_GAP_CLOSED
+        if saved.gap is not None:
+            if self.monitor is not None:
+                self.monitor.engine.add_gaps([saved.gap])
+            estimate = self._gap_estimate(page.items, saved.gap)
+            gap_text = notices.events_gap(
+                page.limit,
+                saved.gap.newest_stored_at,
+                saved.gap.oldest_seen_at,
+                estimate.events,
+                estimate.basis,
+            )
         self.store.episode("events gap", saved.gap is not None, gap_text, now)
         if saved.gap is not None:
             log.warning(
@@ -359,6 +369,24 @@ class Worker:
                     event.job_id,
                 )
         return saved.new_events
+
+    def _gap_estimate(self, page: Sequence[Event], gap: Gap) -> GapEstimate:
+        """How many events the gap probably held: the arrival rate of the page that
+        revealed it and of the hour stored before it (or the summary, if it spans it)."""
+        before = self.store.events_between(
+            gap.newest_stored_at - GAP_RATE_WINDOW, gap.newest_stored_at + timedelta(seconds=1)
+        )
+        events, finished = len(before), sum(1 for e in before if e.is_finished)
+        per_job = events / finished if finished else None
+        return estimate_gap(
+            gap,
+            [
+                arrival_rate([e.created_at for e in page]),
+                arrival_rate([e.created_at for e in before]),
+            ],
+            self.store.summary_intervals(gap.newest_stored_at, gap.oldest_seen_at),
+            per_job,
+        )
 
     def _poll_summary(self, now: datetime, days: int, report: TickReport) -> Summary | None:
         started = time.perf_counter()

@@ -10,15 +10,40 @@ import hashlib
 import hmac
 import math
 import os
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
+from slack_sdk.signature import Clock
+
 from bot.api_schema import EVENTS_PATH
-from bot.models import AlertState, Event, EventsPage, PollRecord, Summary, Thread, Transition
+from bot.config import Settings
+from bot.engine import Engine
+from bot.metrics import batch_from_items
+from bot.models import (
+    AlertState,
+    Event,
+    EventsPage,
+    PollConfig,
+    PollRecord,
+    Rule,
+    RuleSet,
+    Summary,
+    Thread,
+    Transition,
+    parse_time,
+)
+from bot.server import make_server
+from bot.source import UsageClient
+from bot.standins.simulator import ManualClock, Simulator
 from bot.standins.slack import RecordedRequest, SlackStandIn
 from bot.store import Store
+from bot.worker import Worker
 
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
 
@@ -214,3 +239,72 @@ def second_looks(slack: SlackStandIn, since: float) -> list[RecordedRequest]:
         or r.method == "conversations.history"
         and float(r.params.get("oldest") or 0) >= since
     ]
+
+
+# -- rigs shared by several test files -----------------------------------------------
+
+RIG_START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+RIG_RULES = RuleSet(
+    poll=PollConfig(events_every=60, summary_every=900, summary_days=30, probe_every=300)
+)
+
+
+class Rig:
+    """A worker wired to an in-process simulator on a manual clock."""
+
+    def __init__(self, store: Store, **sim_options: object) -> None:
+        self.clock = ManualClock(RIG_START)
+        self.sim = Simulator(start=RIG_START, clock=self.clock, **sim_options)  # type: ignore[arg-type]
+        self.http = httpx.Client(
+            base_url="http://sim", transport=httpx.MockTransport(self.sim.handle)
+        )
+        self.sleeps: list[float] = []
+        client = UsageClient(self.http, api_key="sim-key", sleep=self.sleeps.append)
+        self.store = store
+        self.worker = Worker(client=client, store=store, ruleset=RIG_RULES, clock=self.clock)
+
+    def tick(self, advance: timedelta = timedelta(minutes=1)):  # type: ignore[no-untyped-def]
+        self.clock.advance(advance)
+        return self.worker.tick()
+
+    def hits(self, endpoint: str) -> int:
+        return sum(1 for r in self.sim.requests if r.endpoint == endpoint)
+
+    def stored(self) -> set[str]:
+        return stored_ids(self.store)
+
+    def produced(self, after: datetime, until: datetime) -> set[str]:
+        """Ids of the events the API produced in (after, until]: what a cycle at `until`
+        had to fetch when the one at `after` had stored everything before it."""
+        return produced_ids(self.sim, after, until)
+
+
+def stored_ids(store: Store) -> set[str]:
+    return {e.id for e in store.recent_events(100_000)}
+
+
+def produced_ids(sim: Simulator, after: datetime, until: datetime) -> set[str]:
+    return {e["id"] for e in sim.events_until(until) if parse_time(e["created_at"]) > after}
+
+
+def engine_for(rules: list[Rule], items: list[dict], summary: dict | None = None) -> Engine:  # type: ignore[type-arg]
+    engine = Engine(rules)
+    engine.add_events(batch_from_items(items))
+    if summary is not None:
+        parsed = Summary.from_api(summary)
+        engine.add_daily(parsed.daily, final_before=parsed.end_date)
+    return engine
+
+
+def serve_app(settings: Settings, clock: Clock | None = None) -> Iterator[str]:
+    """`serve`'s HTTP server on a free loopback port, in a thread; yields its URL."""
+    server: ThreadingHTTPServer = make_server(settings, "127.0.0.1", clock=clock)
+    # A short poll interval: shutdown() waits for it, once per test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -9,11 +9,10 @@ from functools import cache
 import numpy as np
 import pytest
 
-from bot.engine import STEP, Engine, Monitor, _by_phase, _from_phase, _window_sums
-from bot.metrics import batch_from_items
+from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
-from tests.helpers import same
+from tests.helpers import engine_for, same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 FAILURES = Rule(
@@ -55,15 +54,6 @@ def traffic(days: int = 3, spike: bool = True) -> tuple[list[dict], dict]:  # ty
         start=START, clock=ManualClock(end), jobs_per_hour=300, incidents=incidents if spike else []
     )
     return sim.events_until(end), sim.summary(60)
-
-
-def engine_for(rules: list[Rule], items: list[dict], summary: dict | None = None) -> Engine:  # type: ignore[type-arg]
-    engine = Engine(rules)
-    engine.add_events(batch_from_items(items))
-    if summary is not None:
-        parsed = Summary.from_api(summary)
-        engine.add_daily(parsed.daily, final_before=parsed.end_date)
-    return engine
 
 
 def test_window_sums_and_phases_round_trip() -> None:

@@ -69,3 +69,32 @@ def test_a_planted_violation_breaks_its_contract(
     assert result.returncode != 0
     broken = result.stdout.split("Broken contracts")[-1]
     assert contract in " ".join(broken.split()), result.stdout
+
+
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_tests_share_rigs_through_helpers_and_bench_through_the_package() -> None:
+    """No test module imports another test module or `bench`; bench imports the installed
+    package, with no sys.path edits (shared code lives in tests/helpers.py or the package)."""
+    offenders = [
+        f"{path.name} imports {name}"
+        for path in sorted((ROOT / "tests").glob("*.py"))
+        for name in _imported_modules(path)
+        if name.startswith(("tests.test_", "bench")) or name == "tests.conftest"
+    ]
+    offenders += [
+        f"bench/{path.name} edits sys.path"
+        for path in sorted((ROOT / "bench").glob("*.py"))
+        if "sys.path" in path.read_text()
+    ]
+    assert not offenders

@@ -3,7 +3,6 @@ through the store's own writers, the body parsed by prometheus_client's parser."
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,15 +16,17 @@ from bot import __version__
 from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.config import Settings
 from bot.models import (
+    TOTAL,
     AlertState,
     BudgetForecast,
     BudgetState,
+    DailyUsage,
     EventsPage,
     PollRecord,
+    Summary,
 )
-from bot.server import make_server
 from bot.store import Store
-from tests.conftest import make_event, make_firing
+from tests.helpers import make_event, make_firing, serve_app
 
 TOKEN = "metrics-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,16 +41,7 @@ def client() -> Iterator[httpx.Client]:
 
 
 def serve(db_path: Path, token: str | None = TOKEN) -> Iterator[str]:
-    settings = Settings(db_path=str(db_path), port=0, api_token=token)
-    server = make_server(settings, "127.0.0.1")
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from serve_app(Settings(db_path=str(db_path), port=0, api_token=token))
 
 
 @pytest.fixture
@@ -163,6 +155,7 @@ def test_a_fresh_store_scrapes_without_an_error(url: str, client: httpx.Client) 
         "usage_bot_slack_outbox_oldest_pending_age_seconds",
         "usage_bot_ops_episode_open",
         "usage_bot_budget_used_ratio",
+        "usage_bot_coverage_ratio",
     ):
         assert named(samples, absent) == {}, absent
 
@@ -201,6 +194,20 @@ def fill(store: Store, now: datetime) -> None:
     store.post_failed(second.id, "not_in_channel", permanent=True, retry_at=0.0, now=now)
     store.episode("events gap", True, "events may be missing", now - timedelta(seconds=10))
     store.save_budget_states([budget_state(now)], now)
+    # The summary says 4 jobs finished between two polls that span both events: 50 % seen.
+    for polled, finished in ((now - timedelta(minutes=150), 0), (now - timedelta(minutes=10), 4)):
+        store.save_summary(account_summary(polled, finished), polled)
+
+
+def account_summary(polled: datetime, finished_today: int) -> Summary:
+    """A 2-day summary as polled at `polled`: 100 jobs yesterday, `finished_today` today."""
+    today = polled.date()
+    rows = (
+        DailyUsage(today - timedelta(days=1), TOTAL, 100, 100, 0, 6000.0),
+        DailyUsage(today, TOTAL, finished_today, finished_today, 0, 60.0 * finished_today),
+    )
+    done = 100 + finished_today
+    return Summary(2, rows[0].date, today, done, done, 0, 60.0 * done, rows, False)
 
 
 def near(actual: float, expected: float) -> bool:
@@ -248,6 +255,7 @@ def test_each_metric_reads_its_value_from_the_store(db_path: Path, client: httpx
         assert value(first, "usage_bot_budget_used_ratio", budget="pro-monthly") == 0.25
         assert value(first, "usage_bot_budget_projected_credits", budget="pro-monthly") == 9_000
         assert value(first, "usage_bot_event_gaps_total") == 0
+        assert value(first, "usage_bot_coverage_ratio") == 0.5
 
         # The worker goes on: polls of every outcome, and a full page past a gap.
         for _ in range(3):

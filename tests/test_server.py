@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.models import Budget
 from bot.server import make_server
 from bot.store import Store
-from tests.helpers import FORM, SECRET, fill, signed
+from tests.helpers import FORM, SECRET, fill, serve_app, signed
 
 # Slack's worked example from "Verifying requests from Slack".
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -59,19 +59,6 @@ def slash_body(text: str, command: str = "/usage") -> bytes:
     ).encode()
 
 
-def start(settings: Settings, clock: Clock | None = None) -> Iterator[str]:
-    server: ThreadingHTTPServer = make_server(settings, "127.0.0.1", clock=clock)
-    # A short poll interval: shutdown() waits for it, once per test.
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture
 def db(db_path: Path) -> Path:
     store = Store(db_path)
@@ -82,7 +69,7 @@ def db(db_path: Path) -> Path:
 
 @pytest.fixture
 def url(db: Path) -> Iterator[str]:
-    yield from start(Settings(db_path=str(db), slack_signing_secret=SECRET, port=0))
+    yield from serve_app(Settings(db_path=str(db), slack_signing_secret=SECRET, port=0))
 
 
 @pytest.fixture
@@ -248,7 +235,7 @@ def test_a_claimed_length_is_judged_before_any_body_is_read(
 
 
 def test_without_a_signing_secret_the_endpoint_answers_503(db: Path, client: httpx.Client) -> None:
-    for url in start(Settings(db_path=str(db), slack_signing_secret=None, port=0)):
+    for url in serve_app(Settings(db_path=str(db), slack_signing_secret=None, port=0)):
         body = slash_body("summary")
         response = post(client, url, body, signed(body))
         assert response.status_code == 503
@@ -261,7 +248,7 @@ def test_a_store_that_cannot_be_opened_gets_a_polite_answer_and_logs_no_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     missing = tmp_path / "no" / "such" / "dir" / "bot.db"
-    for url in start(Settings(db_path=str(missing), slack_signing_secret=SECRET, port=0)):
+    for url in serve_app(Settings(db_path=str(missing), slack_signing_secret=SECRET, port=0)):
         body = slash_body("summary")
         response = post(client, url, body, signed(body))
         assert response.status_code == 200
@@ -283,7 +270,7 @@ def test_the_server_agrees_with_slacks_published_example(db: Path, client: httpx
     # Slack's example is from 2018: a clock stopped at its timestamp lets it through.
     settings = Settings(db_path=str(db), slack_signing_secret=SLACK_SECRET, port=0)
     clock = FixedClock(float(SLACK_TIMESTAMP))
-    for url in start(settings, clock):
+    for url in serve_app(settings, clock):
         headers = {
             "Content-Type": FORM,
             "X-Slack-Request-Timestamp": SLACK_TIMESTAMP,

@@ -16,55 +16,14 @@ import httpx
 import pytest
 
 from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
-from bot.models import PollConfig, RuleSet, parse_time
+from bot.models import parse_time
 from bot.source import UsageClient
 from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker, refusal
-from tests.helpers import bot_env
+from tests.helpers import RIG_RULES, RIG_START, Rig, bot_env, produced_ids, stored_ids
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-RULES = RuleSet(
-    poll=PollConfig(events_every=60, summary_every=900, summary_days=30, probe_every=300)
-)
-
-
-class Rig:
-    """A worker wired to an in-process simulator on a manual clock."""
-
-    def __init__(self, store: Store, **sim_options: object) -> None:
-        self.clock = ManualClock(START)
-        self.sim = Simulator(start=START, clock=self.clock, **sim_options)  # type: ignore[arg-type]
-        self.http = httpx.Client(
-            base_url="http://sim", transport=httpx.MockTransport(self.sim.handle)
-        )
-        self.sleeps: list[float] = []
-        client = UsageClient(self.http, api_key="sim-key", sleep=self.sleeps.append)
-        self.store = store
-        self.worker = Worker(client=client, store=store, ruleset=RULES, clock=self.clock)
-
-    def tick(self, advance: timedelta = timedelta(minutes=1)):  # type: ignore[no-untyped-def]
-        self.clock.advance(advance)
-        return self.worker.tick()
-
-    def hits(self, endpoint: str) -> int:
-        return sum(1 for r in self.sim.requests if r.endpoint == endpoint)
-
-    def stored(self) -> set[str]:
-        return stored_ids(self.store)
-
-    def produced(self, after: datetime, until: datetime) -> set[str]:
-        """Ids of the events the API produced in (after, until]: what a cycle at `until`
-        had to fetch when the one at `after` had stored everything before it."""
-        return produced_ids(self.sim, after, until)
-
-
-def stored_ids(store: Store) -> set[str]:
-    return {e.id for e in store.recent_events(100_000)}
-
-
-def produced_ids(sim: Simulator, after: datetime, until: datetime) -> set[str]:
-    return {e["id"] for e in sim.events_until(until) if parse_time(e["created_at"]) > after}
+START, RULES = RIG_START, RIG_RULES
 
 
 @pytest.fixture

@@ -55,10 +55,32 @@ def forecast_line(state: Mapping[str, Any]) -> str:
 
 def spent_line(state: Mapping[str, Any]) -> str:
     spent, limit = state["spent_credits"], state["limit_credits"]
-    return (
+    line = (
         f"{credits(spent)}{money(spent, state)} of {credits(limit)}{money(limit, state)} "
         f"credits used ({state['used_percent']:.0f}%) in {state['period']['label']} "
         f"({state['period']['timezone']})."
+    )
+    note = estimate_note(state)
+    return f"{line} {note}" if note else line
+
+
+def from_summary(state: Mapping[str, Any]) -> bool:
+    """Can the summary speak for this scope (the account or a model)?"""
+    return set(state["scope"]) <= {"account", "model"}
+
+
+def estimate_note(state: Mapping[str, Any]) -> str:
+    """Why the spend is estimated, when a known events gap falls in the period."""
+    if not state.get("estimated"):
+        return ""
+    if from_summary(state):
+        return (
+            "Estimated: events were lost in a gap this period; the summary's count fills in "
+            "their credits."
+        )
+    return (
+        "Estimated, probably low: events were lost in a gap this period and the summary "
+        "has no figures for this scope."
     )
 
 
@@ -101,7 +123,7 @@ def budgets_report(states: Sequence[Mapping[str, Any]], freshness: str) -> str:
                 state["budget"],
                 scope(state),
                 state["period"]["label"],
-                credits(state["spent_credits"]),
+                spent_cell(state),
                 credits(state["limit_credits"]),
                 f"{state['used_percent']:.0f}%",
                 credits(projected) if projected is not None else "-",
@@ -109,4 +131,16 @@ def budgets_report(states: Sequence[Mapping[str, Any]], freshness: str) -> str:
             ]
         )
     header = ["budget", "scope", "period", "spent", "limit", "used", "forecast", "limit on"]
-    return f"Budgets ({freshness})\n" + table(header, rows)
+    text = f"Budgets ({freshness})\n" + table(header, rows)
+    if any(state.get("estimated") for state in states):
+        text += (
+            "\n~ estimated: events were lost in a gap this period (the account and model "
+            "figures include the summary's count of what it held; others may be low)."
+        )
+    return text
+
+
+def spent_cell(state: Mapping[str, Any]) -> str:
+    """Spent in the `/usage budget` table: '~' marks an estimate."""
+    mark = "~" if state.get("estimated") else ""
+    return mark + credits(state["spent_credits"])

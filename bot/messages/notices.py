@@ -12,12 +12,37 @@ from datetime import datetime
 # -- episodes -------------------------------------------------------------------------
 
 
-def events_gap(limit: int, newest_stored_at: datetime, oldest_seen_at: datetime) -> str:
-    return (
+def events_gap(
+    limit: int,
+    newest_stored_at: datetime,
+    oldest_seen_at: datetime,
+    missed: float | None = None,
+    basis: str = "arrival rate",
+) -> str:
+    text = (
         f"More than {limit} events arrived between two polls: events between "
         f"{newest_stored_at:%Y-%m-%d %H:%M:%S} and "
         f"{oldest_seen_at:%H:%M:%S} UTC may be missing, so counts there are low."
     )
+    if missed is None:
+        return text
+    how = (
+        "from the summary's count of jobs in that span"
+        if basis == "summary"
+        else "from the arrival rate around it"
+    )
+    if missed < 1:
+        return f"{text} Probably none or very few were missed ({how})."
+    return f"{text} About {missed_count(missed)} events were probably missed ({how})."
+
+
+def missed_count(missed: float) -> str:
+    """An estimate, rounded as far as it deserves: 7, 40, 1,200."""
+    if missed < 20:
+        return f"{round(missed):,}"
+    if missed < 1000:
+        return f"{round(missed, -1):,.0f}"
+    return f"{round(missed, -2):,.0f}"
 
 
 EVENTS_GAP_CLOSED = "Polls keep up with the events again: no gap since the last notice."

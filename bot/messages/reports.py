@@ -7,9 +7,11 @@ Pure functions from plain data to text; no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
+from bot.coverage import Coverage
 from bot.models import TOTAL, DailyUsage, Event
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -119,3 +121,80 @@ def events_report(events: Sequence[Event], last_poll: datetime | None, now: date
 def digest_chart_title(day: object) -> str:
     """The title of the chart uploaded into a daily digest's thread."""
     return f"Credits per day by model, 30 days to {day}"
+
+
+# -- coverage ------------------------------------------------------------------------------
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1%}"
+
+
+def coverage_report(coverage: Coverage, freshness_note: str) -> str:
+    """`query coverage`: per UTC hour, finished jobs stored as events vs reported by the
+    summary's snapshots, and the overall figure."""
+    rows = []
+    for hour in coverage.hours:
+        if hour.spanned <= 0:
+            rows.append([f"{hour.hour:%Y-%m-%d %H:00}", f"{hour.stored:,}", "-", "-", "no summary"])
+            continue
+        partial = "partial" if hour.spanned < 3600 - 1e-6 else ""
+        rows.append(
+            [
+                f"{hour.hour:%Y-%m-%d %H:00}",
+                f"{hour.stored:,}",
+                f"{hour.reported:,.1f}",
+                _percent(hour.ratio),
+                partial,
+            ]
+        )
+    hours = len(coverage.hours)
+    head = (
+        f"Coverage, last {hours} h (UTC; {freshness_note}): {coverage_line(coverage)}"
+        if coverage.ratio is not None
+        else f"Coverage, last {hours} h (UTC; {freshness_note}): "
+        "the summary reports no finished job to compare with yet."
+    )
+    grid = table(["hour (UTC)", "stored", "reported", "coverage", ""], rows)
+    return (
+        f"{head}\n{grid}\n"
+        "stored: events with status completed or failed; reported: completed + failed jobs "
+        "the summary's 15-minute snapshots add up to, spread evenly inside each interval "
+        "(approximate at hour edges)."
+    )
+
+
+def coverage_line(coverage: Coverage) -> str:
+    """The overall figure in one phrase: '97.5% (1,170 of about 1,200 finished jobs)'."""
+    return (
+        f"{_percent(coverage.ratio)} ({coverage.stored:,} of about {coverage.reported:,.0f} "
+        "finished jobs stored as events)"
+    )
+
+
+def coverage_footer(coverage: Coverage) -> str | None:
+    """A footer for `/usage summary` when coverage is low; None when it is fine or unknown."""
+    if not coverage.low:
+        return None
+    return (
+        f"Coverage, last {len(coverage.hours)} h: {coverage_line(coverage)}; figures counted "
+        "from events are low there (`usage-bot query coverage` shows the hours)."
+    )
+
+
+DIGEST_ESTIMATED = (
+    "_Estimated: events were lost in a gap that day; the models' and total figures "
+    "include what the summary counted for them._"
+)
+
+
+def digest_coverage_lines(coverage: Mapping[str, Any] | None, estimated: bool) -> list[str]:
+    """The digest's coverage sentence (from `Coverage.to_json`) and its estimate note."""
+    lines = [DIGEST_ESTIMATED] if estimated else []
+    if coverage and coverage.get("coverage") is not None:
+        lines.append(
+            f"Coverage: {coverage['coverage']:.1%} of the finished jobs the summary reports "
+            f"were stored as events ({coverage['stored']:,} of about "
+            f"{coverage['reported']:,.0f})."
+        )
+    return lines

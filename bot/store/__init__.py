@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .alerts import AlertsMixin
 from .budgets import BudgetsMixin
+from .coverage import CoverageMixin
 from .deliveries import DeliveriesMixin
 from .events import EventsMixin
 from .hooks import HooksMixin
@@ -41,6 +42,7 @@ class Store(
     PostsMixin,
     HooksMixin,
     RetentionMixin,
+    CoverageMixin,
     StatsMixin,
 ):
     """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""

@@ -1,4 +1,4 @@
-"""The store's schema: sqlite-utils migrations m001..m011, applied in order when the
+"""The store's schema: sqlite-utils migrations m001..m012, applied in order when the
 store opens (`connection.Connection`). Named "usage-bot" so existing databases carry on
 from the last one they ran. Append new migrations; never edit one that has shipped.
 """
@@ -295,3 +295,22 @@ def m011_budget_states(db: Database) -> None:
     # The worker's latest view of each budget, for `query budget`, `/usage budget` and
     # `GET /budget` to read at once instead of re-counting weeks of events.
     db.table("budget_states").create({"budget": str, "at": str, "state": str}, pk="budget")
+
+
+@migrations()
+def m012_snapshot_days(db: Database) -> None:
+    # The account's last two days as each summary poll saw them: consecutive snapshots'
+    # differences are the jobs the summary reports per interval (coverage, gap estimates).
+    db.table("snapshot_days").create(
+        {
+            "snapshot_id": int,
+            "polled_at": str,
+            "date": str,
+            "total_jobs": int,
+            "completed_jobs": int,
+            "failed_jobs": int,
+            "credits_used": float,
+        },
+        pk=("snapshot_id", "date"),
+    )
+    db.table("snapshot_days").create_index(["polled_at"])

@@ -27,6 +27,7 @@ class RetentionMixin(Connection):
             "polls": ("delete from polls where started_at < ?", cut_log),
             "event_gaps": ("delete from event_gaps where detected_at < ?", cut_log),
             "summary_snapshots": ("delete from summary_snapshots where polled_at < ?", cut_log),
+            "snapshot_days": ("delete from snapshot_days where polled_at < ?", cut_log),
             "notices": ("delete from notices where at < ? and notified_at is not null", cut_log),
             "silences": ("delete from silences where until < ?", cut_log),
         }

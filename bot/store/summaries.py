@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from bot.models import DailyUsage, Summary, format_time, parse_time
+from bot.models import TOTAL, DailyUsage, Summary, format_time, parse_time
 
 from .connection import Connection, translated
+
+SNAPSHOT_DAYS = 2  # the account's last days kept per snapshot: today and yesterday
 
 
 class SummariesMixin(Connection):
@@ -32,6 +34,19 @@ class SummariesMixin(Connection):
                 }
             )
             snapshot_id = int(table.last_pk or 0)
+            account = sorted((r for r in summary.daily if r.model == TOTAL), key=lambda r: r.date)
+            self.db.table("snapshot_days").insert_all(
+                {
+                    "snapshot_id": snapshot_id,
+                    "polled_at": format_time(polled_at),
+                    "date": row.date.isoformat(),
+                    "total_jobs": row.total_jobs,
+                    "completed_jobs": row.completed_jobs,
+                    "failed_jobs": row.failed_jobs,
+                    "credits_used": row.credits_used,
+                }
+                for row in account[-SNAPSHOT_DAYS:]
+            )
             if summary.has_daily_models:
                 # The service lists only active models per day: clear the days it covers
                 # so a model that dropped to zero does not keep a stale figure.
