@@ -287,6 +287,20 @@ def produced_ids(sim: Simulator, after: datetime, until: datetime) -> set[str]:
     return {e["id"] for e in sim.events_until(until) if parse_time(e["created_at"]) > after}
 
 
+# A model going silent: jobs per hour against the same hour of earlier days.
+VOLUME_DOWN = Rule(
+    name="volume-drop",
+    metric="volume",
+    group_by=("model",),
+    bucket=3600,
+    baseline=4 * 86400,
+    seasonal="hour_of_day",
+    z=4,
+    direction="down",
+    min_volume=20,
+)
+
+
 def engine_for(rules: list[Rule], items: list[dict], summary: dict | None = None) -> Engine:  # type: ignore[type-arg]
     engine = Engine(rules)
     engine.add_events(batch_from_items(items))

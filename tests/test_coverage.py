@@ -196,19 +196,6 @@ def test_the_worker_opens_a_gap_notice_with_an_estimate_close_to_the_truth(store
 # -- the engine: no downward breach over a gap -------------------------------------------
 
 
-VOLUME_DOWN = Rule(
-    name="volume-drop",
-    metric="volume",
-    group_by=("model",),
-    bucket=3600,
-    baseline=4 * 86400,
-    seasonal="hour_of_day",
-    z=4,
-    direction="down",
-    min_volume=20,
-)
-
-
 def _outage() -> tuple[list, Incident, datetime]:  # type: ignore[type-arg]
     end = START + timedelta(days=10)
     outage = Incident(

@@ -12,7 +12,7 @@ import pytest
 from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
-from tests.helpers import engine_for, same
+from tests.helpers import VOLUME_DOWN, engine_for, same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 FAILURES = Rule(
@@ -205,17 +205,7 @@ def test_a_segment_rule_fires_for_the_failing_segment_only() -> None:
 
 
 def test_a_volume_rule_catches_a_model_going_silent() -> None:
-    rule = Rule(
-        name="volume-drop",
-        metric="volume",
-        group_by=("model",),
-        bucket=3600,
-        baseline=4 * 86400,
-        seasonal="hour_of_day",
-        z=4,
-        direction="down",
-        min_volume=20,
-    )
+    rule = VOLUME_DOWN
     # The seasonal baseline is trusted after about six days of history; before that the
     # daily rhythm hides even a drop to zero (z about -3.4 on day 5).
     end = START + timedelta(days=10)
