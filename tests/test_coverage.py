@@ -36,7 +36,7 @@ from bot.metrics import UsageCube, batch_from_events
 from bot.models import TOTAL, Budget, DailyUsage, Evaluation, EventsPage, Gap, Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
-from tests.helpers import SECRET, Rig, engine_for, make_event, serve_app
+from tests.helpers import SECRET, VOLUME_DOWN, Rig, engine_for, make_event, serve_app
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 
