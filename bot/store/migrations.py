@@ -1,4 +1,4 @@
-"""The store's schema: sqlite-utils migrations m001..m011, applied in order when the
+"""The store's schema: sqlite-utils migrations m001..m012, applied in order when the
 store opens (`connection.Connection`). Named "usage-bot" so existing databases carry on
 from the last one they ran. Append new migrations; never edit one that has shipped.
 """
@@ -295,3 +295,11 @@ def m011_budget_states(db: Database) -> None:
     # The worker's latest view of each budget, for `query budget`, `/usage budget` and
     # `GET /budget` to read at once instead of re-counting weeks of events.
     db.table("budget_states").create({"budget": str, "at": str, "state": str}, pk="budget")
+
+
+@migrations()
+def m012_poll_pace(db: Database) -> None:
+    # The events poll's pace: the delay chosen before the next poll, and why.
+    polls = db.table("polls")
+    polls.add_column("next_poll_seconds", float)
+    polls.add_column("pace", str)
