@@ -113,6 +113,7 @@ class Worker:
         self.pace_settings = pace_settings(ruleset, ruleset.poll.events_every)
         self.pace: Pace | None = None  # after the last events poll
         self._good_poll_at: float | None = None  # start of the last good events poll
+        self.polled_at: float | None = None  # start of the last events poll (monotonic)
 
     def pace_every(self, relaxed: float) -> None:
         """Set the quiet interval of the events poll (BOT_POLL_SECONDS or events_every)."""
@@ -329,7 +330,7 @@ class Worker:
 
     def _poll_events(self, now: datetime, report: TickReport) -> tuple[Event, ...]:
         started = time.perf_counter()
-        begun = self.monotonic()
+        begun = self.polled_at = self.monotonic()
         try:
             page = self.client.events(self.ruleset.poll.events_limit)
             saved = self.store.save_events(page, stored_at=now)
@@ -507,14 +508,13 @@ def run(
     stop: threading.Event,
     cycles: int | None = None,
     on_tick: Callable[[TickReport], None] | None = None,
-    monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
     """Tick at the worker's pace until `stop` is set or `cycles` ticks have run.
 
     `every` is the quiet interval (events_every, or BOT_POLL_SECONDS): a quiet account is
     polled once per `every`; a busy one sooner, as `bot.pace` decides. Each cycle starts
-    `worker.next_delay()` seconds after the previous one started (at once when that one
-    took longer).
+    `worker.next_delay()` seconds after the previous cycle's events poll started (or the
+    cycle itself, when it polled no events), at once when that is past.
     """
     worker.pace_every(every)
     done = 0
@@ -535,10 +535,13 @@ def run(
         worker.prepare()
     except BotError as exc:  # the first cycle tries again
         log.error("could not rebuild detection state from the store: %s", exc)
+    monotonic = worker.monotonic
     started = monotonic()
     cycle()  # the first cycle runs at once, not after one interval
     while not stop.is_set():
-        wait = started + worker.next_delay() - monotonic()
+        polled = worker.polled_at
+        base = polled if polled is not None and polled >= started else started
+        wait = base + worker.next_delay() - monotonic()
         if wait > 0:
             stop.wait(wait)
             continue
