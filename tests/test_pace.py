@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.backoff import USAGE_API
 from bot.pace import (
     AFTER_ERROR,
     BACKING_OFF,
@@ -158,3 +159,14 @@ def test_the_ceiling_is_never_exceeded() -> None:
 def test_impossible_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         PaceSettings(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "low", "high"),
+    [(1, 1.0, 2.0), (2, 2.0, 4.0), (3, 4.0, 8.0), (4, 8.0, 16.0), (9, 8.0, 16.0)],
+)
+def test_the_usage_api_backoff_is_the_documented_one(attempt: int, low: float, high: float) -> None:
+    assert USAGE_API.delay(attempt, lambda: 0.0) == low
+    assert USAGE_API.delay(attempt, lambda: 0.999999) == pytest.approx(high, abs=1e-4)
+    assert USAGE_API.delay(attempt, retry_after=3.0) == 3.0
+    assert USAGE_API.delay(attempt, retry_after=120.0) == 16.0  # Retry-After capped at 16 s
