@@ -211,6 +211,8 @@ class PollConfig:
     summary_days: int = 30
     backfill_days: int = 90
     probe_every: float = 300.0  # poll rate of an endpoint while it answers 401/402
+    events_floor: float = 0.5  # a busy account's events are read again no sooner than this
+    max_requests_per_minute: int = 120  # the ceiling on events polls, however busy
 
 
 PERIODS = ("day", "week", "month")
@@ -285,6 +287,8 @@ class PollRecord:
     error_message: str | None = None
     items_seen: int = 0
     items_new: int = 0
+    next_poll_seconds: float | None = None  # the events pace: delay before the next poll
+    pace: str | None = None  # and why (bot.pace.REASONS)
 
     @property
     def duration_ms(self) -> float:

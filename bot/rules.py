@@ -70,6 +70,8 @@ RULES_SCHEMA: dict[str, Any] = {
                 "summary_days": {"type": "integer", "minimum": 1, "maximum": 90},
                 "backfill_days": {"type": "integer", "minimum": 1, "maximum": 90},
                 "probe_every": _DURATION,
+                "events_floor": _DURATION,
+                "max_requests_per_minute": _POSITIVE_INT,
             },
         },
         "notify": {
@@ -383,6 +385,7 @@ def _finite(number: float) -> bool:
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Cross-field rules, checked once every field has the right type."""
+    yield from _poll_problems(data.get("poll") or {})
     names: set[str] = set()
     for index, rule in enumerate(data.get("rules") or ()):
         here: tuple[str | int, ...] = ("rules", index)
@@ -409,6 +412,17 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, 
             yield (*here, "seasonal"), "hour_of_day needs buckets of 1h or less"
 
 
+def _poll_problems(poll: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """A quiet account's interval must fit under the ceiling of requests a minute."""
+    defaults = PollConfig()
+    every = parse_duration(poll.get("events_every")) or defaults.events_every
+    ceiling = poll.get("max_requests_per_minute", defaults.max_requests_per_minute)
+    if every < 60.0 / ceiling:
+        where = "events_every" if "events_every" in poll else "max_requests_per_minute"
+        message = f"every {every:g}s is {60.0 / every:g} polls a minute, over the ceiling"
+        yield ("poll", where), f"{message} of max_requests_per_minute ({ceiling})"
+
+
 def _budget_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     names: set[str] = set()
     for index, budget in enumerate(data.get("budgets") or ()):
@@ -430,6 +444,10 @@ def _build(data: dict[str, Any]) -> RuleSet:
         summary_days=poll.get("summary_days", defaults.summary_days),
         backfill_days=poll.get("backfill_days", defaults.backfill_days),
         probe_every=parse_duration(poll.get("probe_every")) or defaults.probe_every,
+        events_floor=parse_duration(poll.get("events_floor")) or defaults.events_floor,
+        max_requests_per_minute=poll.get(
+            "max_requests_per_minute", defaults.max_requests_per_minute
+        ),
     )
     rules = tuple(_build_rule(raw) for raw in data.get("rules") or ())
     mention = (data.get("notify") or {}).get("mention", RuleSet.mention)

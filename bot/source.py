@@ -21,7 +21,7 @@ import fastjsonschema
 import httpx
 
 from bot.api_schema import EVENTS_PATH, EVENTS_SCHEMA, SUMMARY_PATH, SUMMARY_SCHEMA
-from bot.backoff import FULL_JITTER, Backoff
+from bot.backoff import DOUBLE_JITTER, USAGE_API, Backoff
 from bot.errors import SchemaDrift, SourceError
 from bot.models import Event, EventsPage, Summary
 
@@ -49,7 +49,10 @@ class UsageClient:
         http: an httpx.Client whose base_url points at the usage API.
         api_key: sent as X-Api-Key; never logged.
         max_attempts: tries per call for transient failures (429, 5xx, timeouts).
-        backoff_base, backoff_cap: full-jitter exponential backoff, in seconds.
+        backoff_base, backoff_cap: the API's documented backoff, in seconds: the n-th
+            wait is drawn from [c, 2c] with c = min(cap, base * 2**(n-1)); the defaults
+            give 1-2 s, 2-4 s, 4-8 s, then 8-16 s. A Retry-After is honoured as sent, up
+            to 2 * cap (16 s).
         sleep: how to wait between tries; returning True means "stop now" (a
             `threading.Event.wait` does that on shutdown), which ends the retries.
         rand: uniform [0, 1) source for jitter.
@@ -61,16 +64,20 @@ class UsageClient:
         *,
         api_key: str | None,
         max_attempts: int = 4,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 16.0,
+        backoff_base: float = USAGE_API.base,
+        backoff_cap: float = USAGE_API.cap,
         sleep: Callable[[float], object] = time.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._http = http
         self._api_key = api_key
         self._max_attempts = max_attempts
-        # Full jitter (AWS architecture blog): spreads retries of many clients apart.
-        self._backoff = Backoff(backoff_base, backoff_cap, jitter=FULL_JITTER)
+        # The usage API's advice (usage-api.md 1): exponential backoff with jitter of about
+        # 1-2 s, 2-4 s, 4-8 s, capped at 8-16 s: a 429 burst is never answered faster than
+        # about one request a second.
+        self._backoff = Backoff(
+            backoff_base, backoff_cap, jitter=DOUBLE_JITTER, max_retry_after=2 * backoff_cap
+        )
         self._sleep = sleep
         self._rand = rand
 

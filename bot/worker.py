@@ -1,5 +1,5 @@
 """The worker: one `tick(now)` runs poll -> store (-> detect -> decide -> notify) once;
-`run()` repeats it on a `schedule` until told to stop.
+`run()` repeats it at the events poll's pace (`bot.pace`) until told to stop.
 
 Faults of one cycle are logged and the loop goes on. An endpoint that answers 401/402
 is reported once and then only probed every `probe_every` seconds until it recovers.
@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import schedule
-
 from bot import digest, messages
 from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.budget import BudgetStatus
@@ -33,6 +31,7 @@ from bot.messages import notices
 from bot.metrics import batch_from_events
 from bot.models import DigestConfig, Event, Gap, PollRecord, RuleSet, Summary
 from bot.notify import ConsoleNotifier, Notifier, deliver
+from bot.pace import Outcome, Pace, PaceSettings, next_pace
 from bot.source import UsageClient
 from bot.store import Store
 
@@ -90,6 +89,7 @@ class Worker:
         lease_seconds: float | None = None,
         hooks: HookSettings | None = None,
         default_channel: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.store = store
@@ -110,6 +110,20 @@ class Worker:
         self._had_lease: bool | None = None
         self._pruned_at: datetime | None = None
         self._last_attempt: dict[str, datetime] = {}
+        # The events poll's pace, in real (monotonic) seconds: see bot.pace.
+        self.monotonic = monotonic
+        self.pace_settings = pace_settings(ruleset, ruleset.poll.events_every)
+        self.pace: Pace | None = None  # after the last events poll
+        self._good_poll_at: float | None = None  # start of the last good events poll
+        self.polled_at: float | None = None  # start of the last events poll (monotonic)
+
+    def pace_every(self, relaxed: float) -> None:
+        """Set the quiet interval of the events poll (BOT_POLL_SECONDS or events_every)."""
+        self.pace_settings = pace_settings(self.ruleset, relaxed)
+
+    def next_delay(self) -> float:
+        """Seconds from the start of the last cycle to the next one: the pace's delay."""
+        return self.pace.delay if self.pace is not None else self.pace_settings.relaxed
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -319,13 +333,19 @@ class Worker:
 
     def _poll_events(self, now: datetime, report: TickReport) -> tuple[Event, ...]:
         started = time.perf_counter()
+        begun = self.polled_at = self.monotonic()
         try:
             page = self.client.events(self.ruleset.poll.events_limit)
             saved = self.store.save_events(page, stored_at=now)
         except BotError as exc:
-            self._finish(EVENTS_PATH, now, started, report, error=exc)
+            transient = isinstance(exc, SourceError) and exc.transient
+            self._step_pace("throttled" if transient else "failed")
+            self._finish(EVENTS_PATH, now, started, report, error=exc, pace=self.pace)
             return ()
         report.new_events += len(saved.new_events)
+        since = begun - self._good_poll_at if self._good_poll_at is not None else None
+        self._good_poll_at = begun
+        self._step_pace("ok", items=len(page.items), new=len(saved.new_events), since=since)
         self._finish(
             EVENTS_PATH,
             now,
@@ -334,6 +354,7 @@ class Worker:
             request_id=page.request_id,
             seen=len(page.items),
             new=len(saved.new_events),
+            pace=self.pace,
         )
         gap_text = notices.EVENTS_GAP_CLOSED
         if saved.gap is not None:
@@ -408,6 +429,13 @@ class Worker:
 
     # -- bookkeeping ----------------------------------------------------------------------
 
+    def _step_pace(
+        self, outcome: Outcome, *, items: int = 0, new: int = 0, since: float | None = None
+    ) -> None:
+        self.pace = next_pace(
+            self.pace_settings, self.pace, outcome, items=items, new=new, since=since
+        )
+
     def _finish(
         self,
         endpoint: str,
@@ -419,6 +447,7 @@ class Worker:
         seen: int = 0,
         new: int = 0,
         error: BotError | None = None,
+        pace: Pace | None = None,
     ) -> None:
         """Log the poll (one line and one poll-log row) and track 401/402 episodes."""
         elapsed = time.perf_counter() - started
@@ -426,19 +455,21 @@ class Worker:
         source = error if isinstance(error, SourceError) else None
         if source is not None:
             request_id = source.request_id
+        then = f"; next in {pace.delay:.2f}s ({pace.reason})" if pace is not None else ""
         if error is None:
             report.polled.append(endpoint)
             log.info(
-                "poll %s ok request_id=%s items=%d new=%d %.0fms",
+                "poll %s ok request_id=%s items=%d new=%d %.0fms%s",
                 endpoint,
                 request_id,
                 seen,
                 new,
                 elapsed * 1000,
+                then,
             )
         else:
             report.errors.append(str(error))
-            log.warning("poll %s failed: %s (%.0fms)", endpoint, error, elapsed * 1000)
+            log.warning("poll %s failed: %s (%.0fms)%s", endpoint, error, elapsed * 1000, then)
         record = PollRecord(
             endpoint=endpoint,
             started_at=now,
@@ -450,6 +481,8 @@ class Worker:
             error_message=str(error) if error else None,
             items_seen=seen,
             items_new=new,
+            next_poll_seconds=round(pace.delay, 3) if pace is not None else None,
+            pace=pace.reason if pace is not None else None,
         )
         try:
             self.store.log_poll(record)
@@ -485,6 +518,17 @@ def refusal(endpoint: str) -> str:
     return f"refused {endpoint}"
 
 
+def pace_settings(ruleset: RuleSet, relaxed: float) -> PaceSettings:
+    """The pace's bounds from rules.yaml's poll section and the quiet interval."""
+    poll = ruleset.poll
+    return PaceSettings(
+        relaxed=relaxed,
+        floor=poll.events_floor,
+        max_per_minute=poll.max_requests_per_minute,
+        limit=poll.events_limit,
+    )
+
+
 def run(
     worker: Worker,
     *,
@@ -493,14 +537,19 @@ def run(
     cycles: int | None = None,
     on_tick: Callable[[TickReport], None] | None = None,
 ) -> int:
-    """Tick every `every` seconds until `stop` is set or `cycles` ticks have run."""
-    scheduler = schedule.Scheduler()
+    """Tick at the worker's pace until `stop` is set or `cycles` ticks have run.
+
+    `every` is the quiet interval (events_every, or BOT_POLL_SECONDS): a quiet account is
+    polled once per `every`; a busy one sooner, as `bot.pace` decides. Each cycle starts
+    `worker.next_delay()` seconds after the previous cycle's events poll started (or the
+    cycle itself, when it polled no events), at once when that is past.
+    """
+    worker.pace_every(every)
     done = 0
 
     def cycle() -> None:
         nonlocal done
-        # schedule drops a job whose function raises, so nothing may escape from here.
-        try:
+        try:  # nothing may escape from here: one bad cycle must not end the loop
             report = worker.tick()
             if on_tick is not None:
                 on_tick(report)
@@ -510,14 +559,20 @@ def run(
         if cycles is not None and done >= cycles:
             stop.set()
 
-    scheduler.every(every).seconds.do(cycle)  # type: ignore[arg-type]  # floats work
     try:
         worker.prepare()
     except BotError as exc:  # the first cycle tries again
         log.error("could not rebuild detection state from the store: %s", exc)
+    monotonic = worker.monotonic
+    started = monotonic()
     cycle()  # the first cycle runs at once, not after one interval
     while not stop.is_set():
-        scheduler.run_pending()
-        idle = scheduler.idle_seconds
-        stop.wait(max(0.0, min(idle if idle is not None else every, 1.0)))
+        polled = worker.polled_at
+        base = polled if polled is not None and polled >= started else started
+        wait = base + worker.next_delay() - monotonic()
+        if wait > 0:
+            stop.wait(wait)
+            continue
+        started = monotonic()
+        cycle()
     return done

@@ -129,15 +129,25 @@ def test_it_never_retries_client_errors(status: int, code: str) -> None:
     assert (err.status, err.code, err.request_id, err.transient) == (status, code, "req_x", False)
 
 
-def test_it_backs_off_with_full_jitter_on_5xx_then_succeeds() -> None:
+def test_it_backs_off_as_the_api_documents_on_5xx_then_succeeds() -> None:
     script = Script(
         httpx.Response(500, json=error_body("internal_error")),
         httpx.Response(503, json=error_body("timeout")),
         httpx.Response(200, json={"limit": 5, "items": []}),
     )
-    client, sleeps = make_client(script, backoff_base=1.0, backoff_cap=16.0)
+    client, sleeps = make_client(script)
     assert client.events(5).items == ()
-    assert sleeps == [0.5, 1.0]  # rand()=0.5 times 1 s, then 2 s
+    # The documented 1-2 s, then 2-4 s: rand()=0.5 lands in the middle of each.
+    assert sleeps == [1.5, 3.0]
+
+
+def test_the_documented_waits_double_within_their_ranges_up_to_8_16_s() -> None:
+    for rand, expected in ((0.0, [1.0, 2.0, 4.0, 8.0, 8.0]), (0.999, [2.0, 4.0, 8.0, 16.0, 16.0])):
+        script = Script(*[httpx.Response(429, json=error_body("rate_limited")) for _ in range(6)])
+        client, sleeps = make_client(script, max_attempts=6, rand=lambda r=rand: r)
+        with pytest.raises(SourceError):
+            client.events(5)
+        assert sleeps == pytest.approx(expected, abs=0.02)  # [1,2], [2,4], [4,8], [8,16] ...
 
 
 def test_it_honours_retry_after_and_caps_it() -> None:
@@ -147,9 +157,9 @@ def test_it_honours_retry_after_and_caps_it() -> None:
         httpx.Response(429, json=error_body("rate_limited")),
         httpx.Response(200, json={"limit": 5, "items": []}),
     )
-    client, sleeps = make_client(script, backoff_cap=16.0)
+    client, sleeps = make_client(script)
     client.events(5)
-    assert sleeps == [3.0, 16.0, 2.0]  # Retry-After, capped Retry-After, jittered 4 s
+    assert sleeps == [3.0, 16.0, 6.0]  # Retry-After, Retry-After capped at 16 s, 4-8 s
 
 
 def test_it_gives_up_after_max_attempts_with_the_last_error() -> None:

@@ -88,7 +88,7 @@ def test_429_without_retry_after_backs_off_exponentially(
     sim.inject("429", "events", times=3)
     client, sleeps = client_for(server)
     client.events(10)
-    assert sleeps == [1.0, 2.0, 4.0]  # rand() = 1.0 shows the full ceilings
+    assert sleeps == [2.0, 4.0, 8.0]  # rand() = 1.0 shows the top of 1-2, 2-4, 4-8 s
 
 
 @pytest.mark.parametrize("fault", ["500", "503", "504"])

@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -240,6 +241,7 @@ class _Event(NamedTuple):
     duration_seconds: float | None = None
     error_code: str | None = None
     customer: tuple[str, str] | None = None  # (customer_id, segment)
+    at: float = 0.0  # when the API shows it (epoch seconds): ts, or within ts's second
 
     def as_item(self) -> dict[str, Any]:
         """The event as a usage-api.md 3b item (a fresh dict each call)."""
@@ -307,6 +309,14 @@ class Simulator:
     often it is read. Generation starts at
     midnight UTC of `start`'s date; the `history_days` days before that exist only as
     synthetic daily aggregates in the summary. `clock` defaults to real time from `start`.
+
+    `jobs_per_hour` is the weekly average: the daily rhythm runs from 0.47 to 1.87 times
+    it (weekends 0.6 times that), and each job makes two events (created, then completed
+    or failed), so the default 120 gives about 0.067 events a second on average.
+    `events_per_second` instead serves a steady stream for load tests: that many events a
+    second at every hour (jobs at half that rate, no rhythm), each shown at its own moment
+    within its second rather than all of a second's events at once. Completions trail
+    their jobs by up to 15 minutes, so the full rate holds from 00:15 of `start`'s date.
     """
 
     def __init__(
@@ -320,9 +330,15 @@ class Simulator:
         api_key: str = "sim-key",
         history_days: int = 90,
         hang_seconds: float = 5.0,
+        events_per_second: float | None = None,
     ) -> None:
         if jobs_per_hour < 0:
             raise ValueError("jobs_per_hour must not be negative")
+        if events_per_second is not None and events_per_second < 0:
+            raise ValueError("events_per_second must not be negative")
+        self.events_per_second = events_per_second
+        if events_per_second is not None:
+            jobs_per_hour = events_per_second / 2 * 3600
         self.start = _aware_utc(start)
         self.seed = seed
         self.jobs_per_hour = jobs_per_hour
@@ -362,7 +378,7 @@ class Simulator:
                 e
                 for minute in range(self._origin_minute, now_minute + 1)
                 for e in self._bucket(minute)
-                if e.ts <= now_ts
+                if e.at <= now_ts
             ]
         return [e.as_item() for e in events]
 
@@ -379,7 +395,7 @@ class Simulator:
                 minute = now_minute
                 while len(newest) < limit and minute >= self._origin_minute:
                     bucket = self._bucket(minute)
-                    newest.extend(e for e in reversed(bucket) if e.ts <= now_ts)
+                    newest.extend(e for e in reversed(bucket) if e.at <= now_ts)
                     minute -= 1
         return {"limit": limit, "items": [e.as_item() for e in newest[:limit]]}
 
@@ -529,17 +545,22 @@ class Simulator:
         )
 
     def _add(self, event: _Event) -> None:
+        # Whole seconds by default; a steady stream spreads each second's events over it.
+        offset = zlib.crc32(event.id.encode()) / 2**32 if self.events_per_second else 0.0
+        event = event._replace(at=event.ts + offset)
         self._buckets.setdefault(event.ts // 60, []).append(event)
 
     def _bucket(self, minute: int) -> list[_Event]:
         """The events created in `minute`, sorted; only complete once that minute is generated."""
         bucket = self._buckets.setdefault(minute, [])
         if minute not in self._sorted:
-            bucket.sort(key=lambda e: (e.ts, e.id))
+            bucket.sort(key=lambda e: (e.at, e.id))
             self._sorted.add(minute)
         return bucket
 
     def _base_rate(self, minute: int) -> float:
+        if self.events_per_second is not None:
+            return self.jobs_per_hour / 60  # steady: no daily or weekly rhythm
         return self.jobs_per_hour / 60 * _rhythm(minute)
 
     def forget_before(self, moment: datetime) -> None:
@@ -588,7 +609,7 @@ class Simulator:
                     self._bucket_aggs[minute] = _aggregate(self._bucket(minute))
                 _merge(agg, self._bucket_aggs[minute])
             if now_minute < end:
-                visible = [e for e in self._bucket(now_minute) if e.ts <= now_ts]
+                visible = [e for e in self._bucket(now_minute) if e.at <= now_ts]
                 _merge(agg, _aggregate(visible))
             else:
                 self._day_aggs[day] = agg  # the whole day is in the past: it can no longer change

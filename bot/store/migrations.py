@@ -1,4 +1,4 @@
-"""The store's schema: sqlite-utils migrations m001..m012, applied in order when the
+"""The store's schema: sqlite-utils migrations m001..m013, applied in order when the
 store opens (`connection.Connection`). Named "usage-bot" so existing databases carry on
 from the last one they ran. Append new migrations; never edit one that has shipped.
 """
@@ -314,3 +314,11 @@ def m012_snapshot_days(db: Database) -> None:
         pk=("snapshot_id", "date"),
     )
     db.table("snapshot_days").create_index(["polled_at"])
+
+
+@migrations()
+def m013_poll_pace(db: Database) -> None:
+    # The events poll's pace: the delay chosen before the next poll, and why.
+    polls = db.table("polls")
+    polls.add_column("next_poll_seconds", float)
+    polls.add_column("pace", str)

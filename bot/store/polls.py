@@ -30,6 +30,8 @@ class PollsMixin(Connection):
                     "error_message": record.error_message,
                     "items_seen": record.items_seen,
                     "items_new": record.items_new,
+                    "next_poll_seconds": record.next_poll_seconds,
+                    "pace": record.pace,
                 }
             )
 
