@@ -68,8 +68,13 @@ class _Client(SocketModeClient):
             log.warning("Socket Mode: reconnecting (%s)", why)
         super().connect_to_new_endpoint(force)
 
-    def reconnect(self, reason: str) -> None:
-        """Hang up the current connection (it is dead or quiet) and open a new one."""
+    def reconnect(self, reason: str, judged: object) -> None:
+        """Hang up the connection `judged` dead or quiet and open a new one; nothing when
+        slack_sdk's monitor has replaced it meanwhile (a drop is seen by both: replacing
+        the fresh connection too would lose what is under way on it)."""
+        with self.connect_operation_lock:
+            if self.current_session is not judged:
+                return
         _wake_reader(self.current_session)  # else its recv() holds the switch up to 3 s
         if self.current_session is not None:
             self.current_session.disconnect()
@@ -186,13 +191,13 @@ class SocketModeTransport:
             # Once connect() has returned, slack_sdk's monitor runs and retries by itself.
             self._connected_once = self._attempt(client, client.connect)
             return
-        trouble = self._trouble(client)
+        judged = client.current_session
+        trouble = self._trouble(judged)
         if trouble is not None:
-            self._attempt(client, lambda: client.reconnect(trouble))
+            self._attempt(client, lambda: client.reconnect(trouble, judged))
 
-    def _trouble(self, client: _Client) -> str | None:
-        """Why the connection should be replaced now, or None while it is healthy."""
-        session = client.current_session
+    def _trouble(self, session: object) -> str | None:
+        """Why the connection `session` should be replaced now, or None while it is healthy."""
         now = time.monotonic()
         if session is not self._session:  # a new connection is not quiet yet
             self._session, self._heard_at = session, now

@@ -219,6 +219,26 @@ def test_a_dropped_connection_is_replaced_and_answers_again(
     assert reconnects(logs)
 
 
+def test_the_watchdog_leaves_a_connection_the_client_already_replaced(
+    connect: Connect, sockets: SocketModeStandIn
+) -> None:
+    """A drop is seen twice: slack_sdk's monitor reconnects, and the watchdog finds the old
+    connection's ping failed. Its late replace must not hang up the fresh connection (a
+    command under way on it would get no answer)."""
+    transport = connect(ping_interval=30, quiet_after=120)  # the watchdog stays out of it
+    client = transport._client
+    assert client is not None
+    judged = client.current_session
+    sockets.drop()
+    assert sockets.wait_for_connections(2, WAIT)  # slack_sdk's monitor reconnected
+    assert wait_until(lambda: client.current_session is not judged and client.is_connected())
+    client.reconnect("a ping could not be sent", judged)  # the watchdog, late
+    time.sleep(0.5)  # long enough for a third connection to be opened, were it
+    assert sockets.connections == 2
+    ack = ask(sockets, "summary 7")
+    assert ack is not None and "Usage 2026-11-21" in ack["payload"]["text"]
+
+
 def test_a_silent_connection_is_replaced_by_the_watchdog(
     connect: Connect, sockets: SocketModeStandIn, slack: SlackStandIn, logs: Any
 ) -> None:
