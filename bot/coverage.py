@@ -253,7 +253,8 @@ def estimate_gap(
     mean of the arrival rates seen around it (the page that revealed it, the stored events
     before it) times its length.
     """
-    seconds = (gap.oldest_seen_at - gap.newest_stored_at).total_seconds()
+    # Whole-second timestamps: a gap within one second can still hold that second's events.
+    seconds = max(1.0, (gap.oldest_seen_at - gap.newest_stored_at).total_seconds())
     jobs, credits, spanned = _within(spans, gap.newest_stored_at, gap.oldest_seen_at)
     if spans and seconds > 0 and spanned >= seconds - 1e-6:
         if events_per_job is not None and events_per_job > 0:

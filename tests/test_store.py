@@ -77,6 +77,16 @@ def test_the_gap_detector_on_a_crafted_sequence(store: Store) -> None:
     assert gap is not None
     assert gap.newest_stored_at == T0 + 20 * minute and gap.oldest_seen_at == T0 + 100 * minute
     assert store.gaps() == [gap]
+    # Whole-second timestamps: a full page of unseen events whose oldest shares the second
+    # of the newest stored one is a gap too (that second's other events were never shown);
+    # one that holds an event we have is not.
+    second = T0 + 109 * minute
+    same_second = [make_event(i, second) for i in range(200, 210)]
+    tie = store.save_events(page(same_second, limit=10), stored_at=T0).gap
+    assert tie is not None and tie.newest_stored_at == tie.oldest_seen_at == second
+    overlapping = [make_event(i, second) for i in range(205, 215)]
+    assert store.save_events(page(overlapping, limit=10), stored_at=T0).gap is None
+    assert store.gaps() == [gap, tie]
 
 
 def summary(

@@ -23,9 +23,9 @@ class EventsMixin(Connection):
         if not page.items:
             return SaveResult((), None)
         with translated("saving events"), self._atomic():
-            gap = self._gap(page)
             ids = [event.id for event in page.items]
             known = self._known_ids(ids)
+            gap = self._gap(page, known)
             fresh: dict[str, Event] = {}
             for event in page.items:
                 if event.id not in known and event.id not in fresh:
@@ -43,12 +43,17 @@ class EventsMixin(Connection):
                 )
         return SaveResult(tuple(fresh.values()), gap)
 
-    def _gap(self, page: EventsPage) -> Gap | None:
-        if not page.is_full:
+    def _gap(self, page: EventsPage, known: set[str]) -> Gap | None:
+        """A full page none of whose events we hold, after we held some: more arrived
+        than one page shows, and those in between are gone (usage-api.md 3b). Judged by
+        id, not only by time: `created_at` has whole seconds, so at tens of events a
+        second the page's oldest event often shares the second of the newest we hold
+        while other events of that second were never shown."""
+        if not page.is_full or known:
             return None
         newest = self.newest_event_time()
         oldest = min(event.created_at for event in page.items)
-        if newest is not None and oldest > newest:
+        if newest is not None and oldest >= newest:
             return Gap(newest_stored_at=newest, oldest_seen_at=oldest)
         return None
 
