@@ -47,6 +47,9 @@ PRUNE_EVERY = timedelta(hours=1)
 MIN_EVENTS_KEPT = timedelta(days=8)  # /usage events and examples reach back at least this
 LOGS_KEPT = timedelta(days=7)
 GAP_RATE_WINDOW = timedelta(hours=1)  # stored events before a gap its estimate reads
+# An events-gap episode clears only after this long without a gap: at the API's page limit
+# gaps come and go every few polls, and that is one episode to tell, not one a second.
+GAP_CLEARS_AFTER = timedelta(minutes=10)
 BUDGET_EVERY = timedelta(minutes=15)  # budgets are judged at least this often without data
 
 
@@ -115,6 +118,7 @@ class Worker:
         self.pace_settings = pace_settings(ruleset, ruleset.poll.events_every)
         self.pace: Pace | None = None  # after the last events poll
         self._good_poll_at: float | None = None  # start of the last good events poll
+        self._gap_seen_at: datetime | None = None  # when this process last saw an events gap
         self.polled_at: float | None = None  # start of the last events poll (monotonic)
 
     def pace_every(self, relaxed: float) -> None:
@@ -368,7 +372,11 @@ class Worker:
                 estimate.events,
                 estimate.basis,
             )
-        self.store.episode("events gap", saved.gap is not None, gap_text, now)
+        if saved.gap is not None:
+            self._gap_seen_at = now
+            self.store.episode("events gap", True, gap_text, now)
+        elif self._gap_seen_at is None or now - self._gap_seen_at >= GAP_CLEARS_AFTER:
+            self.store.episode("events gap", False, gap_text, now)
         if saved.gap is not None:
             log.warning(
                 "events gap: more than %d events arrived between polls; events between %s and "

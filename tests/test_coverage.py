@@ -169,6 +169,8 @@ def test_the_gap_notice_says_about_how_many_events_were_missed() -> None:
     assert "About 610 events were probably missed (from the arrival rate around it)" in text
     assert "Probably none or very few" in notices.events_gap(100, at(10), at(10, 1), 0.3)
     assert "About" not in notices.events_gap(100, at(10), at(10, 30))
+    within = notices.events_gap(100, at(10), at(10), 200.0)
+    assert "events of 2026-11-29 10:00:00 UTC may be missing" in within, within
 
 
 def test_the_worker_opens_a_gap_notice_with_an_estimate_close_to_the_truth(store: Store) -> None:

@@ -19,10 +19,16 @@ def events_gap(
     missed: float | None = None,
     basis: str = "arrival rate",
 ) -> str:
+    if oldest_seen_at == newest_stored_at:  # whole-second timestamps: within one second
+        span = f"events of {newest_stored_at:%Y-%m-%d %H:%M:%S} UTC"
+    else:
+        span = (
+            f"events between {newest_stored_at:%Y-%m-%d %H:%M:%S} and "
+            f"{oldest_seen_at:%H:%M:%S} UTC"
+        )
     text = (
-        f"More than {limit} events arrived between two polls: events between "
-        f"{newest_stored_at:%Y-%m-%d %H:%M:%S} and "
-        f"{oldest_seen_at:%H:%M:%S} UTC may be missing, so counts there are low."
+        f"More than {limit} events arrived between two polls: {span} may be missing, "
+        "so counts there are low."
     )
     if missed is None:
         return text
