@@ -23,8 +23,7 @@ def events_gap(
         span = f"events of {newest_stored_at:%Y-%m-%d %H:%M:%S} UTC"
     else:
         span = (
-            f"events between {newest_stored_at:%Y-%m-%d %H:%M:%S} and "
-            f"{oldest_seen_at:%H:%M:%S} UTC"
+            f"events between {newest_stored_at:%Y-%m-%d %H:%M:%S} and {oldest_seen_at:%H:%M:%S} UTC"
         )
     text = (
         f"More than {limit} events arrived between two polls: {span} may be missing, "
