@@ -255,7 +255,7 @@ def test_each_metric_reads_its_value_from_the_store(db_path: Path, client: httpx
         assert value(first, "usage_bot_budget_used_ratio", budget="pro-monthly") == 0.25
         assert value(first, "usage_bot_budget_projected_credits", budget="pro-monthly") == 9_000
         assert value(first, "usage_bot_event_gaps_total") == 0
-        assert value(first, "usage_bot_coverage_ratio") == 0.5
+        assert value(first, "usage_bot_coverage_ratio") == pytest.approx(0.5)
 
         # The worker goes on: polls of every outcome, and a full page past a gap.
         for _ in range(3):
