@@ -40,7 +40,7 @@ from bot.models import (
 )
 from bot.server import make_server
 from bot.source import UsageClient
-from bot.standins.simulator import ManualClock, Simulator
+from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.standins.slack import RecordedRequest, SlackStandIn
 from bot.store import Store
 from bot.worker import Worker
@@ -299,6 +299,20 @@ VOLUME_DOWN = Rule(
     direction="down",
     min_volume=20,
 )
+
+
+def outage_stream(start: datetime) -> tuple[list[dict[str, Any]], Incident, datetime]:
+    """Ten days of traffic (300 jobs an hour) from `start`, model `original` silent from
+    12:00 to 16:00 on the last day: the events, the outage and the end."""
+    end = start + timedelta(days=10)
+    outage = Incident(
+        "outage",
+        start + timedelta(days=9, hours=12),
+        start + timedelta(days=9, hours=16),
+        model="original",
+    )
+    sim = Simulator(start=start, clock=ManualClock(end), jobs_per_hour=300, incidents=[outage])
+    return sim.events_until(end), outage, end
 
 
 def engine_for(rules: list[Rule], items: list[dict], summary: dict | None = None) -> Engine:  # type: ignore[type-arg]

@@ -34,9 +34,8 @@ from bot.messages import budget as budget_words
 from bot.messages import notices
 from bot.metrics import UsageCube, batch_from_events
 from bot.models import TOTAL, Budget, DailyUsage, Evaluation, EventsPage, Gap, Rule, Summary
-from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
-from tests.helpers import SECRET, VOLUME_DOWN, Rig, engine_for, make_event, serve_app
+from tests.helpers import SECRET, VOLUME_DOWN, Rig, engine_for, make_event, outage_stream, serve_app
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 
@@ -198,20 +197,8 @@ def test_the_worker_opens_a_gap_notice_with_an_estimate_close_to_the_truth(store
 # -- the engine: no downward breach over a gap -------------------------------------------
 
 
-def _outage() -> tuple[list, Incident, datetime]:  # type: ignore[type-arg]
-    end = START + timedelta(days=10)
-    outage = Incident(
-        "outage",
-        START + timedelta(days=9, hours=12),
-        START + timedelta(days=9, hours=16),
-        model="original",
-    )
-    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=300, incidents=[outage])
-    return sim.events_until(end), outage, end
-
-
 def test_a_volume_drop_inside_a_known_gap_is_not_judged() -> None:
-    items, outage, end = _outage()
+    items, outage, end = outage_stream(START)
     # Without the gap the drop fires (tests/test_engine.py); with the gap it is ours.
     plain = Monitor(engine_for([VOLUME_DOWN], items)).run(end, START)
     assert [t.state for t in plain if t.at >= outage.start][:1] == ["firing"]

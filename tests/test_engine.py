@@ -12,7 +12,7 @@ import pytest
 from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
-from tests.helpers import VOLUME_DOWN, engine_for, same
+from tests.helpers import VOLUME_DOWN, engine_for, outage_stream, same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 FAILURES = Rule(
@@ -208,15 +208,8 @@ def test_a_volume_rule_catches_a_model_going_silent() -> None:
     rule = VOLUME_DOWN
     # The seasonal baseline is trusted after about six days of history; before that the
     # daily rhythm hides even a drop to zero (z about -3.4 on day 5).
-    end = START + timedelta(days=10)
-    outage = Incident(
-        "outage",
-        START + timedelta(days=9, hours=12),
-        START + timedelta(days=9, hours=16),
-        model="original",
-    )
-    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=300, incidents=[outage])
-    transitions = Monitor(engine_for([rule], sim.events_until(end))).run(end, START)
+    items, outage, end = outage_stream(START)
+    transitions = Monitor(engine_for([rule], items)).run(end, START)
     day = START + timedelta(days=9)
     fired = [t for t in transitions if t.state == "firing" and t.at >= day]
     assert [t.key for t in fired] == [{"model": "original"}]
