@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="HTTP endpoint on PORT (Procfile: web)")
 
+    sub.add_parser("migrate", help="apply the store's migrations and exit (Procfile: release)")
+
     p = sub.add_parser("demo", help="the whole job against a built-in simulated API")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to run (real time)")
     p.add_argument("--speed", type=float, default=600.0, help="data seconds per real second")
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, settings.log_format, settings.secrets())
         if args.command == "run":
             return cmd_run(settings, args.cycles)
+        if args.command == "migrate":
+            return cmd_migrate(settings)
         if args.command == "serve":
             from bot.server import serve
 
@@ -162,7 +166,44 @@ def cmd_check(rules: str | None) -> int:
     notifier = "Slack" if settings.slack_bot_token else "console (SLACK_BOT_TOKEN unset)"
     print(
         f"OK: {len(ruleset.rules)} rules ({names}); {len(ruleset.budgets)} budgets ({budgets}); "
-        f"environment valid; alerts go to {notifier}"
+        f"environment valid; alerts go to {notifier}; state in SQLite at {settings.db_path}"
+    )
+    for warning in store_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def store_warnings(settings: Settings) -> list[str]:
+    """What the user should know about where state lives on this host."""
+    warnings = []
+    if settings.database_url:
+        warnings.append(
+            "DATABASE_URL is set, but this version keeps its state in SQLite at BOT_DB_PATH "
+            "(PostgreSQL support is planned); the variable is not used"
+        )
+    if settings.dyno:
+        warnings.append(
+            f"running on a Heroku dyno ({settings.dyno}) with SQLite: the dyno's disk is wiped "
+            "on every restart (at least daily), and with it the event history spend rules "
+            "judge against, the budget and digest marks, and the poll log; failure-rate "
+            "baselines come back from the 90-day summary and open alert threads from Slack"
+        )
+    return warnings
+
+
+def cmd_migrate(settings: Settings) -> int:
+    """Apply the store's migrations (Heroku's release phase runs this before a deploy)."""
+    from bot.store import Store
+
+    for warning in store_warnings(settings):
+        log.warning("%s", warning)
+    store = Store(settings.db_path)  # opening the store applies what is missing
+    try:
+        applied = store.migrations_applied()
+    finally:
+        store.close()
+    print(
+        f"store migrated: SQLite at {settings.db_path}, {len(applied)} migrations ({applied[-1]})"
     )
     return 0
 

@@ -44,6 +44,8 @@ class Settings:
     log_format: str = "text"
     webhook_secret: str | None = field(default=None, repr=False)  # signs enforcement hooks
     api_token: str | None = field(default=None, repr=False)  # bearer token of GET /budget
+    database_url: str | None = field(default=None, repr=False)  # may carry a password
+    dyno: str | None = None  # set by Heroku on every dyno (its disk is wiped on restart)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +67,8 @@ class Settings:
             log_format=reader.choice("LOG_FORMAT", ("text", "json"), cls.log_format),
             webhook_secret=reader.secret("BUDGET_WEBHOOK_SECRET"),
             api_token=reader.secret("BOT_API_TOKEN"),
+            database_url=reader.database_url("DATABASE_URL"),
+            dyno=reader.optional_text("DYNO"),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -74,7 +78,11 @@ class Settings:
         """Every secret value, so logging can scrub them from any line."""
         values = (self.api_key, self.slack_bot_token, self.slack_app_token)
         more = (self.slack_signing_secret, self.webhook_secret, self.api_token)
-        return [v for v in (*values, *more) if v]
+        return [v for v in (*values, *more, *url_secrets_of(self.database_url)) if v]
+
+
+def url_secrets_of(url: str | None) -> list[str]:
+    return url_secrets(url) if url else []
 
 
 def url_secrets(url: str) -> list[str]:
@@ -131,6 +139,22 @@ class _EnvReader:
 
     def text(self, name: str, default: str) -> str:
         return self._get(name) or default
+
+    def optional_text(self, name: str) -> str | None:
+        return self._get(name)
+
+    def database_url(self, name: str) -> str | None:
+        """A PostgreSQL URL (Heroku Postgres sets postgres://...); never echoed."""
+        value = self._get(name)
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in ("postgres", "postgresql") or not parts.netloc:
+            self._bad(name, "must be a PostgreSQL URL like postgres://user:pass@host/db", None)
+        return value
 
     def secret(self, name: str, prefix: str = "") -> str | None:
         value = self._get(name)

@@ -68,6 +68,15 @@ class Connection:
     def close(self) -> None:
         self.db.close()
 
+    def migrations_applied(self) -> list[str]:
+        """The names of the migrations this database has run, in order."""
+        with translated("reading the migrations"):
+            rows = self.db.execute(
+                "select name from _sqlite_migrations where migration_set = ? order by id",
+                [migrations.name],
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def integrity_ok(self) -> bool:
         with translated("checking integrity"):
             return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
