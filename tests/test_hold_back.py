@@ -9,25 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.alerts import HoldReason, hold_back
-from bot.models import FIRING, REMINDER, RESOLVED, Transition
+from bot.models import FIRING, REMINDER, RESOLVED
+from tests.helpers import make_firing
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=2)
 EARLIER = NOW - timedelta(minutes=1)
-FIRED = Transition(
-    rule="failed-job-rate",
-    group=("pro",),
-    group_by=("model",),
-    state=FIRING,
-    at=NOW,
-    value=0.4,
-    baseline=0.05,
-    zscore=6.0,
-    volume=120.0,
-    since=NOW,
-    peak_zscore=6.0,
-    peak_value=0.4,
-)
+FIRED = make_firing(NOW)
 
 
 @pytest.mark.parametrize(
