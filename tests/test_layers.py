@@ -48,6 +48,7 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("detect.py", "import httpx", "The pure core does no I/O"),
         ("engine.py", "import bot.store", "The pure core does no I/O"),
         ("commands.py", "import sqlite3", "Only the store package touches the database"),
+        ("store/events.py", "import bot.alerts", "The store knows only records"),
         ("worker.py", "import httpx", "speak HTTP through httpx"),
         ("commands.py", "import slack_sdk", "Only the Slack edge imports slack_sdk"),
         ("server.py", "import prometheus_client", "Only the metrics exposition imports"),
