@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from bot.standins.replies import answer
+
 __all__ = [
     "FAULT_KINDS",
     "MODEL_PRICES",
@@ -803,15 +805,7 @@ def _handler_class(simulator: Simulator, stop: threading.Event) -> type[BaseHTTP
             reply = simulator._respond(self.command, url.path, params, api_key, live=True)
             if reply.action == "hang" and stop.wait(simulator.hang_seconds):
                 reply = _Reply(0, action="drop")  # shutting down: do not answer
-            if reply.action == "drop":
-                self.close_connection = True
-                return
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            answer(self, reply.status, reply.headers, reply.body, drop=reply.action == "drop")
 
     return Handler
 

@@ -76,6 +76,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.standins.replies import answer
+
 __all__ = [
     "BOT_ID",
     "BOT_USER_ID",
@@ -1342,15 +1344,7 @@ def _handler_class(standin: SlackStandIn) -> type[BaseHTTPRequestHandler]:
             if reply.action == "hang":
                 standin._stop.wait(reply.seconds)  # close() cuts this short
                 reply.action = "drop"
-            if reply.action == "drop":
-                self.close_connection = True
-                return
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            answer(self, reply.status, reply.headers, reply.body, drop=reply.action == "drop")
 
         do_GET = do_POST
 
