@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from bot import __version__
 from bot.clock import stop_on_signals, utc_now
 from bot.config import Settings, hook_urls, url_secrets
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, StoreError
 from bot.logs import configure as configure_logging
 from bot.models import RuleSet
 from bot.rules import load_ruleset
@@ -166,7 +166,7 @@ def cmd_check(rules: str | None) -> int:
     notifier = "Slack" if settings.slack_bot_token else "console (SLACK_BOT_TOKEN unset)"
     print(
         f"OK: {len(ruleset.rules)} rules ({names}); {len(ruleset.budgets)} budgets ({budgets}); "
-        f"environment valid; alerts go to {notifier}; state in SQLite at {settings.db_path}"
+        f"environment valid; alerts go to {notifier}; state in {settings.database_name}"
     )
     for warning in store_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -176,42 +176,47 @@ def cmd_check(rules: str | None) -> int:
 def store_warnings(settings: Settings) -> list[str]:
     """What the user should know about where state lives on this host."""
     warnings = []
-    if settings.database_url:
-        warnings.append(
-            "DATABASE_URL is set, but this version keeps its state in SQLite at BOT_DB_PATH "
-            "(PostgreSQL support is planned); the variable is not used"
-        )
-    if settings.dyno:
+    if settings.dyno and not settings.database_url:
         warnings.append(
             f"running on a Heroku dyno ({settings.dyno}) with SQLite: the dyno's disk is wiped "
             "on every restart (at least daily), and with it the event history spend rules "
             "judge against, the budget and digest marks, and the poll log; failure-rate "
-            "baselines come back from the 90-day summary and open alert threads from Slack"
+            "baselines come back from the 90-day summary and open alert threads from Slack; "
+            "attach Heroku Postgres (it sets DATABASE_URL) to keep them"
         )
     return warnings
 
 
-def cmd_migrate(settings: Settings) -> int:
-    """Apply the store's migrations (Heroku's release phase runs this before a deploy)."""
+def open_store(settings: Settings) -> Store:
+    """The configured store, migrated; a store that cannot be opened (a wrong or
+    unreachable DATABASE_URL, an unwritable BOT_DB_PATH) is one line naming the variable,
+    never the password."""
     from bot.store import Store
 
+    try:
+        return Store(settings.database)
+    except StoreError as exc:
+        raise StoreError(
+            f"{settings.database_variable}: cannot open the store ({settings.database_name}): {exc}"
+        ) from None
+
+
+def cmd_migrate(settings: Settings) -> int:
+    """Apply the store's migrations (Heroku's release phase runs this before a deploy)."""
     for warning in store_warnings(settings):
         log.warning("%s", warning)
-    store = Store(settings.db_path)  # opening the store applies what is missing
+    store = open_store(settings)  # opening the store applies what is missing
     try:
         applied = store.migrations_applied()
     finally:
         store.close()
-    print(
-        f"store migrated: SQLite at {settings.db_path}, {len(applied)} migrations ({applied[-1]})"
-    )
+    print(f"store migrated: {settings.database_name}, {len(applied)} migrations ({applied[-1]})")
     return 0
 
 
 def cmd_run(settings: Settings, cycles: int | None) -> int:
     from bot import hooks
     from bot.source import UsageClient, make_http_client
-    from bot.store import Store
     from bot.worker import HookSettings, Worker, run
 
     ruleset = load_ruleset(settings)
@@ -226,7 +231,7 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
     if urls:  # a hook URL may carry a token: scrub it from every log line too
         hidden = [part for url in urls.values() for part in url_secrets(url)]
         configure_logging(settings.log_level, settings.log_format, [*settings.secrets(), *hidden])
-    store = Store(settings.db_path)
+    store = open_store(settings)
     socket_mode = None
     if settings.slack_app_token:  # /usage and the buttons without a public URL
         from bot.socket_mode import SocketModeTransport
@@ -250,10 +255,10 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
                 default_channel=settings.slack_channel,
             )
             log.info(
-                "worker started: polling %s every %ss, database %s",
+                "worker started: polling %s every %ss, state in %s",
                 settings.api_base_url,
                 every,
-                settings.db_path,
+                settings.database_name,
             )
             try:
                 ran = run(worker, every=every, stop=stop, cycles=cycles)
@@ -289,9 +294,8 @@ def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifie
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     from bot import commands
-    from bot.store import Store
 
-    store = Store(settings.db_path)
+    store = open_store(settings)
     try:
         now = utc_now()
         if args.what == "summary":

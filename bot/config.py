@@ -74,6 +74,25 @@ class Settings:
             raise ConfigError(reader.problems)
         return settings
 
+    @property
+    def database(self) -> str:
+        """Where the state lives: the PostgreSQL URL when DATABASE_URL is set, else the
+        SQLite file at BOT_DB_PATH."""
+        return self.database_url or self.db_path
+
+    @property
+    def database_name(self) -> str:
+        """Where the state lives, said without the password."""
+        if not self.database_url:
+            return f"SQLite at {self.db_path}"
+        parts = urlsplit(self.database_url)
+        return f"PostgreSQL at {parts.hostname}:{parts.port or 5432}{parts.path}"
+
+    @property
+    def database_variable(self) -> str:
+        """The variable that chose the store, for error messages."""
+        return "DATABASE_URL" if self.database_url else "BOT_DB_PATH"
+
     def secrets(self) -> list[str]:
         """Every secret value, so logging can scrub them from any line."""
         values = (self.api_key, self.slack_bot_token, self.slack_app_token)

@@ -102,11 +102,12 @@ class _Figures:
 
 
 class StoreCollector(Collector):
-    """The bot's figures from the store at `db_path`, one short-lived connection a
-    scrape. A store error (`StoreError`) comes out of `collect()` before any metric."""
+    """The bot's figures from the store at `database` (a SQLite path or a PostgreSQL
+    URL), one short-lived connection a scrape. A store error (`StoreError`) comes out of
+    `collect()` before any metric."""
 
-    def __init__(self, db_path: str, now: Callable[[], datetime] = utc_now) -> None:
-        self.db_path = db_path
+    def __init__(self, database: str, now: Callable[[], datetime] = utc_now) -> None:
+        self.database = database
         self.now = now
         self._lock = threading.Lock()  # ThreadingHTTPServer: scrapes may overlap
         self._polls = _Tally()
@@ -116,7 +117,7 @@ class StoreCollector(Collector):
         yield from _families(self.read())
 
     def read(self) -> _Figures:
-        store = Store(self.db_path)
+        store = Store(self.database)
         try:
             with self._lock:
                 self._count(store)
@@ -155,10 +156,10 @@ class StoreCollector(Collector):
         self._gaps.add(top, [(("count",), len(gaps)), (("seconds",), unseen)])
 
 
-def registry_for(db_path: str, now: Callable[[], datetime] = utc_now) -> CollectorRegistry:
+def registry_for(database: str, now: Callable[[], datetime] = utc_now) -> CollectorRegistry:
     """A private registry holding the store's collector and nothing else."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(db_path, now))
+    registry.register(StoreCollector(database, now))
     return registry
 
 

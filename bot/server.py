@@ -72,13 +72,13 @@ def make_server(
 ) -> ThreadingHTTPServer:
     """The server on `settings.port` (0: any free port). `clock` is for tests of the
     signature's 5-minute window."""
-    db_path = settings.db_path
+    database = settings.database
     verifier = (
         SignatureVerifier(settings.slack_signing_secret, clock or Clock())
         if settings.slack_signing_secret
         else None
     )
-    metrics = registry_for(db_path)  # one per server: its counters live as long as it does
+    metrics = registry_for(database)  # one per server: its counters live as long as it does
 
     class Handler(BaseHTTPRequestHandler):
         timeout = 10  # seconds: a client that stalls mid-body does not hold a thread
@@ -94,7 +94,7 @@ def make_server(
             if path != "/healthz":
                 self._reply(404, http_error(NOT_FOUND))
                 return
-            store = Store(db_path)  # one short-lived connection per request: thread-safe
+            store = Store(database)  # one short-lived connection per request: thread-safe
             try:
                 body = {
                     "status": "ok",
@@ -137,9 +137,9 @@ def make_server(
                 self._reply(400, http_error(NOT_A_SLASH_COMMAND))
                 return
             if path == ACTIONS_PATH:
-                self._reply(200, _act(db_path, form["payload"], settings))
+                self._reply(200, _act(database, form["payload"], settings))
                 return
-            self._reply(200, answer_command(db_path, form, budgets=budgets))
+            self._reply(200, answer_command(database, form, budgets=budgets))
 
         def _authorized(self) -> bool:
             """The bearer BOT_API_TOKEN of the machine endpoints (`/budget`, `/metrics`);
@@ -161,7 +161,7 @@ def make_server(
             """Every budget's state for automation, behind a bearer token."""
             if not self._authorized():
                 return
-            store = Store(db_path)
+            store = Store(database)
             try:
                 body = budget_json(store, budgets, utc_now())
             finally:
@@ -233,22 +233,22 @@ def _form(raw: bytes, content_type: str, path: str = "/slack/commands") -> dict[
     return form if form.get(needed) else None
 
 
-def _act(db_path: str, payload_text: str, settings: Settings) -> dict[str, object]:
+def _act(database: str, payload_text: str, settings: Settings) -> dict[str, object]:
     try:
         payload = json.loads(payload_text)
     except ValueError:
         return {"text": BAD_CLICK_TEXT}
     if not isinstance(payload, dict):
         return {"text": BAD_CLICK_TEXT}
-    return act_on_click(db_path, payload, settings)
+    return act_on_click(database, payload, settings)
 
 
 def act_on_click(
-    db_path: str, payload: Mapping[str, Any], settings: Settings, now: datetime | None = None
+    database: str, payload: Mapping[str, Any], settings: Settings, now: datetime | None = None
 ) -> dict[str, object]:
     """A button click (a `block_actions` payload): record it, edit the parent to show it,
     answer the clicker."""
-    store = Store(db_path)
+    store = Store(database)
     try:
         action = handle_action(payload, store=store, now=now or utc_now())
     finally:
@@ -269,7 +269,7 @@ def act_on_click(
 
 
 def answer_command(
-    db_path: str,
+    database: str,
     form: Mapping[str, str],
     now: datetime | None = None,
     budgets: Sequence[Budget] = (),
@@ -284,7 +284,7 @@ def answer_command(
     outcome: dict[str, Any] = {}
 
     def work() -> None:
-        body = _answer(db_path, form, now, budgets)
+        body = _answer(database, form, now, budgets)
         with lock:
             outcome["body"] = body
             late = outcome.get("late", False)
@@ -317,7 +317,7 @@ def _send_later(response_url: str, body: Mapping[str, object]) -> None:
 
 
 def _answer(
-    db_path: str,
+    database: str,
     form: Mapping[str, str],
     now: datetime | None,
     budgets: Sequence[Budget],
@@ -326,7 +326,7 @@ def _answer(
     user, command = form.get("user_id"), form["command"]
     text = form.get("text", "")
     try:
-        store = Store(db_path)
+        store = Store(database)
         try:
             reply = handle_command(
                 text,

@@ -159,13 +159,13 @@ class SocketModeTransport:
     def _on_request(self, client: BaseSocketModeClient, request: SocketModeRequest) -> None:
         if request.type == "slash_commands":
             form = _form(request.payload)
-            body = answer_command(self.settings.db_path, form, self.clock(), self.budgets)
+            body = answer_command(self.settings.database, form, self.clock(), self.budgets)
             _ack(client, request, body)
             return
         _ack(client, request)  # at once, before any slow work: Slack waits 3 s at most
         if request.type == "interactive" and request.payload.get("type") == "block_actions":
             try:
-                act_on_click(self.settings.db_path, request.payload, self.settings, self.clock())
+                act_on_click(self.settings.database, request.payload, self.settings, self.clock())
             except Exception:  # the store could not be opened: say so, keep the socket
                 log.exception("button click could not be handled")
 

@@ -199,9 +199,13 @@ EVENT = {
 # -- bot processes -------------------------------------------------------------------
 
 
-def bot_env(url: str, db: Path, **extra: str) -> dict[str, str]:
+def bot_env(url: str, db: str | Path, **extra: str) -> dict[str, str]:
+    """The environment of a `usage-bot` child: the simulator at `url`, the store at `db`
+    (a SQLite path, or a PostgreSQL URL given as DATABASE_URL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "USAGE_", "BOT_"))}
-    env.update(USAGE_API_BASE_URL=url, USAGE_API_KEY="sim-key", BOT_DB_PATH=str(db))
+    env.pop("DATABASE_URL", None)
+    env.update(USAGE_API_BASE_URL=url, USAGE_API_KEY="sim-key")
+    env["DATABASE_URL" if isinstance(db, str) else "BOT_DB_PATH"] = str(db)
     env.update({"BOT_POLL_SECONDS": "0.2", **extra})
     return env
 

@@ -2,7 +2,8 @@
 at random moments, restarted each time, and at the end every alert key has exactly one
 parent, one details reply and one resolve.
 
-The first test kills `usage-bot run` while it delivers a backlog of alerts to Slack. The
+The first test kills `usage-bot run` while it delivers a backlog of alerts to Slack, on
+SQLite and on PostgreSQL (the `database` fixture). The
 second kills it while it polls, stores and judges a live incident: the same `usage-bot run`
 code path (`bot.cli.main(["run"])`) with only its clock compressed, so that data time
 moves 240 times faster than real time and every second holds several judging steps.
@@ -14,7 +15,6 @@ import mmap
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -36,7 +36,7 @@ KEYS = [f"customer-{i:02d}" for i in range(20)]
 KILLS = 30
 
 
-def seed_backlog(db: Path, now: datetime) -> None:
+def seed_backlog(db: str | Path, now: datetime) -> None:
     """Twenty alert keys that fired and resolved, all still to be told (the outbox), with
     their alert states (ok again) as the worker that judged them left them: so no life
     takes the database for a fresh one and adopts threads from Slack's history, and a
@@ -77,14 +77,14 @@ def seed_backlog(db: Path, now: datetime) -> None:
     store.close()
 
 
-def test_random_sigkills_neither_lose_nor_duplicate_a_message(tmp_path: Path) -> None:
+def test_random_sigkills_neither_lose_nor_duplicate_a_message(database: str | Path) -> None:
     # Imported here: this file is also the second test's child script, run without `tests`.
     from tests.helpers import second_looks
 
     rng = random.Random(20261129)
     now = datetime.now(UTC)
     began = now.timestamp()
-    db = tmp_path / "bot.db"
+    db = database
     seed_backlog(db, now)
     sim = Simulator(start=now - timedelta(hours=3), jobs_per_hour=120)
     with sim.serve() as api, SlackStandIn() as slack:
@@ -97,10 +97,11 @@ def test_random_sigkills_neither_lose_nor_duplicate_a_message(tmp_path: Path) ->
             SLACK_BOT_TOKEN="xoxb-test",
             SLACK_API_URL=slack.url,
             SLACK_CHANNEL="#usage-alerts",
-            BOT_DB_PATH=str(db),
             BOT_POLL_SECONDS="0.05",
             LOG_LEVEL="WARNING",
         )
+        env.pop("DATABASE_URL", None)
+        env["DATABASE_URL" if isinstance(db, str) else "BOT_DB_PATH"] = str(db)
         kills = aimed = 0
         for life in range(KILLS + 20):
             calls, polls = len(slack.requests), len(sim.requests)
@@ -158,8 +159,9 @@ def test_random_sigkills_neither_lose_nor_duplicate_a_message(tmp_path: Path) ->
     assert _undelivered(db) == 0
     by_key = _one_thread_per_key(messages)
     assert sorted(k[0] for k in by_key) == KEYS
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = Store(db)
+    assert store.integrity_ok()
+    store.close()
 
 
 def _one_thread_per_key(messages: list[Message]) -> dict[tuple[str, ...], Message]:
@@ -179,10 +181,12 @@ def _one_thread_per_key(messages: list[Message]) -> dict[tuple[str, ...], Messag
     return by_key
 
 
-def _undelivered(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        sql = "select count(*) from alert_transitions where notified_at is null"
-        return int(conn.execute(sql + " and failed_at is null").fetchone()[0])
+def _undelivered(db: str | Path) -> int:
+    store = Store(db)
+    try:
+        return sum(1 for _ in store.undelivered())
+    finally:
+        store.close()
 
 
 # -- kills while it polls, stores and judges ------------------------------------------------

@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlite_utils import Database
 
 from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
 from bot.models import PollConfig, Rule, RuleSet, parse_time
@@ -34,6 +33,7 @@ from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.standins.slack import SlackStandIn
 from bot.store import Store
+from bot.store.database import SqliteDatabase
 from bot.worker import TickReport, Worker
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
@@ -107,7 +107,7 @@ class ReadOnlyFile(Fault):
 
     def begin(self, store: Store, path: Path) -> None:
         store.db.close()
-        store.db = Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+        store.db = SqliteDatabase(f"file:{path}?mode=ro")
 
     def end(self, store: Store, path: Path) -> None:
         store.db.close()

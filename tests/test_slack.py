@@ -60,7 +60,12 @@ class Wall:
 
 class Rig:
     def __init__(
-        self, db: Path, slack: SlackStandIn, sim: Simulator, clock: ManualClock, rule: Rule = RULE
+        self,
+        db: str | Path,
+        slack: SlackStandIn,
+        sim: Simulator,
+        clock: ManualClock,
+        rule: Rule = RULE,
     ) -> None:
         self.wall = Wall()
         self.store = Store(db)
@@ -387,11 +392,11 @@ def test_button_clicks_acknowledge_and_silence_and_the_parent_shows_it(
 
 
 def test_two_workers_on_one_database_post_each_alert_once(
-    slack: SlackStandIn, world: tuple[Simulator, ManualClock], tmp_path: Path
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], database: str | Path
 ) -> None:
     sim, clock = world
-    first = Rig(tmp_path / "bot.db", slack, sim, clock)
-    second = Rig(tmp_path / "bot.db", slack, sim, clock)  # started by mistake
+    first = Rig(database, slack, sim, clock)
+    second = Rig(database, slack, sim, clock)  # a second dyno, or started by mistake
     turn = 0
     while clock() < START + timedelta(hours=13):
         clock.advance(timedelta(minutes=2))

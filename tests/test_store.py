@@ -1,4 +1,5 @@
-"""The SQLite store: idempotent events, atomic writes, the gap detector, summaries."""
+"""The store, on SQLite and on PostgreSQL alike (the `store` and `database` fixtures run
+each test on both): idempotent events, atomic writes, the gap detector, summaries."""
 
 from __future__ import annotations
 
@@ -170,12 +171,15 @@ def test_poll_log_rows(store: Store) -> None:
     assert store.last_success("/v1/usage/events") == T0 + timedelta(seconds=1)
 
 
-def test_a_file_database_uses_wal_and_survives_reopening(db_path: Path) -> None:
-    first = Store(db_path)
+def test_a_database_survives_reopening_and_a_sqlite_file_uses_wal(database: str | Path) -> None:
+    first = Store(database)
     first.save_events(page(event_series(5)), stored_at=T0)
-    assert first.db.journal_mode == "wal"
+    if first.engine == "sqlite":
+        assert first.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    applied = first.migrations_applied()
     first.close()
-    again = Store(db_path)  # migrations are idempotent
+    again = Store(database)  # migrations are idempotent
+    assert again.migrations_applied() == applied
     assert again.count_events() == 5 and again.integrity_ok()
     again.close()
 

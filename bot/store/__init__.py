@@ -1,11 +1,13 @@
-"""The SQLite store (sqlite-utils): the only package that touches the database.
+"""The store (SQLite, or PostgreSQL with `DATABASE_URL`): the only package that touches
+the database.
 
 Sits between `source` and `detect`: saves validated events and summaries, keeps the
 poll log and the events-gap record, and answers the queries the rest of the bot needs.
 Every write is one transaction (`_atomic()`), so a crash leaves no partial rows.
 
 `Store` is made of one mixin per concern, each in its module and all sharing the
-connection (`connection.Connection`: `db`, `_atomic()`); the schema is `migrations`.
+connection (`connection.Connection`: `db`, `_atomic()`); the schema is `migrations`,
+the SQL layer over both engines `database`.
 The records it takes and gives are in `bot.models`.
 """
 
@@ -45,7 +47,8 @@ class Store(
     CoverageMixin,
     StatsMixin,
 ):
-    """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
+    """The bot's database: a SQLite file, PostgreSQL (a `postgres://` URL) or, with
+    `None`, an in-memory SQLite database (tests)."""
 
     def is_empty(self) -> bool:
         """True on a fresh database: nothing polled yet (backfill needed)."""

@@ -56,15 +56,14 @@ class AlertsMixin(Connection):
         Returns how many transitions were added.
         """
         with translated("saving alert decisions"), self._atomic():
-            self.db.table("alert_states").upsert_all(
-                (state_row(s) for s in states), pk=("rule", "group_key")
+            self.db.upsert_all(
+                "alert_states", (state_row(s) for s in states), pk=("rule", "group_key")
             )
-            before = self.db.table("alert_transitions").count
-            self.db.table("alert_transitions").insert_all(
-                (_transition_row(t, now) for t in transitions), ignore=True
+            added = self.db.insert_all(
+                "alert_transitions", (_transition_row(t, now) for t in transitions), ignore=True
             )
-            added = self.db.table("alert_transitions").count - before
-            self.db.table("rule_cursors").upsert_all(
+            self.db.upsert_all(
+                "rule_cursors",
                 ({"rule": r, "evaluated_through": format_time(t)} for r, t in cursors.items()),
                 pk="rule",
             )

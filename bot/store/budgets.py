@@ -43,9 +43,9 @@ class BudgetsMixin(Connection):
         with translated("recording budget events"), self._atomic():
             for event in events:
                 cursor = self.db.execute(
-                    "insert or ignore into budget_events (key, budget, kind, state, period, "
+                    "insert into budget_events (key, budget, kind, state, period, "
                     "threshold, at, spent, limit_credits, projected, crossing) "
-                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing",
                     [
                         event.key,
                         event.budget,
@@ -118,7 +118,7 @@ class BudgetsMixin(Connection):
             for state in states
         ]
         with translated("recording budget states"), self._atomic():
-            self.db.table("budget_states").upsert_all(rows, pk="budget")
+            self.db.upsert_all("budget_states", rows, pk="budget")
 
     def budget_states(self) -> dict[str, BudgetState]:
         """The latest state of each budget the worker judged, by budget name. A row that

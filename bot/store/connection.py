@@ -1,6 +1,7 @@
-"""The store's connection: opening the SQLite file (WAL, busy timeout, migrations),
-one write transaction at a time (`_atomic`, BEGIN IMMEDIATE), sqlite3 errors turned
-into `StoreError` (`translated`), close and the integrity check.
+"""The store's connection: opening the database (a SQLite file, or PostgreSQL when
+given a `postgres://` URL; `database`), applying the migrations, one write transaction
+at a time (`_atomic`), database errors turned into `StoreError` (`translated`), close
+and the integrity check.
 
 Every per-concern mixin of `bot.store.Store` derives from `Connection` and shares its
 `db` and `_atomic()`.
@@ -8,62 +9,54 @@ Every per-concern mixin of `bot.store.Store` derives from `Connection` and share
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from bot.errors import StoreError
 
-from .migrations import migrations
+from . import migrations
+from .database import Database, database_errors, open_database, scrub
 
 
 @contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn sqlite3 errors into StoreError once, here, with what we were doing."""
+def translated(what: str, target: str | Path | None = None) -> Iterator[None]:
+    """Turn database errors into StoreError once, here, with what we were doing (and
+    never the password of a database URL)."""
     try:
         yield
-    except sqlite3.Error as exc:
-        raise StoreError(f"database error while {what}: {exc}") from exc
+    except Exception as exc:
+        if not isinstance(exc, database_errors()):
+            raise
+        text = " ".join(str(exc).split())  # one line: psycopg's messages span several
+        if isinstance(target, str):
+            text = scrub(text, target)
+        raise StoreError(f"database error while {what}: {text}") from exc
 
 
 class Connection:
-    """The bot's SQLite file. `path=None` gives an in-memory database (tests)."""
+    """The bot's database: a SQLite file at `target` (a path), PostgreSQL (a
+    `postgres://` URL), or an in-memory SQLite database (`None`, tests)."""
 
     db: Database
 
-    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 10.0) -> None:
-        with translated("opening the database"):
-            if path is None:
-                self.db = Database(memory=True)
-            else:
-                # timeout: wait for a concurrent writer instead of failing at once.
-                self.db = Database(sqlite3.connect(str(path), timeout=busy_timeout))
-                self.db.enable_wal()
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster
+    def __init__(self, target: str | Path | None = None, *, busy_timeout: float = 10.0) -> None:
+        with translated("opening the database", target):
+            self.db = open_database(target, busy_timeout=busy_timeout)
+        with translated("migrating the database"):
             migrations.apply(self.db)
+
+    @property
+    def engine(self) -> str:
+        """ "sqlite" or "postgres"."""
+        return self.db.engine
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
-        """One write transaction, its lock taken at once (BEGIN IMMEDIATE). A deferred
-        BEGIN that reads before it writes cannot wait for another writer: SQLite fails
-        its upgrade with SQLITE_BUSY at once, busy timeout or not. Nested: a savepoint."""
-        conn = self.db.conn
-        if conn.in_transaction:
-            with self.db.atomic():
-                yield
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        """One write transaction, serialised against every other writer of the database
+        (see `database`); nested: a savepoint."""
+        with self.db.transaction():
             yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # a failed COMMIT too: never leave a transaction open
-                conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self.db.close()
@@ -71,12 +64,8 @@ class Connection:
     def migrations_applied(self) -> list[str]:
         """The names of the migrations this database has run, in order."""
         with translated("reading the migrations"):
-            rows = self.db.execute(
-                "select name from _sqlite_migrations where migration_set = ? order by id",
-                [migrations.name],
-            ).fetchall()
-        return [row[0] for row in rows]
+            return migrations.applied(self.db)
 
     def integrity_ok(self) -> bool:
         with translated("checking integrity"):
-            return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+            return self.db.integrity_ok()

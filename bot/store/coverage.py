@@ -56,7 +56,9 @@ class CoverageMixin(Connection):
     def count_events_between(self, start: datetime, end: datetime) -> tuple[int, int]:
         """(events, finished jobs' events) stored with start <= created_at < end."""
         sql = (
-            "select count(*), coalesce(sum(status in ('completed', 'failed')), 0) from events "
+            "select count(*), "
+            "coalesce(sum(case when status in ('completed', 'failed') then 1 else 0 end), 0) "
+            "from events "
             "where created_at >= ? and created_at < ?"
         )
         with translated("counting events"):

@@ -34,14 +34,17 @@ class DeliveriesMixin(Connection):
     def delivery_attempted(self, transition_id: int, step: str, channel: str, wall: float) -> None:
         """Record that a Slack call is about to be made (committed before it is)."""
         with translated("recording a delivery"), self._atomic():
-            self.db.table("deliveries").upsert(
-                {
-                    "transition_id": transition_id,
-                    "step": step,
-                    "channel": channel,
-                    "attempted_at": wall,
-                    "done": 0,
-                },
+            self.db.upsert_all(
+                "deliveries",
+                [
+                    {
+                        "transition_id": transition_id,
+                        "step": step,
+                        "channel": channel,
+                        "attempted_at": wall,
+                        "done": 0,
+                    }
+                ],
                 pk=("transition_id", "step"),
             )
 
@@ -83,13 +86,13 @@ class DeliveriesMixin(Connection):
             }
             if old is None or old.ts != thread.ts:  # a new thread: nobody has acked it yet
                 row.update(acked_by=None, acked_at=None)
-            self.db.table("alert_threads").upsert(row, pk=("rule", "group_key"))
+            self.db.upsert_all("alert_threads", [row], pk=("rule", "group_key"))
 
     def adopt(self, thread: Thread, state: AlertState, opened_at: datetime) -> None:
         """A firing alert found in Slack on a fresh database: its thread and its state."""
         with translated("adopting an alert"), self._atomic():
             self.save_thread(thread, opened_at)
-            self.db.table("alert_states").upsert(state_row(state), pk=("rule", "group_key"))
+            self.db.upsert_all("alert_states", [state_row(state)], pk=("rule", "group_key"))
 
 
 def _thread(row: dict[str, Any]) -> Thread:

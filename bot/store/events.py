@@ -31,15 +31,16 @@ class EventsMixin(Connection):
                 if event.id not in known and event.id not in fresh:
                     fresh[event.id] = event
             stamp = format_time(stored_at)
-            self.db.table("events").insert_all(self._row(e, stamp) for e in fresh.values())
+            self.db.insert_all("events", [self._row(e, stamp) for e in fresh.values()])
             if gap is not None:
-                self.db.table("event_gaps").insert(
+                self.db.insert(
+                    "event_gaps",
                     {
                         "detected_at": stamp,
                         "newest_stored_at": format_time(gap.newest_stored_at),
                         "oldest_seen_at": format_time(gap.oldest_seen_at),
                         "request_id": page.request_id,
-                    }
+                    },
                 )
         return SaveResult(tuple(fresh.values()), gap)
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlite_utils import Database
-
 from bot.models import Hook, format_time, parse_time
 
 from .connection import Connection, translated
+from .database import Database
 
 
 class HooksMixin(Connection):
@@ -68,6 +67,7 @@ class HooksMixin(Connection):
 def insert_hook(db: Database, key: str, budget: str, body: str, now: datetime) -> None:
     """Queue a hook inside the caller's transaction (once per key)."""
     db.execute(
-        "insert or ignore into hooks (key, budget, body, created_at) values (?, ?, ?, ?)",
+        "insert into hooks (key, budget, body, created_at) values (?, ?, ?, ?) "
+        "on conflict (key) do nothing",
         [key, budget, body, format_time(now)],
     )

@@ -31,9 +31,10 @@ class LeasesMixin(Connection):
             ).fetchone()
             free = row is None or row[0] == holder or row[1] < wall
             if free:
-                self.db.execute(
-                    "insert or replace into leases (name, holder, expires_at) values (?, ?, ?)",
-                    [name, holder, wall + ttl],
+                self.db.upsert_all(
+                    "leases",
+                    [{"name": name, "holder": holder, "expires_at": wall + ttl}],
+                    pk="name",
                 )
         return free
 

@@ -1,18 +1,64 @@
-"""The store's schema: sqlite-utils migrations m001..m013, applied in order when the
-store opens (`connection.Connection`). Named "usage-bot" so existing databases carry on
-from the last one they ran. Append new migrations; never edit one that has shipped.
+"""The store's schema: migrations m001..m013, applied in order when the store opens
+(`connection.Connection`) or by `usage-bot migrate`, on SQLite and PostgreSQL alike
+(the column types are the dialect's: `database.Database.create_table`). A SQLite file
+that sqlite-utils migrated carries on from the last migration it ran. Append new
+migrations; never edit one that has shipped.
 """
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-migrations = Migrations("usage-bot")
+from .database import Database
+
+Migration = Callable[[Database], None]
+MIGRATIONS: list[Migration] = []
+RECORD = "schema_migrations"  # which migrations a database has run, in order
+OLD_RECORD = "_sqlite_migrations"  # where sqlite-utils kept it (SQLite files of v1)
 
 
-@migrations()
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def applied(db: Database) -> list[str]:
+    """The names of the migrations `db` has run, in order (read only)."""
+    tables = db.table_names()
+    if RECORD in tables:
+        return [row[0] for row in db.execute(f"select name from {RECORD} order by id")]
+    if OLD_RECORD in tables:
+        sql = f"select name from {OLD_RECORD} where migration_set = 'usage-bot' order by id"
+        return [row[0] for row in db.execute(sql)]
+    return []
+
+
+def pending(db: Database) -> list[Migration]:
+    done = set(applied(db))
+    return [fn for fn in MIGRATIONS if fn.__name__ not in done]
+
+
+def apply(db: Database) -> None:
+    """Run what `db` has not run yet, all in one write transaction: a second process
+    opening the database meanwhile waits, then finds nothing left to do."""
+    if not pending(db):
+        return  # the usual case: a read, no write lock
+    with db.transaction():
+        if RECORD not in db.table_names():
+            db.create_table(RECORD, {"id": int, "name": str, "applied_at": str}, pk="id")
+            db.create_index(RECORD, ["name"], unique=True)
+            for name in applied(db):  # a file sqlite-utils migrated: carry its record on
+                db.insert(RECORD, {"name": name, "applied_at": None})
+        for fn in pending(db):
+            fn(db)
+            db.insert(RECORD, {"name": fn.__name__, "applied_at": datetime.now(UTC).isoformat()})
+
+
+@migration
 def m001_initial(db: Database) -> None:
-    db.table("events").create(
+    db.create_table(
+        "events",
         {
             "id": str,
             "created_at": str,
@@ -34,9 +80,10 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("events").create_index(["created_at"])
-    db.table("events").create_index(["model", "created_at"])
-    db.table("summary_snapshots").create(
+    db.create_index("events", ["created_at"])
+    db.create_index("events", ["model", "created_at"])
+    db.create_table(
+        "summary_snapshots",
         {
             "id": int,
             "polled_at": str,
@@ -51,7 +98,8 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("daily_usage").create(
+    db.create_table(
+        "daily_usage",
         {
             "date": str,
             "model": str,
@@ -63,7 +111,8 @@ def m001_initial(db: Database) -> None:
         },
         pk=("date", "model"),
     )
-    db.table("polls").create(
+    db.create_table(
+        "polls",
         {
             "id": int,
             "endpoint": str,
@@ -80,8 +129,9 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("polls").create_index(["endpoint", "started_at"])
-    db.table("event_gaps").create(
+    db.create_index("polls", ["endpoint", "started_at"])
+    db.create_table(
+        "event_gaps",
         {
             "id": int,
             "detected_at": str,
@@ -93,9 +143,10 @@ def m001_initial(db: Database) -> None:
     )
 
 
-@migrations()
+@migration
 def m002_alerts(db: Database) -> None:
-    db.table("alert_states").create(
+    db.create_table(
+        "alert_states",
         {
             "rule": str,
             "group_key": str,  # JSON array of the group's values
@@ -110,7 +161,8 @@ def m002_alerts(db: Database) -> None:
     )
     # The outbox: a transition is written here, in the same transaction as the state
     # that caused it, before anything is sent; notify marks what it delivered.
-    db.table("alert_transitions").create(
+    db.create_table(
+        "alert_transitions",
         {
             "id": int,
             "rule": str,
@@ -132,22 +184,23 @@ def m002_alerts(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("alert_transitions").create_index(["rule", "group_key", "state", "at"], unique=True)
-    db.table("rule_cursors").create({"rule": str, "evaluated_through": str}, pk="rule")
+    db.create_index("alert_transitions", ["rule", "group_key", "state", "at"], unique=True)
+    db.create_table("rule_cursors", {"rule": str, "evaluated_through": str}, pk="rule")
 
 
-@migrations()
+@migration
 def m003_slack(db: Database) -> None:
-    transitions = db.table("alert_transitions")
-    transitions.add_column("key", str)  # stable across databases: the idempotency key
-    transitions.add_column("attempts", int, not_null_default=0)
-    transitions.add_column("next_attempt_at", float)  # wall clock, epoch seconds
-    transitions.add_column("last_error", str)
-    transitions.add_column("failed_at", str)  # a permanent error: never retried
+    # stable across databases: the idempotency key
+    db.add_column("alert_transitions", "key", str)
+    db.add_column("alert_transitions", "attempts", int, not_null_default=0)
+    db.add_column("alert_transitions", "next_attempt_at", float)  # wall clock, epoch seconds
+    db.add_column("alert_transitions", "last_error", str)
+    db.add_column("alert_transitions", "failed_at", str)  # a permanent error: never retried
     # One row per Slack call a transition needs (parent, details, resolve reply, ...):
     # written before the call, completed with its ts after, so a retry can tell
     # "never sent" from "sent, outcome unknown" and look before it posts again.
-    db.table("deliveries").create(
+    db.create_table(
+        "deliveries",
         {
             "transition_id": int,
             "step": str,
@@ -158,7 +211,8 @@ def m003_slack(db: Database) -> None:
         },
         pk=("transition_id", "step"),
     )
-    db.table("alert_threads").create(
+    db.create_table(
+        "alert_threads",
         {
             "rule": str,
             "group_key": str,
@@ -171,17 +225,18 @@ def m003_slack(db: Database) -> None:
     )
 
 
-@migrations()
+@migration
 def m004_series(db: Database) -> None:
-    db.table("alert_transitions").add_column("series", str)  # JSON, for the chart
+    db.add_column("alert_transitions", "series", str)  # JSON, for the chart
 
 
-@migrations()
+@migration
 def m005_notices(db: Database) -> None:
     # Ops notices (bad key, no credits, events gap, schema drift): told once when an
     # episode opens and once when it clears.
-    db.table("episodes").create({"kind": str, "since": str, "text": str}, pk="kind")
-    db.table("notices").create(
+    db.create_table("episodes", {"kind": str, "since": str, "text": str}, pk="kind")
+    db.create_table(
+        "notices",
         {
             "id": int,
             "kind": str,
@@ -195,20 +250,21 @@ def m005_notices(db: Database) -> None:
     )
 
 
-@migrations()
+@migration
 def m006_window(db: Database) -> None:
-    db.table("alert_transitions").add_column("window", float)
+    db.add_column("alert_transitions", "window", float)
 
 
-@migrations()
+@migration
 def m007_told_at(db: Database) -> None:
-    db.table("alert_states").add_column("told_at", str)
+    db.add_column("alert_states", "told_at", str)
 
 
-@migrations()
+@migration
 def m008_silences(db: Database) -> None:
     # group_key "*" silences every group of the rule.
-    db.table("silences").create(
+    db.create_table(
+        "silences",
         {
             "id": int,
             "rule": str,
@@ -220,19 +276,20 @@ def m008_silences(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("alert_threads").add_column("acked_by", str)
-    db.table("alert_threads").add_column("acked_at", str)
+    db.add_column("alert_threads", "acked_by", str)
+    db.add_column("alert_threads", "acked_at", str)
 
 
-@migrations()
+@migration
 def m009_leases(db: Database) -> None:
-    db.table("leases").create({"name": str, "holder": str, "expires_at": float}, pk="name")
+    db.create_table("leases", {"name": str, "holder": str, "expires_at": float}, pk="name")
 
 
-@migrations()
+@migration
 def m010_budgets(db: Database) -> None:
     # Budget decisions: each threshold once per period (unique key), forecast warnings.
-    db.table("budget_events").create(
+    db.create_table(
+        "budget_events",
         {
             "id": int,
             "key": str,
@@ -249,10 +306,11 @@ def m010_budgets(db: Database) -> None:
         },
         pk="id",
     )
-    db.table("budget_events").create_index(["key"], unique=True)
-    db.table("budget_events").create_index(["budget", "period"])
+    db.create_index("budget_events", ["key"], unique=True)
+    db.create_index("budget_events", ["budget", "period"])
     # Slack messages other than alerts (budget events, digests), written with their cause.
-    db.table("posts").create(
+    db.create_table(
+        "posts",
         {
             "id": int,
             "key": str,
@@ -269,9 +327,10 @@ def m010_budgets(db: Database) -> None:
         pk="id",
         defaults={"attempts": 0},
     )
-    db.table("posts").create_index(["key"], unique=True)
+    db.create_index("posts", ["key"], unique=True)
     # Enforcement hooks: the body is fixed when decided; each try signs it afresh.
-    db.table("hooks").create(
+    db.create_table(
+        "hooks",
         {
             "id": int,
             "key": str,
@@ -287,21 +346,22 @@ def m010_budgets(db: Database) -> None:
         pk="id",
         defaults={"attempts": 0},
     )
-    db.table("hooks").create_index(["key"], unique=True)
+    db.create_index("hooks", ["key"], unique=True)
 
 
-@migrations()
+@migration
 def m011_budget_states(db: Database) -> None:
     # The worker's latest view of each budget, for `query budget`, `/usage budget` and
     # `GET /budget` to read at once instead of re-counting weeks of events.
-    db.table("budget_states").create({"budget": str, "at": str, "state": str}, pk="budget")
+    db.create_table("budget_states", {"budget": str, "at": str, "state": str}, pk="budget")
 
 
-@migrations()
+@migration
 def m012_snapshot_days(db: Database) -> None:
     # The account's last two days as each summary poll saw them: consecutive snapshots'
     # differences are the jobs the summary reports per interval (coverage, gap estimates).
-    db.table("snapshot_days").create(
+    db.create_table(
+        "snapshot_days",
         {
             "snapshot_id": int,
             "polled_at": str,
@@ -313,12 +373,11 @@ def m012_snapshot_days(db: Database) -> None:
         },
         pk=("snapshot_id", "date"),
     )
-    db.table("snapshot_days").create_index(["polled_at"])
+    db.create_index("snapshot_days", ["polled_at"])
 
 
-@migrations()
+@migration
 def m013_poll_pace(db: Database) -> None:
     # The events poll's pace: the delay chosen before the next poll, and why.
-    polls = db.table("polls")
-    polls.add_column("next_poll_seconds", float)
-    polls.add_column("pace", str)
+    db.add_column("polls", "next_poll_seconds", float)
+    db.add_column("polls", "pace", str)

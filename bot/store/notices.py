@@ -27,18 +27,17 @@ class NoticesMixin(Connection):
             if is_open == (row is not None):
                 return False
             if is_open:
-                self.db.table("episodes").insert(
-                    {"kind": kind, "since": format_time(now), "text": text}
-                )
+                self.db.insert("episodes", {"kind": kind, "since": format_time(now), "text": text})
             else:
                 self.db.execute("delete from episodes where kind = ?", [kind])
-            self.db.table("notices").insert(
+            self.db.insert(
+                "notices",
                 {
                     "kind": kind,
                     "state": "open" if is_open else "cleared",
                     "text": text,
                     "at": format_time(now),
-                }
+                },
             )
         return True
 

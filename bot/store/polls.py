@@ -17,7 +17,8 @@ from .connection import Connection, translated
 class PollsMixin(Connection):
     def log_poll(self, record: PollRecord) -> None:
         with translated("writing the poll log"), self._atomic():
-            self.db.table("polls").insert(
+            self.db.insert(
+                "polls",
                 {
                     "endpoint": record.endpoint,
                     "started_at": format_time(record.started_at),
@@ -32,7 +33,7 @@ class PollsMixin(Connection):
                     "items_new": record.items_new,
                     "next_poll_seconds": record.next_poll_seconds,
                     "pace": record.pace,
-                }
+                },
             )
 
     def polls(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -10,11 +10,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlite_utils import Database
-
 from bot.models import Post, format_time
 
 from .connection import Connection, translated
+from .database import Database
 
 
 class PostsMixin(Connection):
@@ -68,8 +67,8 @@ def insert_post(
 ) -> bool:
     """Queue a post inside the caller's transaction; False when its key is queued already."""
     cursor = db.execute(
-        "insert or ignore into posts (key, kind, channel, payload, created_at) "
-        "values (?, ?, ?, ?, ?)",
+        "insert into posts (key, kind, channel, payload, created_at) "
+        "values (?, ?, ?, ?, ?) on conflict (key) do nothing",
         [key, kind, channel, json.dumps(payload, default=str), format_time(now)],
     )
     return bool(cursor.rowcount)

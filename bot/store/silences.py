@@ -25,7 +25,8 @@ class SilencesMixin(Connection):
         now: datetime,
     ) -> int:
         with translated("saving a silence"), self._atomic():
-            table = self.db.table("silences").insert(
+            silence_id = self.db.insert(
+                "silences",
                 {
                     "rule": rule,
                     "group_key": "*" if group is None else json.dumps(list(group)),
@@ -33,9 +34,10 @@ class SilencesMixin(Connection):
                     "reason": reason,
                     "created_by": by,
                     "created_at": format_time(now),
-                }
+                },
+                returning="id",
             )
-        return int(table.last_pk or 0)
+        return int(silence_id)
 
     def unsilence(self, rule: str, group: tuple[str, ...] | None) -> int:
         """End the silences on exactly this key; returns how many ended."""

@@ -82,7 +82,10 @@ class StatsMixin(Connection):
 
     def firing_by_rule(self) -> dict[str, int]:
         """Alert keys firing now, per rule; a rule with states but none firing gives 0."""
-        sql = "select rule, sum(status = 'firing') from alert_states group by rule"
+        sql = (
+            "select rule, sum(case when status = 'firing' then 1 else 0 end) "
+            "from alert_states group by rule"
+        )
         with translated("reading alert states"):
             return {rule: int(firing or 0) for rule, firing in self.db.execute(sql)}
 
@@ -93,7 +96,8 @@ class StatsMixin(Connection):
             for name, table, done, created in _OUTBOXES:
                 waiting = f"{done} is null and failed_at is null"
                 pending, failed, oldest = self.db.execute(
-                    f"select coalesce(sum({waiting}), 0), coalesce(sum(failed_at is not null), 0), "
+                    f"select coalesce(sum(case when {waiting} then 1 else 0 end), 0), "
+                    f"coalesce(sum(case when failed_at is not null then 1 else 0 end), 0), "
                     f"min(case when {waiting} then {created} end) from {table}"
                 ).fetchone()
                 backlog[name] = Backlog(

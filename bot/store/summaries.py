@@ -20,32 +20,38 @@ class SummariesMixin(Connection):
     def save_summary(self, summary: Summary, polled_at: datetime) -> int:
         """Keep a snapshot row per poll and the latest figures per (date, model)."""
         with translated("saving a summary"), self._atomic():
-            table = self.db.table("summary_snapshots").insert(
-                {
-                    "polled_at": format_time(polled_at),
-                    "days": summary.days,
-                    "start_date": summary.start_date.isoformat(),
-                    "end_date": summary.end_date.isoformat(),
-                    "total_jobs": summary.total_jobs,
-                    "completed_jobs": summary.completed_jobs,
-                    "failed_jobs": summary.failed_jobs,
-                    "credits_used": summary.credits_used,
-                    "request_id": summary.request_id,
-                }
+            snapshot_id = int(
+                self.db.insert(
+                    "summary_snapshots",
+                    {
+                        "polled_at": format_time(polled_at),
+                        "days": summary.days,
+                        "start_date": summary.start_date.isoformat(),
+                        "end_date": summary.end_date.isoformat(),
+                        "total_jobs": summary.total_jobs,
+                        "completed_jobs": summary.completed_jobs,
+                        "failed_jobs": summary.failed_jobs,
+                        "credits_used": summary.credits_used,
+                        "request_id": summary.request_id,
+                    },
+                    returning="id",
+                )
             )
-            snapshot_id = int(table.last_pk or 0)
             account = sorted((r for r in summary.daily if r.model == TOTAL), key=lambda r: r.date)
-            self.db.table("snapshot_days").insert_all(
-                {
-                    "snapshot_id": snapshot_id,
-                    "polled_at": format_time(polled_at),
-                    "date": row.date.isoformat(),
-                    "total_jobs": row.total_jobs,
-                    "completed_jobs": row.completed_jobs,
-                    "failed_jobs": row.failed_jobs,
-                    "credits_used": row.credits_used,
-                }
-                for row in account[-SNAPSHOT_DAYS:]
+            self.db.insert_all(
+                "snapshot_days",
+                [
+                    {
+                        "snapshot_id": snapshot_id,
+                        "polled_at": format_time(polled_at),
+                        "date": row.date.isoformat(),
+                        "total_jobs": row.total_jobs,
+                        "completed_jobs": row.completed_jobs,
+                        "failed_jobs": row.failed_jobs,
+                        "credits_used": row.credits_used,
+                    }
+                    for row in account[-SNAPSHOT_DAYS:]
+                ],
             )
             if summary.has_daily_models:
                 # The service lists only active models per day: clear the days it covers
@@ -54,7 +60,8 @@ class SummariesMixin(Connection):
                     "delete from daily_usage where date >= ? and date <= ?",
                     [summary.start_date.isoformat(), summary.end_date.isoformat()],
                 )
-            self.db.table("daily_usage").upsert_all(
+            self.db.upsert_all(
+                "daily_usage",
                 (
                     {
                         "date": row.date.isoformat(),
@@ -97,8 +104,9 @@ class SummariesMixin(Connection):
         has no segments), for start <= date <= end; `model` holds the segment."""
         sql = (
             "select substr(created_at, 1, 10) as day, "
-            "sum(status in ('pending', 'created')) as jobs, "
-            "sum(status = 'completed') as completed, sum(status = 'failed') as failed, "
+            "sum(case when status in ('pending', 'created') then 1 else 0 end) as jobs, "
+            "sum(case when status = 'completed' then 1 else 0 end) as completed, "
+            "sum(case when status = 'failed' then 1 else 0 end) as failed, "
             "sum(credits_used) as credits from events "
             "where segment = ? and created_at >= ? and created_at < ? group by day order by day"
         )

@@ -1,0 +1,357 @@
+"""The store's database handle: one small SQL interface over SQLite (sqlite3, the
+embedded default) and PostgreSQL (psycopg 3, `DATABASE_URL`), so every query of the
+store is written once.
+
+The store's SQL is the dialect both engines share: `?` placeholders (turned into `%s`
+for psycopg here), `insert ... on conflict ... do nothing / do update set c =
+excluded.c`, `case when` instead of summing booleans. What differs is only here:
+connecting, column types in the schema, and how a write transaction is serialised.
+Both serialise writers the same way, so the store's check-then-write steps (the lease,
+the outbox) mean the same on both: SQLite takes its write lock at BEGIN (IMMEDIATE),
+PostgreSQL an advisory transaction lock, across every process and host on the database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import psycopg
+
+Row = dict[str, Any]
+Params = Sequence[Any]
+
+# The key of PostgreSQL's advisory lock that serialises the store's write transactions
+# (advisory locks are per database, so two bots' databases on one server never meet).
+WRITE_LOCK = 0x75736167  # "usag"
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def is_postgres_url(target: str | Path | None) -> bool:
+    return isinstance(target, str) and target.startswith(("postgres://", "postgresql://"))
+
+
+def open_database(target: str | Path | None, *, busy_timeout: float = 10.0) -> Database:
+    """A PostgreSQL URL gives PostgreSQL; a path gives that SQLite file; None an
+    in-memory SQLite database (tests)."""
+    if is_postgres_url(target):
+        assert isinstance(target, str)
+        return PostgresDatabase(target)
+    return SqliteDatabase(target, busy_timeout=busy_timeout)
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """The exception types a database call may raise; psycopg's only once it is loaded
+    (a SQLite-only process never imports it)."""
+    found: tuple[type[Exception], ...] = (sqlite3.Error,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found += (psycopg.Error,)
+    return found
+
+
+def quote(name: str) -> str:
+    """An identifier, quoted: some column names (`window`) are reserved words."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Database:
+    """What the store needs of a database; subclasses say how each engine does it."""
+
+    engine: ClassVar[str]
+    types: ClassVar[Mapping[type, str]]
+
+    # -- statements ----------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        """Rows as dicts by column name."""
+        cursor = self.execute(sql, params)
+        rows = cursor.fetchall()
+        names = [column[0] for column in _description(cursor)]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def insert(self, table: str, row: Mapping[str, Any], *, returning: str | None = None) -> Any:
+        """Insert one row; with `returning`, the value of that column (e.g. a new id)."""
+        sql = _insert_sql(table, tuple(row))
+        if returning is None:
+            self.execute(sql, list(row.values()))
+            return None
+        return self.execute(f"{sql} returning {quote(returning)}", list(row.values())).fetchone()[0]
+
+    def insert_all(
+        self, table: str, rows: Iterable[Mapping[str, Any]], *, ignore: bool = False
+    ) -> int:
+        """Insert rows that all have the same columns; with `ignore`, a row whose key is
+        already there is skipped. Returns how many were inserted."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        sql = _insert_sql(table, tuple(rows[0]))
+        if ignore:
+            sql += " on conflict do nothing"
+        return self.executemany(sql, [list(row.values()) for row in rows])
+
+    def upsert_all(
+        self, table: str, rows: Iterable[Mapping[str, Any]], pk: str | Sequence[str]
+    ) -> None:
+        """Insert rows, or update the given columns of the row already there with that key."""
+        rows = list(rows)
+        if not rows:
+            return
+        keys = (pk,) if isinstance(pk, str) else tuple(pk)
+        self.executemany(_upsert_sql(table, tuple(rows[0]), keys), [list(r.values()) for r in rows])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction, serialised against every other writer of the database;
+        nested: a savepoint."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- schema --------------------------------------------------------------------------
+
+    def table_names(self) -> set[str]:
+        raise NotImplementedError
+
+    def column_type(self, kind: type) -> str:
+        return self.types[kind]
+
+    def id_column(self) -> str:
+        """An integer primary key the database numbers itself."""
+        raise NotImplementedError
+
+    def integrity_ok(self) -> bool:
+        raise NotImplementedError
+
+    def create_table(
+        self,
+        name: str,
+        columns: Mapping[str, type],
+        pk: str | Sequence[str],
+        defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        keys = (pk,) if isinstance(pk, str) else tuple(pk)
+        parts = []
+        for column, kind in columns.items():
+            if keys == (column,) and kind is int:
+                parts.append(f"{quote(column)} {self.id_column()}")
+                continue
+            part = f"{quote(column)} {self.column_type(kind)}"
+            if defaults and column in defaults:
+                part += f" default {_literal(defaults[column])}"
+            parts.append(part)
+        if len(keys) > 1 or columns[keys[0]] is not int:
+            parts.append(f"primary key ({', '.join(map(quote, keys))})")
+        self.execute(f"create table {quote(name)} ({', '.join(parts)})")
+
+    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> None:
+        name = f"idx_{table}_{'_'.join(columns)}"
+        kind = "unique index" if unique else "index"
+        cols = ", ".join(map(quote, columns))
+        self.execute(f"create {kind} {quote(name)} on {quote(table)} ({cols})")
+
+    def add_column(
+        self, table: str, column: str, kind: type, *, not_null_default: Any = None
+    ) -> None:
+        sql = f"alter table {quote(table)} add column {quote(column)} {self.column_type(kind)}"
+        if not_null_default is not None:
+            sql += f" not null default {_literal(not_null_default)}"
+        self.execute(sql)
+
+
+class SqliteDatabase(Database):
+    """A SQLite file in WAL mode (or memory), autocommit outside `transaction()`."""
+
+    engine = "sqlite"
+    types = {str: "TEXT", int: "INTEGER", float: "FLOAT"}
+
+    def __init__(self, path: str | Path | None, *, busy_timeout: float = 10.0) -> None:
+        # timeout: wait for a concurrent writer instead of failing at once.
+        where = ":memory:" if path is None else str(path)
+        self.conn = sqlite3.connect(
+            where,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=where.startswith("file:"),  # e.g. `?mode=ro`
+        )
+        if path is not None:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL, much faster
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        return self.conn.executemany(sql, rows).rowcount
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        # BEGIN IMMEDIATE: a deferred BEGIN that reads before it writes cannot wait for
+        # another writer; SQLite fails its upgrade with SQLITE_BUSY at once.
+        conn = self.conn
+        nested = conn.in_transaction
+        conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:  # a failed COMMIT too: never leave a transaction open
+                conn.execute("ROLLBACK TO nested" if nested else "ROLLBACK")
+                if nested:
+                    conn.execute("RELEASE nested")
+            raise
+        conn.execute("RELEASE nested" if nested else "COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def table_names(self) -> set[str]:
+        rows = self.execute("select name from sqlite_master where type = 'table'").fetchall()
+        return {row[0] for row in rows}
+
+    def id_column(self) -> str:
+        return "INTEGER PRIMARY KEY"  # the rowid itself
+
+    def integrity_ok(self) -> bool:
+        return bool(self.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database over one psycopg connection, autocommit outside
+    `transaction()`, reconnected after the server went away."""
+
+    engine = "postgres"
+    types = {str: "TEXT", int: "BIGINT", float: "DOUBLE PRECISION"}
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg  # only a process configured for PostgreSQL pays for it
+
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise type(exc)(scrub(str(exc), self.url)) from None
+        # Sums of integer columns are `numeric`: read them as Python numbers, not Decimal.
+        conn.adapters.register_loader("numeric", _number_loader())
+        return conn
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()  # the server came back: carry on
+        return self._conn
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        return self.conn.execute(_pg_sql(sql), _pg_params(params))
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_pg_sql(sql), [_pg_params(row) for row in rows])
+            return cursor.rowcount
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self.conn
+        outer = conn.info.transaction_status == _IDLE
+        with conn.transaction():
+            if outer:
+                conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+            yield
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def table_names(self) -> set[str]:
+        rows = self.execute(
+            "select table_name from information_schema.tables where table_schema = current_schema()"
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def id_column(self) -> str:
+        return "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+
+    def integrity_ok(self) -> bool:
+        return True  # the server checks its own pages; nothing like SQLite's pragma
+
+
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg at module load
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` without the password of `url` (a driver error may quote its target)."""
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+@lru_cache(maxsize=1)
+def _number_loader() -> type:
+    from psycopg.adapt import Loader
+
+    class NumberLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+
+    return NumberLoader
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    # The store writes no `?` or `%` inside string literals, so this is a plain swap.
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _pg_params(params: Params) -> list[Any]:
+    # psycopg sends a bool as boolean, which an integer column refuses.
+    return [int(p) if isinstance(p, bool) else p for p in params]
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"insert into {quote(table)} ({', '.join(map(quote, columns))}) values ({marks})"
+
+
+@lru_cache(maxsize=256)
+def _upsert_sql(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    update = [f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in keys]
+    action = f"do update set {', '.join(update)}" if update else "do nothing"
+    return f"{_insert_sql(table, columns)} on conflict ({', '.join(map(quote, keys))}) {action}"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"only numeric defaults are supported, not {value!r}")
+    return repr(value)
+
+
+def _description(cursor: Cursor) -> Sequence[Sequence[Any]]:
+    return getattr(cursor, "description", None) or ()
