@@ -41,8 +41,8 @@ def test_migrate_applies_every_migration_once_and_exits(tmp_path: Path) -> None:
 
 def test_the_procfile_migrates_in_the_release_phase() -> None:
     lines = (ROOT / "Procfile").read_text().splitlines()
-    assert "release: python -m bot migrate" in lines
-    assert {"worker: python -m bot run", "web: python -m bot serve"} <= set(lines)
+    assert "release: usage-bot migrate" in lines
+    assert {"worker: usage-bot run", "web: usage-bot serve"} <= set(lines)
 
 
 def test_check_names_the_store_and_warns_on_a_heroku_dyno(tmp_path: Path) -> None:
