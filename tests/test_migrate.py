@@ -112,8 +112,8 @@ def test_a_sqlite_file_migrated_by_sqlite_utils_carries_on(tmp_path: Path) -> No
 
 def test_the_procfile_migrates_in_the_release_phase() -> None:
     lines = (ROOT / "Procfile").read_text().splitlines()
-    release = next(line for line in lines if line.startswith("release:"))
-    assert release.split(":", 1)[1].split()[-1] == "migrate"
+    assert "release: usage-bot migrate" in lines
+    assert {"worker: usage-bot run", "web: usage-bot serve"} <= set(lines)
 
 
 def test_check_names_the_store_and_warns_on_a_heroku_dyno(tmp_path: Path) -> None:
