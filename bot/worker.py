@@ -25,7 +25,7 @@ from bot.budget_book import BudgetBook, judge
 from bot.clock import utc_now
 from bot.coverage import GapEstimate, arrival_rate, estimate_gap
 from bot.engine import STEP, Engine, Monitor, enrich
-from bot.errors import BotError, SchemaDrift, SourceError
+from bot.errors import BotError, SchemaDrift, SourceError, StoreError
 from bot.hooks import send_hooks
 from bot.messages import notices
 from bot.metrics import batch_from_events
@@ -132,9 +132,21 @@ class Worker:
     # -- one cycle ------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> TickReport:
-        """Run one cycle at `now` (data time; defaults to the clock)."""
+        """Run one cycle at `now` (data time; defaults to the clock). A database that
+        cannot be reached (PostgreSQL restarting, the network to it down) ends the cycle
+        with a told error, like any other store fault; the next cycle tries again."""
         now = now or self.clock()
         report = TickReport()
+        try:
+            self._tick(now, report)
+        except StoreError as exc:
+            report.errors.append(str(exc))
+            log.error("cycle could not finish: %s", exc)
+            # What this cycle stored may not have reached detection: rebuild from the store.
+            self.monitor = self.book = None
+        return report
+
+    def _tick(self, now: datetime, report: TickReport) -> None:
         poll = self.ruleset.poll
         summaries: list[Summary | None] = []
         if self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
@@ -149,15 +161,9 @@ class Worker:
         ):
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         # Polling and storing are idempotent; judging and telling belong to one worker.
-        try:
-            held = self._hold_lease()
-        except BotError as exc:  # a read-only or locked database: told, the loop goes on
-            report.errors.append(str(exc))
-            log.error("cycle could not finish: %s", exc)
-            return report
-        if not held:
+        if not self._hold_lease():
             self.monitor = self.book = None  # rebuilt from the store if this takes over
-            return report
+            return
         try:
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
@@ -176,7 +182,6 @@ class Worker:
         except BotError as exc:  # e.g. the database is locked: told, and the loop goes on
             report.errors.append(str(exc))
             log.error("cycle could not finish: %s", exc)
-        return report
 
     def _budgets(
         self, now: datetime, events: Sequence[Event], new_summary: bool, report: TickReport

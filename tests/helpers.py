@@ -340,3 +340,49 @@ def serve_app(settings: Settings, clock: Clock | None = None) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# -- a backlog of alerts to deliver (chaos, two workers) ---------------------------
+
+KEYS = [f"customer-{i:02d}" for i in range(20)]
+
+
+def seed_backlog(db: str | Path, now: datetime) -> None:
+    """Twenty alert keys that fired and resolved, all still to be told (the outbox), with
+    their alert states (ok again) as the worker that judged them left them: so no life
+    takes the database for a fresh one and adopts threads from Slack's history, and a
+    post whose record a kill prevented can only be found by looking before posting."""
+    store = Store(db)
+    transitions = []
+    for i, key in enumerate(KEYS):
+        at = now - timedelta(hours=2) + timedelta(minutes=5 * i)
+        common = dict(
+            rule="failed-job-rate",
+            group=(key,),
+            group_by=("model",),
+            baseline=0.02,
+            volume=40.0,
+            since=at,
+            peak_zscore=9.0,
+            peak_value=0.6,
+            window=900.0,
+        )
+        transitions.append(
+            Transition(
+                state="firing",
+                at=at,
+                value=0.6,
+                zscore=9.0,
+                request_ids=(f"req_{i}",),
+                job_ids=(f"job_{i}",),
+                **common,
+            )
+        )
+        transitions.append(
+            Transition(
+                state="resolved", at=at + timedelta(minutes=30), value=0.01, zscore=0.1, **common
+            )
+        )
+    states = [AlertState("failed-job-rate", (key,)) for key in KEYS]
+    store.save_decisions(states, transitions, {}, now)
+    store.close()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.models import AlertState, Transition, parse_time
+from bot.models import parse_time
 from bot.notify import EVENT_TYPE
 from bot.rules import default_rules_text
 from bot.standins.simulator import Incident, Simulator
@@ -32,54 +32,12 @@ from bot.store import Store
 
 # Both tests time their kills against busy child processes: under `-n`, they share one
 # worker (pyproject's --dist loadfile), so they never run against each other.
-KEYS = [f"customer-{i:02d}" for i in range(20)]
 KILLS = 30
-
-
-def seed_backlog(db: str | Path, now: datetime) -> None:
-    """Twenty alert keys that fired and resolved, all still to be told (the outbox), with
-    their alert states (ok again) as the worker that judged them left them: so no life
-    takes the database for a fresh one and adopts threads from Slack's history, and a
-    post whose record a kill prevented can only be found by looking before posting."""
-    store = Store(db)
-    transitions = []
-    for i, key in enumerate(KEYS):
-        at = now - timedelta(hours=2) + timedelta(minutes=5 * i)
-        common = dict(
-            rule="failed-job-rate",
-            group=(key,),
-            group_by=("model",),
-            baseline=0.02,
-            volume=40.0,
-            since=at,
-            peak_zscore=9.0,
-            peak_value=0.6,
-            window=900.0,
-        )
-        transitions.append(
-            Transition(
-                state="firing",
-                at=at,
-                value=0.6,
-                zscore=9.0,
-                request_ids=(f"req_{i}",),
-                job_ids=(f"job_{i}",),
-                **common,
-            )
-        )
-        transitions.append(
-            Transition(
-                state="resolved", at=at + timedelta(minutes=30), value=0.01, zscore=0.1, **common
-            )
-        )
-    states = [AlertState("failed-job-rate", (key,)) for key in KEYS]
-    store.save_decisions(states, transitions, {}, now)
-    store.close()
 
 
 def test_random_sigkills_neither_lose_nor_duplicate_a_message(database: str | Path) -> None:
     # Imported here: this file is also the second test's child script, run without `tests`.
-    from tests.helpers import second_looks
+    from tests.helpers import KEYS, second_looks, seed_backlog
 
     rng = random.Random(20261129)
     now = datetime.now(UTC)
