@@ -2,13 +2,17 @@
 
 4 models x 3 segments, 90 days of summary history and a week of stored events; the
 default rules plus failure-rate and spend rules per (model, segment). Each cycle is fed a
-pre-fetched events page, so the figure is what the bot itself costs.
+pre-fetched events page, so the figure is what the bot itself costs. Run on both stores
+in the same run: a SQLite file, and PostgreSQL over loopback (a throwaway server of the
+machine's PostgreSQL binaries, durable settings; or BENCH_DATABASE_URL, a server the
+benchmark may create a database on).
 
     .venv/bin/python bench/bench_cycle.py
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from bot.models import Event, EventsPage, Rule, RuleSet, Summary
 from bot.rules import default_rules_text, parse_rules
+from bot.standins import postgres
 from bot.standins.simulator import ManualClock, Simulator
 from bot.store import Store
 from bot.worker import Worker
@@ -40,6 +45,26 @@ class PrefetchedClient:
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        admin = os.environ.get("BENCH_DATABASE_URL")
+        server = None
+        if admin is None:
+            folder.chmod(0o755)
+            server = postgres.start(folder / "pg", fast=False)
+            admin = server.url
+        try:
+            for name, target in (
+                ("SQLite", folder / "bench.db"),
+                ("PostgreSQL", postgres.create_database(admin, "bench")),
+            ):
+                measure(name, target)
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def measure(name: str, target: str | Path) -> None:
     clock = ManualClock(START)
     sim = Simulator(start=START - timedelta(days=8), clock=clock, jobs_per_hour=300)
     history = [Event.from_api(i) for i in reversed(sim.events_until(START))]
@@ -72,32 +97,31 @@ def main() -> None:
         ),
     )
     ruleset = RuleSet(poll=base.poll, rules=base.rules + extra)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "bench.db")
-        store.save_events(EventsPage(len(history) + 1, tuple(history)), stored_at=START)
-        store.save_summary(summary, polled_at=START)
-        clock.set(START)
-        worker = Worker(
-            client=PrefetchedClient(pages, summary),
-            store=store,  # type: ignore[arg-type]
-            ruleset=ruleset,
-            clock=clock,
-            notifier=_Quiet(),
-        )
+    store = Store(target)
+    store.save_events(EventsPage(len(history) + 1, tuple(history)), stored_at=START)
+    store.save_summary(summary, polled_at=START)
+    clock.set(START)
+    worker = Worker(
+        client=PrefetchedClient(pages, summary),
+        store=store,  # type: ignore[arg-type]
+        ruleset=ruleset,
+        clock=clock,
+        notifier=_Quiet(),
+    )
+    began = time.perf_counter()
+    worker.prepare(START)
+    restore = time.perf_counter() - began
+    times = []
+    for i in range(1, CYCLES + 1):
+        clock.set(START + timedelta(minutes=i))
         began = time.perf_counter()
-        worker.prepare(START)
-        restore = time.perf_counter() - began
-        times = []
-        for i in range(1, CYCLES + 1):
-            clock.set(START + timedelta(minutes=i))
-            began = time.perf_counter()
-            worker.tick()
-            times.append((time.perf_counter() - began) * 1000)
-        store.close()
+        worker.tick()
+        times.append((time.perf_counter() - began) * 1000)
+    store.close()
     times.sort()
     print(
-        f"{len(history):,} stored events, 90 days of summary, {len(ruleset.rules)} rules, "
-        f"{CYCLES} cycles"
+        f"{name}: {len(history):,} stored events, 90 days of summary, "
+        f"{len(ruleset.rules)} rules, {CYCLES} cycles"
     )
     print(f"  rebuild from the store at start: {restore * 1000:.0f} ms")
     print(

@@ -24,10 +24,10 @@ import httpx
 import psycopg
 
 from bot.notify import EVENT_TYPE
-from bot.rules import parse_rules
 from bot.source import UsageClient
+from bot.standins import restart
 from bot.standins.postgres import create_database
-from bot.standins.simulator import Incident, ManualClock, Simulator
+from bot.standins.simulator import ManualClock, Simulator
 from bot.standins.slack import SlackStandIn
 from bot.store import Store
 from bot.worker import DELIVERY_LEASE, Worker
@@ -35,77 +35,16 @@ from tests.helpers import KEYS, bot_env, produced_ids, seed_backlog, stored_ids
 
 # -- restart without amnesia ---------------------------------------------------------------
 
-# An hourly spend rule judged against a day of stored events: what a fresh disk loses.
-RULES = parse_rules(
-    """
-poll:
-  events_every: 60s
-  summary_every: 1h
-rules:
-  - name: spend-per-model
-    metric: spend
-    group_by: [model]
-    bucket: 1h
-    baseline: 12h
-    z: 4
-    direction: up
-    min_credits: 100
-"""
-)
-START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
-RESTART = START + timedelta(hours=14)  # the daily restart
-RUNAWAY = Incident(
-    "spend_runaway",
-    RESTART + timedelta(hours=1),  # starts an hour after the restart
-    RESTART + timedelta(hours=4),
-    model="pro",
-    factor=10,
-)
-END = RESTART + timedelta(hours=3)
-
-
-def spend_alert_after_restart(first: str | Path, then: str | Path | None) -> datetime | None:
-    """Run a worker on `first` from START to RESTART; then SIGKILL it (dropped, lease
-    and all) and start a new one on `then` (None: the worker never restarts). When the
-    runaway's spend alert fired, if it did by END."""
-    clock = ManualClock(START)
-    sim = Simulator(
-        start=START - timedelta(hours=12), clock=clock, jobs_per_hour=200, incidents=[RUNAWAY]
-    )
-
-    def start_worker(store: Store) -> Worker:
-        http = httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle))
-        client = UsageClient(http, api_key="sim-key")
-        wall = lambda: clock().timestamp()  # noqa: E731 - real time moves with data time
-        return Worker(client=client, store=store, ruleset=RULES, clock=clock, wall=wall)
-
-    def drive(worker: Worker, until: datetime, step: timedelta) -> None:
-        while clock() < until:
-            clock.advance(step)
-            worker.tick()
-
-    store = Store(first)
-    worker = start_worker(store)
-    drive(worker, RESTART, timedelta(minutes=3))
-    if then is not None:
-        store.close()  # the process dies; only the database is left
-        store = Store(then)
-        worker = start_worker(store)
-    drive(worker, END, timedelta(minutes=1))
-    fired = [t.at for t in store.transitions(1000) if t.state == "firing"]
-    store.close()
-    return min(fired, default=None)
-
 
 def test_a_worker_restarted_on_a_fresh_disk_detects_a_runaway_as_fast_as_one_never_restarted(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    never = spend_alert_after_restart(postgres_url, None)
+    never = restart.spend_alert_after(postgres_url, None)
     other = create_database(os.environ["TEST_DATABASE_URL"])
-    restarted = spend_alert_after_restart(other, other)  # a new dyno: nothing local survives
+    restarted = restart.spend_alert_after(other, other)  # a new dyno: nothing local survives
     # What the test would see without a durable store: SQLite on a fresh disk.
-    amnesic = spend_alert_after_restart(tmp_path / "before.db", tmp_path / "after.db")
-    assert never is not None and never - RUNAWAY.start <= timedelta(minutes=30)
+    amnesic = restart.spend_alert_after(tmp_path / "before.db", tmp_path / "after.db")
+    assert never is not None and never - restart.RUNAWAY.start <= timedelta(minutes=30)
     assert restarted == never
     assert amnesic is None or amnesic > never
 
@@ -117,12 +56,12 @@ def test_a_database_that_goes_away_is_a_cycle_error_until_it_is_back(postgres_ur
     """Heroku Postgres restarting for maintenance, or the network to it down: each cycle
     meanwhile says what is wrong (never the password), the worker carries on, and once
     the database is back the next cycle reconnects and stores every event it missed."""
-    clock = ManualClock(START)
-    sim = Simulator(start=START - timedelta(hours=1), clock=clock, jobs_per_hour=300)
+    clock = ManualClock(restart.START)
+    sim = Simulator(start=restart.START - timedelta(hours=1), clock=clock, jobs_per_hour=300)
     http = httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle))
     store = Store(postgres_url)
     worker = Worker(
-        client=UsageClient(http, api_key="sim-key"), store=store, ruleset=RULES, clock=clock
+        client=UsageClient(http, api_key="sim-key"), store=store, ruleset=restart.RULES, clock=clock
     )
     where = urlsplit(postgres_url)
     name = where.path.lstrip("/")
