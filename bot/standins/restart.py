@@ -50,7 +50,7 @@ END = RESTART + timedelta(hours=3)
 def spend_alert_after(first: str | Path, then: str | Path | None) -> datetime | None:
     """Run a worker on `first` from START to RESTART; then SIGKILL it (dropped, lease
     and all) and start a new one on `then` (None: the worker never restarts). When the
-    runaway's spend alert fired, if it did by END."""
+    runaway's spend alert (its model, from its start) fired, if it did by END."""
     clock = ManualClock(START)
     sim = Simulator(
         start=START - timedelta(hours=12), clock=clock, jobs_per_hour=200, incidents=[RUNAWAY]
@@ -75,6 +75,10 @@ def spend_alert_after(first: str | Path, then: str | Path | None) -> datetime | 
         store = Store(then)
         worker = start_worker(store)
     drive(worker, END, timedelta(minutes=1))
-    fired = [t.at for t in store.transitions(1000) if t.state == "firing"]
+    fired = [
+        t.at
+        for t in store.transitions(1000)
+        if t.state == "firing" and t.group == (RUNAWAY.model,) and t.at >= RUNAWAY.start
+    ]
     store.close()
     return min(fired, default=None)

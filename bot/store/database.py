@@ -261,6 +261,10 @@ class PostgresDatabase(Database):
             raise type(exc)(scrub(str(exc), self.url)) from None
         # Sums of integer columns are `numeric`: read them as Python numbers, not Decimal.
         conn.adapters.register_loader("numeric", _number_loader())
+        # As SQLite's synchronous=NORMAL: a commit does not wait for its WAL flush. A
+        # server crash may forget the last commits, never half of one; the outbox then
+        # looks a post up by its metadata before posting again.
+        conn.execute("set synchronous_commit = off")
         return conn
 
     @property
