@@ -1,6 +1,7 @@
 """Budgets in the store: decisions recorded once per key with the post and hook each
-causes, what was already told (`Marks`), and the worker's latest `BudgetState` per budget
-(kept as its JSON, turned back into the record here).
+causes (or, on a fresh database, adopted with their post from Slack: no hook), what was
+already told (`Marks`), and the worker's latest `BudgetState` per budget (kept as its
+JSON, turned back into the record here).
 
 Part of `bot.store`: `BudgetsMixin` is one of the pieces `Store` is made of.
 """
@@ -24,7 +25,7 @@ from bot.models import (
 
 from .connection import Connection, translated
 from .hooks import insert_hook
-from .posts import insert_post
+from .posts import adopt_post, insert_post
 
 
 class BudgetsMixin(Connection):
@@ -69,6 +70,38 @@ class BudgetsMixin(Connection):
                 if event.key in hooks:
                     budget, body = hooks[event.key]
                     insert_hook(self.db, event.key, budget, body, now)
+        return added
+
+    def adopt_budget_events(
+        self, found: Iterable[tuple[BudgetEvent, str, str]], now: datetime
+    ) -> int:
+        """Budget events whose posts were found in Slack on a fresh database, as (event,
+        channel id, ts): each recorded with its post as delivered, oldest first (the latest
+        forecast event is the standing one), so that `budget_marks` knows what was told and
+        no post or hook is made for them again. A key already here is left as it is."""
+        added = 0
+        with translated("adopting budget events"), self._atomic():
+            for event, channel, ts in sorted(found, key=lambda item: item[0].at):
+                cursor = self.db.execute(
+                    "insert into budget_events (key, budget, kind, state, period, threshold, "
+                    "at, spent, limit_credits, projected, crossing) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing",
+                    [
+                        event.key,
+                        event.budget,
+                        event.kind,
+                        event.state,
+                        event.period,
+                        event.threshold,
+                        format_time(event.at),
+                        event.spent,
+                        event.limit,
+                        event.projected,
+                        event.crossing.isoformat() if event.crossing else None,
+                    ],
+                )
+                added += bool(cursor.rowcount)
+                adopt_post(self.db, f"budget:{event.key}", "budget", channel, ts, now)
         return added
 
     def budget_marks(self, budget: str, period: str) -> Marks:
