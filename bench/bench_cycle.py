@@ -134,7 +134,7 @@ class _Quiet:
     def send(self, transition_id: int, transition: object) -> None:
         pass
 
-    def recover(self, store: object, now: object) -> int:
+    def recover(self, store: object, now: object, cold: object = None) -> int:
         return 0
 
 

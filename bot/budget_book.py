@@ -111,13 +111,9 @@ def judge(
         posts: dict[str, tuple[str | None, dict[str, Any]]] = {}
         hooks: dict[str, tuple[str, str]] = {}
         for event in events:
-            told = {
-                "kind": event.kind,
-                "state": event.state,
-                "period": event.period,
-                "threshold": event.threshold,
-            }
-            posts[event.key] = (budget.channel, {"event": told, "status": payload})
+            # The event whole: its post's metadata carries it, for a fresh database to
+            # take back from Slack (SlackNotifier.recover).
+            posts[event.key] = (budget.channel, {"event": event.to_json(), "status": payload})
             if event.kind == THRESHOLD and budget.name in hooked:
                 hooks[event.key] = (budget.name, json.dumps(hook_body(event, state)))
         added += store.save_budget_events(events, posts, hooks, now)

@@ -35,6 +35,12 @@ def due(config: DigestConfig, now: datetime) -> date | None:
     return local.date() if (local.hour, local.minute) >= config.at else None
 
 
+def day_start(config: DigestConfig, now: datetime) -> datetime:
+    """When the local day of `now` began (UTC): the oldest a digest due today can be."""
+    zone = ZoneInfo(config.timezone)
+    return midnight(now.astimezone(zone).date(), zone)
+
+
 def key(day: date, channel: str | None) -> str:
     return f"digest:{day.isoformat()}:{channel or 'default'}"
 

@@ -296,6 +296,18 @@ class PollRecord:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """A worker begun on an empty database (a dyno that lost its disk): besides open
+    alerts, what to take back from Slack before anything is told again. Budget events
+    and digests go to `post_channels` (None: the default channel) and reach back to
+    `since` (data time): the start of the earliest current budget period or of the
+    digest's day."""
+
+    post_channels: tuple[str | None, ...]
+    since: datetime
+
+
+@dataclass(frozen=True)
 class Post:
     """A queued Slack message other than an alert (a budget event, a digest)."""
 
@@ -457,6 +469,42 @@ class BudgetEvent:
         if self.kind == THRESHOLD:
             return f"{self.budget}:{self.period}:{self.threshold:g}"
         return f"{self.budget}:{self.period}:forecast:{self.state}:{self.at:%Y%m%dT%H%M}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as its post's payload and Slack metadata carry it (so a fresh
+        database can take it back from Slack); absent fields are left out."""
+        data: dict[str, Any] = {
+            "budget": self.budget,
+            "kind": self.kind,
+            "state": self.state,
+            "period": self.period,
+            "threshold": self.threshold,
+            "at": format_time(self.at),
+            "spent": self.spent,
+            "limit": self.limit,
+            "projected": self.projected,
+            "crossing": self.crossing.isoformat() if self.crossing else None,
+        }
+        return {name: value for name, value in data.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BudgetEvent:
+        """The inverse of `to_json`; KeyError, TypeError or ValueError when `data` is not
+        one (a post queued before the event was carried whole has only kind, state,
+        period and threshold)."""
+        projected, crossing = data.get("projected"), data.get("crossing")
+        return cls(
+            budget=str(data["budget"]),
+            kind=str(data["kind"]),
+            state=str(data["state"]),
+            period=str(data["period"]),
+            threshold=float(data["threshold"]),
+            at=parse_time(str(data["at"])),
+            spent=float(data["spent"]),
+            limit=float(data["limit"]),
+            projected=float(projected) if projected is not None else None,
+            crossing=date.fromisoformat(str(crossing)) if crossing else None,
+        )
 
 
 @dataclass(frozen=True)

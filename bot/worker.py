@@ -3,6 +3,8 @@
 
 Faults of one cycle are logged and the loop goes on. An endpoint that answers 401/402
 is reported once and then only probed every `probe_every` seconds until it recovers.
+At start the notifier takes back from Slack what an empty database lost (`prepare`);
+until it has, budgets and the digest wait, or they would be told a second time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from bot import digest, messages
 from bot.api_schema import EVENTS_PATH, SUMMARY_PATH
-from bot.budget import BudgetStatus
+from bot.budget import BudgetStatus, period_of
 from bot.budget_book import BudgetBook, judge
 from bot.clock import utc_now
 from bot.coverage import GapEstimate, arrival_rate, estimate_gap
@@ -29,8 +31,8 @@ from bot.errors import BotError, SchemaDrift, SourceError, StoreError
 from bot.hooks import send_hooks
 from bot.messages import notices
 from bot.metrics import batch_from_events
-from bot.models import DigestConfig, Event, Gap, PollRecord, RuleSet, Summary
-from bot.notify import ConsoleNotifier, Notifier, deliver
+from bot.models import ColdStart, DigestConfig, Event, Gap, PollRecord, RuleSet, Summary
+from bot.notify import BACKOFF, ConsoleNotifier, Notifier, deliver
 from bot.pace import Outcome, Pace, PaceSettings, next_pace
 from bot.source import UsageClient
 from bot.store import Store
@@ -106,6 +108,12 @@ class Worker:
         self.monitor: Monitor | None = None  # built from the store on the first cycle
         self.book: BudgetBook | None = None  # likewise, when budgets or a digest exist
         self._judged_at: datetime | None = None  # when the budgets were last judged
+        # Cold start: was the database empty when this process began, and has Slack been
+        # read for what it lost (`_adopt`)? Until then, budgets and the digest wait.
+        self._fresh: bool | None = None
+        self._adopted = False
+        self._adopt_tries = 0
+        self._adopt_after: float | None = None  # wall clock: the next try after a failure
         self._digest_day: date | None = None  # the digest this worker has queued last
         self.hooks = hooks or HookSettings()
         self.default_channel = default_channel
@@ -148,6 +156,7 @@ class Worker:
 
     def _tick(self, now: datetime, report: TickReport) -> None:
         poll = self.ruleset.poll
+        self._note_fresh()
         summaries: list[Summary | None] = []
         if self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
             summaries.append(self._poll_summary(now, poll.backfill_days, report))  # cold start
@@ -165,6 +174,7 @@ class Worker:
             self.monitor = self.book = None  # rebuilt from the store if this takes over
             return
         try:
+            self._adopt(now)  # once; again after a failure, with backoff
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
             self._budgets(now, events, any(s is not None for s in summaries), report)
@@ -191,6 +201,8 @@ class Worker:
         when it is due. A quiet cycle costs no query and no write here."""
         digest_config = self.ruleset.digest
         if not self.ruleset.budgets and digest_config is None:
+            return
+        if not self._adopt(now):  # a fresh database: first, what Slack was already told
             return
         if self.book is None:
             self.book = BudgetBook.load(
@@ -267,14 +279,61 @@ class Worker:
     # -- detect and decide ------------------------------------------------------------------
 
     def prepare(self, now: datetime | None = None) -> None:
-        """Rebuild detection state from the store (at start, before the first cycle)."""
+        """At start, before the first cycle: take back from Slack what a fresh database
+        lost (`_adopt`), then rebuild detection state from the store."""
+        now = now or self.clock()
+        self._note_fresh()
+        self._adopt(now)
         if self.rules and self.monitor is None:
-            now = now or self.clock()
-            try:
-                self.notifier.recover(self.store, now)
-            except BotError as exc:  # Slack down at start: alerts still get told later
-                log.warning("could not look for open alerts in Slack: %s", exc)
             self.monitor = self._restore(now)
+
+    def _note_fresh(self) -> None:
+        """Once, before this process polls anything: is the database empty?"""
+        if self._fresh is None:
+            self._fresh = self.store.is_empty()
+
+    def _adopt(self, now: datetime) -> bool:
+        """Once per process, ask the notifier to take back from Slack the open alerts
+        and, on a database found empty (a dyno's lost disk), the budget events, digests
+        and open ops episodes already told (`Notifier.recover`). A failure (Slack down)
+        is retried with backoff; alerts are judged meanwhile, and told later. Return
+        whether budgets and the digest may be judged: on a fresh database not before
+        Slack has been read, or they would be told a second time."""
+        if self._adopted:
+            return True
+        if self._adopt_after is None or self.wall() >= self._adopt_after:
+            try:
+                self.notifier.recover(self.store, now, cold=self._cold_start(now))
+            except BotError as exc:
+                self._adopt_tries += 1
+                delay = BACKOFF.delay(self._adopt_tries)
+                self._adopt_after = self.wall() + delay
+                log.warning(
+                    "could not look in Slack for what was told before (try %d, again in "
+                    "%.0f s): %s",
+                    self._adopt_tries,
+                    delay,
+                    exc,
+                )
+            else:
+                self._adopted = True
+        return self._adopted or not self._fresh
+
+    def _cold_start(self, now: datetime) -> ColdStart | None:
+        """On a database found empty: where budget events and digests are posted, and
+        since when (the earliest current budget period, the digest's day)."""
+        if not self._fresh:
+            return None
+        channels: list[str | None] = []
+        since = now
+        for budget in self.ruleset.budgets:
+            channels.append(budget.channel)
+            since = min(since, period_of(budget, now).start)
+        config = self.ruleset.digest
+        if config is not None:
+            channels.extend(config.channels or (self.default_channel,))
+            since = min(since, digest.day_start(config, now))
+        return ColdStart(tuple(dict.fromkeys(channels)), since)
 
     def _detect(
         self,

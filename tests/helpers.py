@@ -234,8 +234,8 @@ def second_looks(slack: SlackStandIn, since: float) -> list[RecordedRequest]:
     """The notifier's look-ups for a message it may already have posted (a step attempted
     but never recorded as done): a thread's replies, or the channel's history from an hour
     before that attempt, which came after `since` (wall clock). Not the cold-start
-    adoption's scan of the last seven days, which any run on a database without alert
-    states or threads makes, with or without a lost post."""
+    scan (a week back, or further for budget posts), which any run on a database without
+    alert states or threads, or found empty, makes, with or without a lost post."""
     return [
         r
         for r in slack.requests

@@ -42,7 +42,7 @@ def test_worker_and_backtest_give_the_same_transitions(store: Store) -> None:
         def send(self, transition_id, transition) -> None:  # type: ignore[no-untyped-def]
             printed.append(transition)
 
-        def recover(self, store, now) -> int:  # type: ignore[no-untyped-def]
+        def recover(self, store, now, cold=None) -> int:  # type: ignore[no-untyped-def]
             return 0
 
     with httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle)) as http:

@@ -5,8 +5,9 @@ that a silence or an acknowledgement holds back are marked delivered without bei
 (the decision is `alerts.hold_back`; this module gathers its facts from the store).
 
 Slack (`notify.slack`): one parent message per alert key, everything later in its
-thread, each call recorded so that none is made twice. The console notifier
-(`notify.console`) is the default when SLACK_BOT_TOKEN is unset.
+thread, each call recorded so that none is made twice; at a cold start it takes back
+from Slack's message metadata what a fresh database lost (`recover`). The console
+notifier (`notify.console`) is the default when SLACK_BOT_TOKEN is unset.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bot.alerts import HoldReason, hold_back
 from bot.backoff import Backoff
 from bot.errors import BotError, NotifyError
 from bot.messages import notices
-from bot.models import REMINDER, RESOLVED, Notice, Post, Transition, format_time
+from bot.models import REMINDER, RESOLVED, ColdStart, Notice, Post, Transition, format_time
 from bot.notify.console import ConsoleNotifier, post_text
 from bot.notify.slack import (
     CLOCK_SKEW,
@@ -58,8 +59,10 @@ class Notifier(Protocol):
     def send(self, transition_id: int, transition: Transition) -> None:
         """Deliver one transition or raise NotifyError."""
 
-    def recover(self, store: Store, now: datetime) -> int:
-        """On a fresh database, adopt alerts that are still open where they were told."""
+    def recover(self, store: Store, now: datetime, cold: ColdStart | None = None) -> int:
+        """On a fresh database, adopt alerts that are still open where they were told;
+        with `cold` (the worker began on an empty database) also the budget events,
+        digests and open ops episodes already told, so none is told again."""
 
     def send_notice(self, notice: Notice) -> None:
         """Tell ops about an episode opening or clearing (bad key, gap, schema drift)."""

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from bot import digest, messages
 from bot.messages import budget as budget_words
-from bot.models import Notice, Post, Rule, Transition
+from bot.models import ColdStart, Notice, Post, Rule, Transition
 from bot.store import Store
 
 
@@ -27,8 +27,8 @@ class ConsoleNotifier:
         bucket = rule.bucket if rule else 3600.0
         print(messages.alert_text(transition, metric, bucket), file=self.out, flush=True)
 
-    def recover(self, store: Store, now: datetime) -> int:
-        return 0
+    def recover(self, store: Store, now: datetime, cold: ColdStart | None = None) -> int:
+        return 0  # nothing to read back from stdout
 
     def send_notice(self, notice: Notice) -> None:
         print(messages.notices.notice_line(notice.state, notice.text), file=self.out, flush=True)

@@ -5,7 +5,10 @@ messages.
 Every Slack call a transition needs is a recorded step: marked before the call and
 completed with its `ts` after. A step found marked but not completed (the process died,
 or the connection dropped, after Slack may have posted) is first looked up by its message
-metadata, and only posted if it is not there: nothing is posted twice.
+metadata, and only posted if it is not there: nothing is posted twice. At a cold start
+(`recover`) the same metadata, read from the channels' history in one scan, gives back
+what an empty database lost: open alerts, budget posts with their events, digests and
+open ops episodes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -32,6 +35,8 @@ from bot.models import (
     FIRING,
     REMINDER,
     AlertState,
+    BudgetEvent,
+    ColdStart,
     Notice,
     Post,
     Rule,
@@ -364,9 +369,7 @@ class SlackNotifier:
 
     def send_notice(self, notice: Notice) -> None:
         """A plain message in the default channel, once per episode change."""
-        channel = self.default_channel or next(
-            (r.channel for r in self.rules.values() if r.channel), None
-        )
+        channel = self._notice_channel()
         if channel is None:
             raise NotifyError("no channel for ops notices", permanent=True)
         text = messages.notices.notice_message(notice.state, notice.text)
@@ -385,6 +388,11 @@ class SlackNotifier:
                 lambda since: self._find(channel, None, delivery, since),
             )
 
+    def _notice_channel(self) -> str | None:
+        return self.default_channel or next(
+            (r.channel for r in self.rules.values() if r.channel), None
+        )
+
     def send_post(self, post: Post) -> None:
         """A budget event or digest: one top-level message, once (found again by its key
         in the metadata); a digest gets its chart in the thread, best effort."""
@@ -394,10 +402,11 @@ class SlackNotifier:
                 f"no channel for {post.kind} posts: set SLACK_CHANNEL", permanent=True
             )
         text = post_text(post)
-        metadata = {
-            "event_type": POST_EVENT_TYPE,
-            "event_payload": {"delivery": post.key, "kind": post.kind},
-        }
+        found_by: dict[str, Any] = {"delivery": post.key, "kind": post.kind}
+        event = post.payload.get("event")
+        if post.kind == "budget" and isinstance(event, dict):
+            found_by["event"] = event  # whole (when queued so): `recover` takes it back
+        metadata = {"event_type": POST_EVENT_TYPE, "event_payload": found_by}
         blocks = [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
         with _slack_errors():
             channel_id, ts = self._once(
@@ -427,51 +436,159 @@ class SlackNotifier:
 
     # -- cold start ---------------------------------------------------------------------
 
-    def recover(self, store: Store, now: datetime, days: int = 7) -> int:
-        """On a fresh database, find our open alert threads in Slack and adopt them.
+    def recover(
+        self, store: Store, now: datetime, cold: ColdStart | None = None, days: int = 7
+    ) -> int:
+        """Take back from Slack what a fresh database lost; return how much was adopted.
 
-        A dyno restart loses the SQLite file; without this, an alert still firing would
-        get a second parent, and its resolution would never reach the first thread.
+        A dyno restart loses the SQLite file. Open alerts (when the store holds no alert
+        state or thread): without them an alert still firing would get a second parent,
+        and its resolution would never reach the first thread. With `cold` (the worker
+        began on an empty database), also the budget events and digests told (recorded as
+        delivered, budget events with their decision, so neither post nor enforcement
+        hook is made again) and the ops episodes Slack last heard opened.
+
+        One scan of each channel's history, from the oldest moment any of them needs (a
+        week for alerts and notices; the current budget periods and the digest's day for
+        posts), reads the metadata of all three. Nothing is written until every channel
+        is read: a transient failure leaves the store as it was, for the next try. A
+        channel the bot cannot read is skipped (what it would post there fails too).
         """
-        if store.alert_states() or store.threads():
-            return 0
-        channels = {r.channel for r in self.rules.values() if r.channel}
-        if self.default_channel:
-            channels.add(self.default_channel)
-        since = self.wall() - days * 86400
-        adopted = 0
-        for channel in sorted(channels):
-            with _slack_errors():
-                channel_id = self._channel_id(channel)
-                parents = list(self._messages(channel_id, None, since))
-            for message in reversed(parents):  # oldest first: the newest thread wins
-                payload = _our_payload(message)
-                if payload is None or payload.get("role") != "parent":
-                    continue
-                key = (str(payload.get("rule")), tuple(payload.get("group") or ()))
-                if payload.get("state") != "firing" or key[0] not in self.rules:
-                    continue
-                since_at = parse_time(payload["since"]) if payload.get("since") else now
-                thread = Thread(key[0], key[1], channel_id, str(message["ts"]), "open")
-                state = AlertState(
-                    key[0],
-                    key[1],
-                    "firing",
-                    1,
-                    0,
-                    since_at,
-                    float(payload.get("zscore") or 0.0),
-                    0.0,
-                )
-                store.adopt(thread, state, since_at)
-                adopted += 1
-                log.warning(
-                    "adopted the open alert %s %s from Slack (ts %s)",
-                    key[0],
-                    list(key[1]),
-                    thread.ts,
-                )
-        return adopted
+        wall = self.wall()
+        alert_since = wall - days * 86400
+        told_since = alert_since
+        if cold is not None:
+            told_since = min(alert_since, wall - (now - cold.since).total_seconds())
+            told_since -= CLOCK_SKEW
+        roles: dict[str, set[str]] = {}
+        if not (store.alert_states() or store.threads()):
+            for channel in {r.channel for r in self.rules.values() if r.channel}:
+                roles.setdefault(channel, set()).add("alerts")
+            if self.default_channel:
+                roles.setdefault(self.default_channel, set()).add("alerts")
+        if cold is not None:
+            for configured in cold.post_channels:
+                target = configured or self.default_channel
+                if target:
+                    roles.setdefault(target, set()).add("posts")
+            notice_channel = self._notice_channel()
+            if notice_channel:
+                roles.setdefault(notice_channel, set()).add("notices")
+        found = _Found()
+        for channel_id, wanted in self._by_id(roles).items():
+            oldest = alert_since if wanted == {"alerts"} else told_since
+            try:
+                with _slack_errors():
+                    history = list(self._messages(channel_id, None, oldest))
+            except NotifyError as exc:
+                if not exc.permanent:
+                    raise
+                log.warning("cold start: cannot read channel %s, skipped: %s", channel_id, exc)
+                continue
+            found.read(channel_id, history, wanted, alert_since, now, self.rules)
+        return found.adopt(store, now)
+
+    def _by_id(self, roles: Mapping[str, set[str]]) -> dict[str, set[str]]:
+        """The channels to read by ID (a name and an ID may be one channel), each with
+        what to look for in it; a channel that does not resolve is skipped."""
+        by_id: dict[str, set[str]] = {}
+        for channel in sorted(roles):
+            try:
+                with _slack_errors():
+                    channel_id = self._channel_id(channel)
+            except NotifyError as exc:
+                if not exc.permanent:
+                    raise
+                log.warning("cold start: cannot read channel %s, skipped: %s", channel, exc)
+                continue
+            by_id.setdefault(channel_id, set()).update(roles[channel])
+        return by_id
+
+
+class _Found:
+    """What a cold start's scan found in Slack, written to the store once all is read."""
+
+    def __init__(self) -> None:
+        self.alerts: dict[tuple[str, tuple[str, ...]], tuple[Thread, AlertState]] = {}
+        self.budget_events: list[tuple[BudgetEvent, str, str]] = []
+        self.posts: list[tuple[str, str, str, str]] = []
+        self.episodes: dict[str, tuple[datetime, str] | None] = {}  # None: cleared last
+
+    def read(
+        self,
+        channel_id: str,
+        history: list[dict[str, Any]],
+        wanted: set[str],
+        alert_since: float,
+        now: datetime,
+        rules: Mapping[str, Rule],
+    ) -> None:
+        """One channel's messages, newest first (as conversations.history gives them)."""
+        if "notices" in wanted:
+            for message in history:  # newest first: the latest notice of a kind decides
+                self._notice(message)
+        for message in reversed(history):  # oldest first: the newest thread wins
+            if "posts" in wanted:
+                self._post(channel_id, message)
+            if "alerts" in wanted and float(message["ts"]) > alert_since:
+                self._alert(channel_id, message, now, rules)
+
+    def _notice(self, message: Mapping[str, Any]) -> None:
+        payload = _payload(message, NOTICE_EVENT_TYPE)
+        if payload is None or str(payload.get("kind")) in self.episodes:
+            return
+        opened = payload.get("state") == "open"
+        found = (_ts_time(message), _notice_text(message)) if opened else None
+        self.episodes[str(payload.get("kind"))] = found
+
+    def _post(self, channel_id: str, message: Mapping[str, Any]) -> None:
+        payload = _payload(message, POST_EVENT_TYPE)
+        if payload is None or not isinstance(payload.get("delivery"), str):
+            return
+        ts, delivery, kind = str(message["ts"]), payload["delivery"], str(payload.get("kind"))
+        event = _budget_event(payload) if kind == "budget" else None
+        if event is not None:
+            self.budget_events.append((event, channel_id, ts))
+        else:  # a digest, or a budget post from before events were carried whole
+            self.posts.append((delivery, kind, channel_id, ts))
+
+    def _alert(
+        self, channel_id: str, message: Mapping[str, Any], now: datetime, rules: Mapping[str, Rule]
+    ) -> None:
+        payload = _payload(message, EVENT_TYPE)
+        if payload is None or payload.get("role") != "parent":
+            return
+        key = (str(payload.get("rule")), tuple(payload.get("group") or ()))
+        if payload.get("state") != "firing" or key[0] not in rules:
+            return
+        since_at = parse_time(payload["since"]) if payload.get("since") else now
+        thread = Thread(key[0], key[1], channel_id, str(message["ts"]), "open")
+        zscore = float(payload.get("zscore") or 0.0)
+        state = AlertState(key[0], key[1], "firing", 1, 0, since_at, zscore, 0.0)
+        self.alerts[key] = (thread, state)
+
+    def adopt(self, store: Store, now: datetime) -> int:
+        for thread, state in self.alerts.values():
+            store.adopt(thread, state, state.since or now)
+            log.warning(
+                "adopted the open alert %s %s from Slack (ts %s)",
+                thread.rule,
+                list(thread.group),
+                thread.ts,
+            )
+        events = store.adopt_budget_events(self.budget_events, now)
+        posts = store.adopt_posts(self.posts, now)
+        opened = [(kind, *found) for kind, found in self.episodes.items() if found is not None]
+        episodes = store.adopt_episodes(opened)
+        if events or posts or episodes:
+            log.warning(
+                "cold start: took back from Slack %d budget events, %d other posts "
+                "(digests) and %d open episodes: none is told again",
+                events,
+                posts,
+                episodes,
+            )
+        return len(self.alerts) + events + posts + episodes
 
 
 def _chunks(text: str, size: int) -> list[str]:
@@ -504,12 +621,36 @@ def _meta(t: Transition, role: str, state: str | None = None) -> dict[str, Any]:
     }
 
 
-def _our_payload(message: Mapping[str, Any]) -> dict[str, Any] | None:
+def _payload(message: Mapping[str, Any], event_type: str) -> dict[str, Any] | None:
+    """The metadata payload of one of our messages of `event_type` (None otherwise)."""
     metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != EVENT_TYPE:
+    if metadata.get("event_type") != event_type:
         return None
     payload = metadata.get("event_payload")
     return payload if isinstance(payload, dict) else None
+
+
+def _budget_event(payload: Mapping[str, Any]) -> BudgetEvent | None:
+    """The budget event a post's metadata carries, when it carries it whole and it is the
+    one its key names (posts from before that carry only their key)."""
+    data = payload.get("event")
+    if not isinstance(data, dict):
+        return None
+    try:
+        event = BudgetEvent.from_json(data)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return event if f"budget:{event.key}" == payload.get("delivery") else None
+
+
+def _ts_time(message: Mapping[str, Any]) -> datetime:
+    return datetime.fromtimestamp(float(message["ts"]), UTC)
+
+
+def _notice_text(message: Mapping[str, Any]) -> str:
+    """A notice's own words, without the icon and name `notice_message` put before them."""
+    text = str(message.get("text") or "")
+    return text.split("usage-bot: ", 1)[-1]
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Budgets in the store: decisions recorded once per key with the post and hook each
-causes, what was already told (`Marks`), and the worker's latest `BudgetState` per budget
-(kept as its JSON, turned back into the record here).
+causes (or, on a fresh database, adopted with their post from Slack: no hook), what was
+already told (`Marks`), and the worker's latest `BudgetState` per budget (kept as its
+JSON, turned back into the record here).
 
 Part of `bot.store`: `BudgetsMixin` is one of the pieces `Store` is made of.
 """
@@ -23,8 +24,9 @@ from bot.models import (
 )
 
 from .connection import Connection, translated
+from .database import Database
 from .hooks import insert_hook
-from .posts import insert_post
+from .posts import adopt_post, insert_post
 
 
 class BudgetsMixin(Connection):
@@ -42,25 +44,7 @@ class BudgetsMixin(Connection):
         added = 0
         with translated("recording budget events"), self._atomic():
             for event in events:
-                cursor = self.db.execute(
-                    "insert into budget_events (key, budget, kind, state, period, "
-                    "threshold, at, spent, limit_credits, projected, crossing) "
-                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing",
-                    [
-                        event.key,
-                        event.budget,
-                        event.kind,
-                        event.state,
-                        event.period,
-                        event.threshold,
-                        format_time(event.at),
-                        event.spent,
-                        event.limit,
-                        event.projected,
-                        event.crossing.isoformat() if event.crossing else None,
-                    ],
-                )
-                if not cursor.rowcount:
+                if not insert_budget_event(self.db, event):
                     continue
                 added += 1
                 if event.key in posts:
@@ -69,6 +53,20 @@ class BudgetsMixin(Connection):
                 if event.key in hooks:
                     budget, body = hooks[event.key]
                     insert_hook(self.db, event.key, budget, body, now)
+        return added
+
+    def adopt_budget_events(
+        self, found: Iterable[tuple[BudgetEvent, str, str]], now: datetime
+    ) -> int:
+        """Budget events whose posts were found in Slack on a fresh database, as (event,
+        channel id, ts): each recorded with its post as delivered, oldest first (the latest
+        forecast event is the standing one), so that `budget_marks` knows what was told and
+        no post or hook is made for them again. A key already here is left as it is."""
+        added = 0
+        with translated("adopting budget events"), self._atomic():
+            for event, channel, ts in sorted(found, key=lambda item: item[0].at):
+                added += insert_budget_event(self.db, event)
+                adopt_post(self.db, f"budget:{event.key}", "budget", channel, ts, now)
         return added
 
     def budget_marks(self, budget: str, period: str) -> Marks:
@@ -132,3 +130,27 @@ class BudgetsMixin(Connection):
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
         return states
+
+
+def insert_budget_event(db: Database, event: BudgetEvent) -> bool:
+    """Record a budget event inside the caller's transaction; False when its key is
+    recorded already (each is told once)."""
+    cursor = db.execute(
+        "insert into budget_events (key, budget, kind, state, period, threshold, at, spent, "
+        "limit_credits, projected, crossing) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "on conflict (key) do nothing",
+        [
+            event.key,
+            event.budget,
+            event.kind,
+            event.state,
+            event.period,
+            event.threshold,
+            format_time(event.at),
+            event.spent,
+            event.limit,
+            event.projected,
+            event.crossing.isoformat() if event.crossing else None,
+        ],
+    )
+    return bool(cursor.rowcount)

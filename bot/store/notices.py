@@ -1,11 +1,13 @@
 """Ops notices in the store: episodes (bad key, no credits, events gap, schema drift)
-opened and cleared, each change queued once as a notice for notify to tell.
+opened and cleared, each change queued once as a notice for notify to tell; on a fresh
+database, the episodes Slack last heard opened are adopted (`adopt_episodes`).
 
 Part of `bot.store`: `NoticesMixin` is one of the pieces `Store` is made of.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from bot.models import Notice, format_time, parse_time
@@ -40,6 +42,21 @@ class NoticesMixin(Connection):
                 },
             )
         return True
+
+    def adopt_episodes(self, found: Iterable[tuple[str, datetime, str]]) -> int:
+        """Episodes Slack last heard opened, found on a fresh database as (kind, since,
+        text): open again here without a notice, so a fault still there is not announced
+        twice and its end is told when it clears. A kind already open is left as it is."""
+        added = 0
+        with translated("adopting episodes"), self._atomic():
+            for kind, since, text in found:
+                cursor = self.db.execute(
+                    "insert into episodes (kind, since, text) values (?, ?, ?) "
+                    "on conflict (kind) do nothing",
+                    [kind, format_time(since), text],
+                )
+                added += bool(cursor.rowcount)
+        return added
 
     def open_episodes(self) -> dict[str, str]:
         with translated("reading episodes"):

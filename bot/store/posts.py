@@ -1,5 +1,6 @@
 """Slack posts other than alerts in the store (budget events, digests): an outbox,
-queued once per key with their cause, then delivered or failed (with a backoff).
+queued once per key with their cause, then delivered or failed (with a backoff). On a
+fresh database the posts found in Slack are adopted as delivered (`adopt_posts`).
 
 Part of `bot.store`: `PostsMixin` is one of the pieces `Store` is made of.
 """
@@ -7,6 +8,7 @@ Part of `bot.store`: `PostsMixin` is one of the pieces `Store` is made of.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +32,15 @@ class PostsMixin(Connection):
         with translated("reading posts"):
             row = self.db.execute("select 1 from posts where key = ?", [key]).fetchone()
         return row is not None
+
+    def adopt_posts(self, posts: Iterable[tuple[str, str, str, str]], now: datetime) -> int:
+        """Posts found in Slack on a fresh database, as (key, kind, channel id, ts): recorded
+        as delivered, so that `queue_post` and `has_post` see their keys and nothing is
+        told again. A key already here is left as it is; returns how many were added."""
+        with translated("adopting posts"), self._atomic():
+            return sum(
+                adopt_post(self.db, key, kind, channel, ts, now) for key, kind, channel, ts in posts
+            )
 
     def undelivered_posts(self, wall: float) -> list[Post]:
         sql = (
@@ -70,5 +81,23 @@ def insert_post(
         "insert into posts (key, kind, channel, payload, created_at) "
         "values (?, ?, ?, ?, ?) on conflict (key) do nothing",
         [key, kind, channel, json.dumps(payload, default=str), format_time(now)],
+    )
+    return bool(cursor.rowcount)
+
+
+def adopt_post(db: Database, key: str, kind: str, channel: str, ts: str, now: datetime) -> bool:
+    """Record a post found in Slack as delivered, inside the caller's transaction; False
+    when its key is here already. The payload says where it was found (it is never sent)."""
+    cursor = db.execute(
+        "insert into posts (key, kind, channel, payload, created_at, delivered_at) "
+        "values (?, ?, ?, ?, ?, ?) on conflict (key) do nothing",
+        [
+            key,
+            kind,
+            channel,
+            json.dumps({"adopted": {"channel": channel, "ts": ts}}),
+            format_time(now),
+            format_time(now),
+        ],
     )
     return bool(cursor.rowcount)
