@@ -44,7 +44,7 @@ def test_a_worker_restarted_on_a_fresh_disk_detects_a_runaway_as_fast_as_one_nev
     restarted = restart.spend_alert_after(other, other)  # a new dyno: nothing local survives
     # What the test would see without a durable store: SQLite on a fresh disk.
     amnesic = restart.spend_alert_after(tmp_path / "before.db", tmp_path / "after.db")
-    assert never is not None and never - restart.RUNAWAY.start <= timedelta(minutes=30)
+    assert never is not None and never - restart.RUNAWAY.start <= timedelta(hours=1)
     assert restarted == never
     assert amnesic is None or amnesic > never
 
