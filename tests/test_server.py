@@ -1,4 +1,5 @@
-"""`usage-bot serve`: the slash-command endpoint over a real socket, signed like Slack."""
+"""`usage-bot serve`: the slash-command endpoint over a real socket, signed like Slack,
+with its state in SQLite and in PostgreSQL (the `db` fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -60,16 +61,24 @@ def slash_body(text: str, command: str = "/usage") -> bytes:
 
 
 @pytest.fixture
-def db(db_path: Path) -> Path:
-    store = Store(db_path)
+def db(database: str | Path) -> str | Path:
+    """A filled store, once per engine: a SQLite file, a PostgreSQL database."""
+    store = Store(database)
     fill(store)
     store.close()
-    return db_path
+    return database
+
+
+def settings_for(db: str | Path, **options: Any) -> Settings:
+    """`serve`'s settings with its state in `db` (DATABASE_URL for a PostgreSQL URL)."""
+    if isinstance(db, str):
+        return Settings(database_url=db, **options)
+    return Settings(db_path=str(db), **options)
 
 
 @pytest.fixture
-def url(db: Path) -> Iterator[str]:
-    yield from serve_app(Settings(db_path=str(db), slack_signing_secret=SECRET, port=0))
+def url(db: str | Path) -> Iterator[str]:
+    yield from serve_app(settings_for(db, slack_signing_secret=SECRET, port=0))
 
 
 @pytest.fixture
@@ -234,8 +243,10 @@ def test_a_claimed_length_is_judged_before_any_body_is_read(
     assert head.startswith(f"HTTP/1.0 {status} ")
 
 
-def test_without_a_signing_secret_the_endpoint_answers_503(db: Path, client: httpx.Client) -> None:
-    for url in serve_app(Settings(db_path=str(db), slack_signing_secret=None, port=0)):
+def test_without_a_signing_secret_the_endpoint_answers_503(
+    db: str | Path, client: httpx.Client
+) -> None:
+    for url in serve_app(settings_for(db, slack_signing_secret=None, port=0)):
         body = slash_body("summary")
         response = post(client, url, body, signed(body))
         assert response.status_code == 503
@@ -266,9 +277,11 @@ def test_healthz_still_answers_and_unknown_paths_404(url: str, client: httpx.Cli
     assert client.post(f"{url}/nope", content=b"").status_code == 404
 
 
-def test_the_server_agrees_with_slacks_published_example(db: Path, client: httpx.Client) -> None:
+def test_the_server_agrees_with_slacks_published_example(
+    db: str | Path, client: httpx.Client
+) -> None:
     # Slack's example is from 2018: a clock stopped at its timestamp lets it through.
-    settings = Settings(db_path=str(db), slack_signing_secret=SLACK_SECRET, port=0)
+    settings = settings_for(db, slack_signing_secret=SLACK_SECRET, port=0)
     clock = FixedClock(float(SLACK_TIMESTAMP))
     for url in serve_app(settings, clock):
         headers = {
@@ -299,11 +312,11 @@ def test_slacks_example_signature_with_the_verifier_itself() -> None:
 
 
 def test_get_budget_needs_the_bearer_token_and_answers_every_budget(
-    db: Path, client: httpx.Client
+    db: str | Path, client: httpx.Client
 ) -> None:
     budgets = (Budget("pro-monthly", 10_000.0, scope=(("model", "pro"),)),)
     token = "api-token-0123456789"
-    settings = Settings(db_path=str(db), slack_signing_secret=SECRET, port=0, api_token=token)
+    settings = settings_for(db, slack_signing_secret=SECRET, port=0, api_token=token)
     server = make_server(settings, "127.0.0.1", budgets=budgets)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
@@ -332,7 +345,7 @@ def test_get_budget_is_off_without_a_token(url: str, client: httpx.Client) -> No
 
 
 def test_a_slow_answer_is_acknowledged_then_sent_to_the_response_url_once(
-    db: Path, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    db: str | Path, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A command whose answer takes longer than Slack's patience (the store locked, say):
     a short acknowledgement at once, the answer posted to response_url, and only there."""
