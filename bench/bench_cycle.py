@@ -12,7 +12,6 @@ benchmark may create a database on).
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -45,23 +44,13 @@ class PrefetchedClient:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, postgres.admin_url() as admin:
         folder = Path(tmp)
-        admin = os.environ.get("BENCH_DATABASE_URL")
-        server = None
-        if admin is None:
-            folder.chmod(0o755)
-            server = postgres.start(folder / "pg", fast=False)
-            admin = server.url
-        try:
-            for name, target in (
-                ("SQLite", folder / "bench.db"),
-                ("PostgreSQL", postgres.create_database(admin, "bench")),
-            ):
-                measure(name, target)
-        finally:
-            if server is not None:
-                server.stop()
+        for name, target in (
+            ("SQLite", folder / "bench.db"),
+            ("PostgreSQL", postgres.create_database(admin, "bench")),
+        ):
+            measure(name, target)
 
 
 def measure(name: str, target: str | Path) -> None:

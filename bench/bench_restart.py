@@ -8,7 +8,6 @@ SIGKILLed and started again, the wall clock moving with data time).
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from datetime import datetime
@@ -18,31 +17,21 @@ from bot.standins import postgres, restart
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, postgres.admin_url() as admin:
         folder = Path(tmp)
-        admin = os.environ.get("BENCH_DATABASE_URL")
-        server = None
-        if admin is None:
-            folder.chmod(0o755)
-            server = postgres.start(folder / "pg", fast=False)
-            admin = server.url
-        try:
-            pg = postgres.create_database(admin, "never")
-            again = postgres.create_database(admin, "restarted")
-            runs = (
-                ("SQLite, never restarted", folder / "a.db", None),
-                ("SQLite, restarted on a fresh disk", folder / "b.db", folder / "c.db"),
-                ("PostgreSQL, never restarted", pg, None),
-                ("PostgreSQL, restarted (a new dyno)", again, again),
-            )
-            for name, first, then in runs:
-                began = time.perf_counter()
-                fired = restart.spend_alert_after(first, then)
-                took = time.perf_counter() - began
-                print(f"{name:38} {_after(fired):>24}   ({took:.1f} s to run)")
-        finally:
-            if server is not None:
-                server.stop()
+        pg = postgres.create_database(admin, "never")
+        again = postgres.create_database(admin, "restarted")
+        runs = (
+            ("SQLite, never restarted", folder / "a.db", None),
+            ("SQLite, restarted on a fresh disk", folder / "b.db", folder / "c.db"),
+            ("PostgreSQL, never restarted", pg, None),
+            ("PostgreSQL, restarted (a new dyno)", again, again),
+        )
+        for name, first, then in runs:
+            began = time.perf_counter()
+            fired = restart.spend_alert_after(first, then)
+            took = time.perf_counter() - began
+            print(f"{name:38} {_after(fired):>24}   ({took:.1f} s to run)")
 
 
 def _after(fired: datetime | None) -> str:

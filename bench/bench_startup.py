@@ -49,34 +49,28 @@ def main() -> None:
     sim = Simulator(start=now - timedelta(days=8), jobs_per_hour=300)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "SLACK_", "USAGE_"))}
     base.pop("DATABASE_URL", None)
-    with tempfile.TemporaryDirectory() as tmp, sim.serve() as api:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sim.serve() as api,
+        postgres.admin_url() as admin,
+    ):
         folder = Path(tmp)
-        admin = os.environ.get("BENCH_DATABASE_URL")
-        server = None
-        if admin is None:
-            folder.chmod(0o755)
-            server = postgres.start(folder / "pg", fast=False)
-            admin = server.url
-        try:
-            base.update(USAGE_API_BASE_URL=api.url, USAGE_API_KEY="sim-key", LOG_LEVEL="WARNING")
-            for name in ("SQLite", "PostgreSQL"):
-                first, again = [], []
-                for i in range(RUNS):
-                    env = dict(base)
-                    if name == "SQLite":
-                        env["BOT_DB_PATH"] = str(folder / f"run{i}.db")
-                    else:
-                        env["DATABASE_URL"] = postgres.create_database(admin, "startup")
-                    first.append(run_once(env))  # a new store: migrations and backfill
-                    again.append(run_once(env))  # the store as the last run left it
-                print(f"{name}: `usage-bot run --cycles 1`, median of {RUNS}")
-                for label, runs in (("new store", first), ("existing store", again)):
-                    seconds = statistics.median(t for t, _ in runs)
-                    rss = statistics.median(r for _, r in runs)
-                    print(f"  {label:15} {seconds:.2f} s, peak RSS {rss:.1f} MiB")
-        finally:
-            if server is not None:
-                server.stop()
+        base.update(USAGE_API_BASE_URL=api.url, USAGE_API_KEY="sim-key", LOG_LEVEL="WARNING")
+        for name in ("SQLite", "PostgreSQL"):
+            first, again = [], []
+            for i in range(RUNS):
+                env = dict(base)
+                if name == "SQLite":
+                    env["BOT_DB_PATH"] = str(folder / f"run{i}.db")
+                else:
+                    env["DATABASE_URL"] = postgres.create_database(admin, "startup")
+                first.append(run_once(env))  # a new store: migrations and backfill
+                again.append(run_once(env))  # the store as the last run left it
+            print(f"{name}: `usage-bot run --cycles 1`, median of {RUNS}")
+            for label, runs in (("new store", first), ("existing store", again)):
+                seconds = statistics.median(t for t, _ in runs)
+                rss = statistics.median(r for _, r in runs)
+                print(f"  {label:15} {seconds:.2f} s, peak RSS {rss:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -127,6 +130,24 @@ def stop(folder: Path) -> None:
             [binary("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
             as_user=os.geteuid() == 0,
         )
+
+
+@contextmanager
+def admin_url(variable: str = "BENCH_DATABASE_URL", *, fast: bool = False) -> Iterator[str]:
+    """A server to create databases on: the one `variable` names, or a throwaway one
+    started here (durable settings unless `fast`) and stopped on the way out."""
+    given = os.environ.get(variable)
+    if given:
+        yield given
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        folder.chmod(0o755)  # the server's user must reach its folder
+        server = start(folder / "server", fast=fast)
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 def create_database(admin_url: str, prefix: str = "t") -> str:
