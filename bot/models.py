@@ -194,6 +194,7 @@ class Rule:
     direction: str = "up"  # up | down | both
     min_volume: int = 0  # finished jobs in the window before a rate is judged
     min_rate: float = 0.0  # absolute floor on a failure rate
+    false_alerts: float = 0.5  # failure rates: the evidence test's budget, per 30 days
     min_credits: float = 0.0  # impact floor on spend
     for_: int = 1  # consecutive breaching evaluations before firing
     recover_for: int = 2  # consecutive normal evaluations before resolving
@@ -390,6 +391,7 @@ class Evaluation:
     judged: bool = True  # False: too little data or volume to say either way
     calm: bool = True  # well inside the normal band (hysteresis: what recovery needs)
     window: float = 0.0  # seconds of data the value covers
+    evidence: float = 0.0  # failure rates: the evidence test's CUSUM over its threshold
 
 
 @dataclass(frozen=True)
