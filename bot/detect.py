@@ -356,7 +356,7 @@ def bernoulli_evidence(
     h: npt.ArrayLike,
     *,
     floor: float = 0.0,
-) -> FloatArray:
+) -> tuple[FloatArray, FloatArray]:
     """Sequential evidence that a failure rate rose above its baseline `p0`.
 
     Each finished job adds x ln(p1 / p0) + (1 - x) ln((1 - p1) / (1 - p0)) (x = 1 if it
@@ -371,15 +371,17 @@ def bernoulli_evidence(
         floor: no alternative below this rate (the rule's `min_rate`).
 
     Returns:
-        (...) the largest S over the alternatives divided by h: 1 or more proves the rise.
-        NaN where p0 or h is unknown.
+        (evidence, rate): the largest S over the alternatives divided by h (1 or more
+        proves the rise), and the failure rate over the run of newest slots that S sums
+        (what the rise is, so far). NaN where p0 or h is unknown, or no slot has jobs.
     """
     f = np.nan_to_num(np.asarray(failed, dtype=np.float64))
     n = np.nan_to_num(np.asarray(finished, dtype=np.float64))
     ok = np.maximum(n - f, 0.0)
     base = np.clip(np.asarray(p0, dtype=np.float64), 1e-6, 0.99)[..., None]
     best = np.zeros(f.shape[:-1])
-    with np.errstate(invalid="ignore"):
+    length = np.full(f.shape[:-1], f.shape[-1] - 1)  # the run of `best`, in slots - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
         for ratio in EVIDENCE_RATIOS:
             p1 = np.clip(np.maximum(base * ratio, floor), None, 0.995)
             rises = p1 > base
@@ -387,10 +389,18 @@ def bernoulli_evidence(
                 np.where(rises, (1.0 - p1) / (1.0 - base), 1.0)
             )
             runs = np.cumsum(llr[..., ::-1], axis=-1)  # sums over the newest 1, 2, ... slots
-            np.maximum(best, runs.max(axis=-1, initial=0.0), out=best)
+            top = runs.max(axis=-1, initial=0.0)
+            better = top > best
+            length = np.where(better, runs.argmax(axis=-1), length)
+            np.maximum(best, top, out=best)
+        failed_runs = np.take_along_axis(np.cumsum(f[..., ::-1], axis=-1), length[..., None], -1)
+        done_runs = np.take_along_axis(np.cumsum(n[..., ::-1], axis=-1), length[..., None], -1)
+        rate = (failed_runs / done_runs)[..., 0]
         out: FloatArray = best / np.asarray(h, dtype=np.float64)
-    out[~np.isfinite(np.asarray(p0, dtype=np.float64) + np.zeros_like(best))] = np.nan
-    return out
+    unknown = ~np.isfinite(np.asarray(p0, dtype=np.float64) + np.zeros_like(best))
+    out[unknown] = np.nan
+    rate[unknown] = np.nan
+    return out, rate
 
 
 def breaches(z: npt.ArrayLike, threshold: float, direction: Direction = "both") -> BoolArray:

@@ -190,18 +190,18 @@ class Engine:
         scores, flags, windows = _combine(per_span, rule)
         if rule.direction != "up":  # the evidence test proves rises only
             return _evaluations(rule, groups, first, scores, flags, windows)
-        value, normal_top = spans[0][1][0], spans[0][1][4]
-        evidence = self._evidence(rule, first, last, normal_top, held)
-        flags = _with_evidence(rule, flags, evidence, value)
+        evidence, run_rate = self._evidence(rule, first, last, spans[0][1][4], held)
+        flags = _with_evidence(rule, flags, evidence, run_rate)
         return _evaluations(rule, groups, first, scores, flags, windows, evidence)
 
     def _evidence(
         self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
-    ) -> FloatArray:
+    ) -> tuple[FloatArray, FloatArray]:
         """The evidence test of a failure-rate rule at moments first..last: (groups,
         moments), each the Bernoulli CUSUM over the slots of the longest span before the
         moment, divided by the threshold the rule's `false_alerts` budget sets
-        (`detect.bernoulli_evidence`); 1 or more proves a rise. `p0` is the top of the
+        (`detect.bernoulli_evidence`): 1 or more proves a rise; and the failure rate of
+        the run of newest slots that proves it. `p0` is the top of the
         baseline's normal band, not its middle: the test assumes jobs fail independently,
         and real rates wander more than that (a hot afternoon is not an incident)."""
         memory = slots_per_bucket(rule) * RATE_SPANS[-1]
@@ -519,9 +519,10 @@ def _combine(
 
 
 def _with_evidence(rule: Rule, flags: Flags, evidence: FloatArray, rate: FloatArray) -> Flags:
-    """Flags with the evidence test added: proven (>= 1) and at least `min_rate` is a
-    breach, judged however few jobs the window holds; calm also needs the evidence under
-    RECOVER_FRACTION, so a key cannot resolve on what would fire it again."""
+    """Flags with the evidence test added: proven (>= 1) with the proving run's failure
+    rate at least `min_rate` is a breach, judged however few jobs the window holds; calm
+    also needs the evidence under RECOVER_FRACTION, so a key cannot resolve on what would
+    fire it again."""
     breach, judged, calm = flags
     with np.errstate(invalid="ignore"):
         matters = np.nan_to_num(rate, nan=-1.0) >= rule.min_rate
