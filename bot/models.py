@@ -627,3 +627,23 @@ class BudgetState:
             ),
             estimated=bool(data.get("estimated", False)),
         )
+
+
+# -- feedback on alerts (the buttons record it, the store counts it, tune replays it) -----
+
+EXPECTED, NOISE = "expected", "noise"  # the verdicts a parent's buttons give an episode
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What people said about one alert episode (a key firing from `since`): its verdict,
+    the last click winning, and who acknowledged it first."""
+
+    rule: str
+    group: tuple[str, ...]
+    since: datetime  # the episode's first breach (its transitions' `since`), data time
+    verdict: str | None = None  # EXPECTED | NOISE
+    verdict_by: str | None = None  # Slack user id
+    verdict_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None

@@ -1,11 +1,13 @@
 """The wording moved into bot.messages, pinned byte for byte (as the code before the move
-wrote it): users must see exactly the same texts."""
+wrote it): users must see exactly the same texts. New wording (feedback on alerts) is
+pinned here as it was written; change it here deliberately."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.messages import commands, notices, transport
+from bot.messages import commands, feedback, notices, transport
+from bot.models import Feedback
 
 AT = datetime(2026, 11, 23, 9, 5, 7, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
@@ -123,3 +125,16 @@ def test_transport_texts() -> None:
         "invalid_signature",
         "not_a_slash_command",
     ]
+
+
+def test_feedback_texts() -> None:
+    assert feedback.marked_note("expected", "U1", AT) == (
+        ":ballot_box_with_check: Marked expected by <@U1> at 09:05 UTC"
+    )
+    assert feedback.marked_note("noise", "U2", LATER) == ":mute: Marked noise by <@U2> at 11:05 UTC"
+    said = Feedback("r", ("pro",), AT, "noise", "U2", LATER)
+    assert feedback.feedback_note(said) == ":mute: Marked noise by <@U2> at 11:05 UTC"
+    assert feedback.feedback_note(Feedback("r", ("pro",), AT, acked_by="U1", acked_at=AT)) is None
+    assert feedback.overruled_text("Marked noise", "expected", "U1") == (
+        "Marked noise (it was marked expected by <@U1>; the last click counts)"
+    )
