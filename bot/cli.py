@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--days", type=_days, default=7)
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
-    q.add_parser("alerts", help="open alerts and the latest transitions")
+    qa = q.add_parser("alerts", help="open alerts and the latest transitions")
+    qa.add_argument(
+        "--stats",
+        action="store_true",
+        help="per rule: alerts, acknowledged, expected, noise, median time to acknowledge",
+    )
+    qa.add_argument("--days", type=_days, help="with --stats: the last N days (default 7)")
     qc = q.add_parser("coverage", help="finished jobs stored vs reported by the summary, per hour")
     qc.add_argument("--hours", type=_bounded(1, 168), default=24)
     qm = q.add_parser("model", help="one model's daily trend and its open alerts")
@@ -302,7 +308,12 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(commands.summary_text(store, args.days, now))
         elif args.what == "events":
             print(commands.events_text(store, args.limit, now))
+        elif args.what == "alerts" and args.stats:
+            print(commands.alert_stats_text(store, args.days or 7, now))
         elif args.what == "alerts":
+            if args.days is not None:
+                print("usage-bot: query alerts: --days goes with --stats", file=sys.stderr)
+                return 2
             print(commands.alerts_text(store, now))
         elif args.what == "coverage":
             print(commands.coverage_text(store, now, args.hours))

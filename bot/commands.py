@@ -30,6 +30,7 @@ from bot.messages.commands import (
     PUBLIC,
     SEGMENT_DAYS,
     SLACK_EVENTS,
+    STATS,
 )
 from bot.models import (
     EXPECTED,
@@ -89,6 +90,13 @@ def events_text(store: Store, limit: int, now: datetime) -> str:
 
 def alerts_text(store: Store, now: datetime) -> str:
     return messages.alerts_report(_firing(store), store.transitions(10), now)
+
+
+def alert_stats_text(store: Store, days: int, now: datetime) -> str:
+    """Per rule, the alert episodes that began in the last `days`: how many, how many
+    were acknowledged, marked expected, marked noise, the median time to acknowledge."""
+    start = now - timedelta(days=days)
+    return feedback_words.stats_report(store.alert_stats(start, now), days, start, now)
 
 
 def model_text(store: Store, model: str, days: int, now: datetime) -> str:
@@ -233,8 +241,15 @@ def handle_command(
     if sub == "segment":
         return _segment(args, store, now, public, command)
     if sub == "alerts":
+        if args and args[0].lower() == STATS:
+            days = _number(args[1:], "Days", DAYS, DEFAULT_DAYS)
+            if isinstance(days, Reply):
+                return days
+            if len(args) > 2:
+                return _fix(wording.extra_words_text(sub, "alerts stats [days]", command))
+            return Reply(_code(alert_stats_text(store, days, now)), public)
         if args:
-            return _fix(wording.extra_words_text(sub, "alerts", command))
+            return _fix(wording.extra_words_text(sub, "alerts [stats [days]]", command))
         return Reply(_alerts(store, now), public)
     if sub == "budget":
         if args:

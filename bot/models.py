@@ -647,3 +647,28 @@ class Feedback:
     verdict_at: datetime | None = None
     acked_by: str | None = None
     acked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One alert episode as the store holds it: fired from `since`, told at `told_at`,
+    resolved at `resolved_at` (None: still firing, or its resolve is not stored)."""
+
+    rule: str
+    group: tuple[str, ...]
+    since: datetime
+    told_at: datetime | None = None
+    resolved_at: datetime | None = None
+    feedback: Feedback | None = None
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    """One rule's alert episodes over a span, and what people said about them."""
+
+    rule: str
+    alerts: int
+    acknowledged: int
+    expected: int
+    noise: int
+    median_ack_seconds: float | None  # from told to the first acknowledgement

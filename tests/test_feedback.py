@@ -1,17 +1,24 @@
 """Feedback on alerts: Expected / Noise recorded per episode with who and when (the last
-click wins), shown once on the parent. The clicks through both transports are in
-test_slack.py (signed HTTP) and test_socket_mode.py (Socket Mode)."""
+click wins), shown once on the parent; the per-rule figures of `query alerts --stats`,
+`/usage alerts stats` and the digest. Store-backed tests run on
+SQLite and PostgreSQL (the `store` and `database` fixtures). The clicks through both
+transports are in test_slack.py (signed HTTP) and test_socket_mode.py (Socket Mode)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from bot import messages
-from bot.commands import handle_action
-from bot.models import EXPECTED, NOISE, Rule
+import pytest
+
+from bot import digest, messages
+from bot.budget_book import BudgetBook
+from bot.cli import main
+from bot.commands import handle_action, handle_command
+from bot.models import EXPECTED, NOISE, DigestConfig, Rule, RuleStats
 from bot.store import Store
 from tests.helpers import T0, make_firing
 
@@ -133,3 +140,110 @@ def test_each_episode_of_a_key_gets_its_own_verdict() -> None:
         assert said is not None and said.verdict == EXPECTED
     finally:
         store.close()
+
+
+# -- the figures -----------------------------------------------------------------------
+
+NOW = T0 + timedelta(days=7)
+
+
+def record(
+    store: Store,
+    since: datetime,
+    *,
+    rule: str = "failed-job-rate",
+    group: tuple[str, ...] = ("pro",),
+    told_after: timedelta = timedelta(minutes=5),
+) -> None:
+    """One episode as the worker leaves it: fired (decided at `since` + told_after) and
+    resolved an hour later."""
+    firing = replace(make_firing(since + told_after, rule=rule, group=group), since=since)
+    resolved = replace(firing, state="resolved", at=since + timedelta(hours=1))
+    store.save_decisions([], [firing, resolved], {}, since + told_after)
+
+
+def constructed_history(store: Store) -> None:
+    """failed-job-rate: pro (acked after 10 min, expected), light (acked after 30 min,
+    noise), pro again (noise, never acked), human (adopted from Slack after a cold start:
+    no firing stored, marked expected), and one from before the week; total-spend: one
+    acked after 2 min, unmarked."""
+    day = timedelta(days=1)
+    record(store, T0 - timedelta(hours=1))  # before the week: not counted
+    store.record_verdict("failed-job-rate", ("pro",), T0 - timedelta(hours=1), NOISE, "U9", T0)
+    pro, light, again = T0 + day, T0 + 2 * day, T0 + 3 * day
+    record(store, pro)
+    record(store, light, group=("light",))
+    record(store, again)
+    record(store, T0 + 4 * day, rule="total-spend", group=())
+    five = timedelta(minutes=5)
+    store.record_ack("failed-job-rate", ("pro",), pro, "U1", pro + five + timedelta(minutes=10))
+    store.record_ack("failed-job-rate", ("pro",), pro, "U2", pro + 2 * day)  # not the first
+    store.record_verdict("failed-job-rate", ("pro",), pro, EXPECTED, "U1", pro + 2 * five)
+    store.record_ack("failed-job-rate", ("light",), light, "U2", light + five + 6 * five)
+    store.record_verdict("failed-job-rate", ("light",), light, NOISE, "U2", light + day)
+    store.record_verdict("failed-job-rate", ("pro",), again, NOISE, "U3", again + day)
+    store.record_ack("total-spend", (), T0 + 4 * day, "U1", T0 + 4 * day + five + 2 * five / 5)
+    store.record_verdict("failed-job-rate", ("human",), T0 + 5 * day, EXPECTED, "U4", NOW)
+
+
+def test_stats_per_rule_on_a_constructed_history(store: Store) -> None:
+    constructed_history(store)
+    assert store.alert_stats(NOW - timedelta(days=7), NOW) == [
+        RuleStats("failed-job-rate", 4, 2, 2, 2, 20 * 60.0),
+        RuleStats("total-spend", 1, 1, 0, 0, 2 * 60.0),
+    ]
+    assert store.alert_stats(T0 + timedelta(days=3), NOW) == [
+        RuleStats("failed-job-rate", 2, 0, 1, 1, None),
+        RuleStats("total-spend", 1, 1, 0, 0, 2 * 60.0),
+    ]
+    table = handle_command("alerts stats 7", store=store, now=NOW).text
+    assert "rule             alerts  acknowledged  expected  noise  median time to ack" in table
+    assert "failed-job-rate       4             2         2      2              20 min" in table
+    assert "total-spend           1             1         0      0               2 min" in table
+    empty = handle_command("alerts stats 1", store=store, now=NOW + timedelta(days=30)).text
+    assert "No alerts began in the last 1 day" in empty
+    fix = handle_command("alerts stats 500", store=store, now=NOW)
+    assert fix.correction and "from 1 to 90" in fix.text
+
+
+def test_query_alerts_stats_in_the_terminal(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(db_path)
+    # Recent: the terminal's clock is the wall clock.
+    now = datetime.now(UTC).replace(microsecond=0)
+    record(store, now - timedelta(days=2))
+    store.record_verdict("failed-job-rate", ("pro",), now - timedelta(days=2), NOISE, "U1", now)
+    record(store, now - timedelta(days=20))
+    store.close()
+    monkeypatch.setenv("BOT_DB_PATH", str(db_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["query", "alerts", "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "Alerts per rule, last 7 days" in out
+    assert "failed-job-rate       1             0         0      1                   -" in out
+    assert main(["query", "alerts", "--stats", "--days", "30"]) == 0
+    assert "failed-job-rate       2             0         0      1" in capsys.readouterr().out
+    assert main(["query", "alerts", "--days", "30"]) == 2  # --days belongs to --stats
+    assert "--days goes with --stats" in capsys.readouterr().err
+
+
+def test_the_digest_shows_the_week_per_rule(store: Store) -> None:
+    constructed_history(store)
+    book = BudgetBook.load(store, (), NOW, digest=True)
+    payload = digest.compose(store, book, [], DigestConfig(), NOW)
+    assert payload["alert_stats"][0] == {
+        "rule": "failed-job-rate",
+        "alerts": 4,
+        "acknowledged": 2,
+        "expected": 2,
+        "noise": 2,
+        "median_ack_seconds": 1200.0,
+    }
+    text = digest.digest_text(json.loads(json.dumps(payload)))  # as queued and read back
+    assert "*Alerts per rule, last 7 days*" in text
+    assert "failed-job-rate       4             2         2      2              20 min" in text
+    # A quiet week (and a digest queued before the figures existed) says nothing of it.
+    assert "Alerts per rule" not in digest.digest_text({**payload, "alert_stats": []})
+    del payload["alert_stats"]
+    assert "Alerts per rule" not in digest.digest_text(payload)

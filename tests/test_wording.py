@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.messages import commands, feedback, notices, transport
-from bot.models import Feedback
+from bot.models import Feedback, RuleStats
 
 AT = datetime(2026, 11, 23, 9, 5, 7, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
@@ -138,3 +138,26 @@ def test_feedback_texts() -> None:
     assert feedback.overruled_text("Marked noise", "expected", "U1") == (
         "Marked noise (it was marked expected by <@U1>; the last click counts)"
     )
+    stats = [RuleStats("failed-job-rate", 12, 9, 7, 3, 754.0), RuleStats("spend", 1, 0, 0, 1, None)]
+    table = (
+        "rule             alerts  acknowledged  expected  noise  median time to ack\n"
+        "---------------  ------  ------------  --------  -----  ------------------\n"
+        "failed-job-rate      12             9         7      3              13 min\n"
+        "spend                 1             0         0      1                   -"
+    )
+    assert feedback.stats_report(stats, 7, AT, LATER) == (
+        "Alerts per rule, last 7 days (episodes that began 2026-11-23 09:05 .. "
+        "2026-11-23 11:05 UTC):\n" + table
+    )
+    assert feedback.stats_report([], 1, AT, LATER) == (
+        "No alerts began in the last 1 day (2026-11-23 09:05 .. 11:05 UTC)."
+    )
+    assert feedback.digest_stats_lines(feedback.stats_rows(stats), 7) == [
+        "*Alerts per rule, last 7 days*",
+        f"```\n{table}\n```",
+    ]
+    assert feedback.digest_stats_lines([], 7) == []
+    assert (
+        "• `/usage alerts stats [days]`: per rule, alerts, acknowledged, marked expected, "
+        "marked noise and the median time to acknowledge (default 7 days)"
+    ) in commands.help_text()
