@@ -164,12 +164,19 @@ def _summary(body: Mapping[str, Any]) -> Summary:
 
 def run(recording: Recording) -> list[Transition]:
     """Judge every rule from the first event to the last; transitions with examples."""
-    monitor = Monitor(recording.engine)
-    start = recording.first - timedelta(seconds=STEP)
-    until = recording.last + timedelta(seconds=STEP)  # judge the window holding the last event
     return [
-        enrich(t, recording.engine, recording.events_between) for t in monitor.run(until, start)
+        enrich(t, recording.engine, recording.events_between)
+        for t in judge(recording.engine, recording.first, recording.last)
     ]
+
+
+def judge(engine: Engine, first: datetime, last: datetime) -> list[Transition]:
+    """Every alert transition of the engine's rules from `first` to `last` (data time),
+    every key starting ok, without examples: the worker's `Monitor` over the data held.
+    (`usage-bot tune` replays the store's events through it too.)"""
+    start = first - timedelta(seconds=STEP)
+    until = last + timedelta(seconds=STEP)  # judge the window holding the last event
+    return Monitor(engine).run(until, start)
 
 
 def to_json(t: Transition) -> str:

@@ -1,6 +1,7 @@
 """Feedback on alerts: Expected / Noise recorded per episode with who and when (the last
 click wins), shown once on the parent; the per-rule figures of `query alerts --stats`,
-`/usage alerts stats` and the digest. Store-backed tests run on
+`/usage alerts stats` and the digest; `usage-bot tune` finding the threshold that drops
+what was marked noise and keeps what was marked expected. Store-backed tests run on
 SQLite and PostgreSQL (the `store` and `database` fixtures). The clicks through both
 transports are in test_slack.py (signed HTTP) and test_socket_mode.py (Socket Mode)."""
 
@@ -14,11 +15,22 @@ from typing import Any
 
 import pytest
 
-from bot import digest, messages
+from bot import backtest, digest, messages, tune
 from bot.budget_book import BudgetBook
 from bot.cli import main
 from bot.commands import handle_action, handle_command
-from bot.models import EXPECTED, NOISE, DigestConfig, Rule, RuleStats
+from bot.models import (
+    EXPECTED,
+    FIRING,
+    NOISE,
+    DigestConfig,
+    Event,
+    EventsPage,
+    Rule,
+    RuleStats,
+    Transition,
+)
+from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
 from tests.helpers import T0, make_firing
 
@@ -247,3 +259,155 @@ def test_the_digest_shows_the_week_per_rule(store: Store) -> None:
     assert "Alerts per rule" not in digest.digest_text({**payload, "alert_stats": []})
     del payload["alert_stats"]
     assert "Alerts per rule" not in digest.digest_text(payload)
+
+
+# -- tune --------------------------------------------------------------------------------
+
+START = datetime(2026, 11, 20, tzinfo=UTC)
+END = START + timedelta(days=6)
+# A modest rise of pro's failures (3% -> 15% for an hour) that fires at z 4, marked noise,
+# and a real incident the next day (60%), marked expected; the day before, a blip (10%)
+# that only a z of 3 would have told.
+BLIP = Incident(
+    "failure_spike",
+    START + timedelta(days=3, hours=16),
+    START + timedelta(days=3, hours=17),
+    model="pro",
+    failure_rate=0.10,
+)
+BUMP = Incident(
+    "failure_spike",
+    START + timedelta(days=4, hours=10),
+    START + timedelta(days=4, hours=11),
+    model="pro",
+    failure_rate=0.15,
+)
+INCIDENT = Incident(
+    "failure_spike",
+    START + timedelta(days=5, hours=14),
+    START + timedelta(days=5, hours=15),
+    model="pro",
+    failure_rate=0.6,
+)
+
+
+@pytest.fixture(scope="module")
+def history() -> list[str]:
+    """Six days of pro's events as JSON lines (the other models change nothing here)."""
+    sim = Simulator(
+        start=START, clock=ManualClock(END), jobs_per_hour=200, incidents=[BLIP, BUMP, INCIDENT]
+    )
+    return [json.dumps(i) for i in sim.events_until(END) if i.get("model") == "pro"]
+
+
+def labelled(store: Store, lines: list[str]) -> list[Transition]:
+    """The history stored, the alerts the rule made at its own z (judged from the lines
+    by `backtest`, not by the code under test) stored as the worker's outbox, the bump
+    marked noise and the incident expected. Returns the firings."""
+    events = [Event.from_api(json.loads(line)) for line in lines]
+    store.save_events(EventsPage(len(events) + 1, tuple(events)), stored_at=END)
+    told = backtest.run(backtest.load([RULE], lines))
+    store.save_decisions([], told, {}, END)
+    firings = [t for t in told if t.state == FIRING]
+    assert [f.at.date() for f in firings] == [BUMP.start.date(), INCIDENT.start.date()]
+    bump, incident = firings
+    assert bump.since is not None and incident.since is not None
+    store.record_verdict(RULE.name, ("pro",), bump.since, NOISE, "U1", END)
+    store.record_verdict(RULE.name, ("pro",), incident.since, EXPECTED, "U2", END)
+    return firings
+
+
+def test_tune_finds_the_z_that_drops_the_noise_and_keeps_the_incident(
+    store: Store, history: list[str]
+) -> None:
+    labelled(store, history)
+    found = tune.tune(store, RULE, now=END + timedelta(hours=2), days=3)
+    assert (found.expected, found.noise) == (1, 1)
+    table = {
+        t.setting: (t.alerts, t.expected_kept, t.noise_dropped, t.unlabelled) for t in found.trials
+    }
+    assert table == {
+        (("z", 3.0),): (3, 1, 0, 1),  # the blip too, which nobody marked
+        (("z", 3.5),): (2, 1, 0, 0),
+        (("z", 4.0),): (2, 1, 0, 0),  # the rule's own: what was told
+        (("z", 4.5),): (1, 1, 1, 0),
+        (("z", 5.0),): (1, 1, 1, 0),
+        (("z", 6.0),): (1, 1, 1, 0),
+    }
+    best = found.suggestion()
+    assert best is not None and best.setting == (("z", 4.5),)
+    assert RULE.z == 4  # a suggestion: nothing changed
+
+
+def test_tune_says_when_no_threshold_tried_is_right() -> None:
+    trials = (
+        tune.Trial((("z", 3.0),), 3, 2, 0, 1),
+        tune.Trial((("z", 4.0),), 2, 2, 0, 0),
+        tune.Trial((("z", 5.0),), 1, 1, 1, 0),
+        tune.Trial((("z", 6.0),), 0, 0, 1, 0),
+    )
+    found = tune.Tuning(RULE, T0, NOW, expected=2, noise=1, trials=trials)
+    assert found.suggestion() is None
+    assert found.closest().setting == (("z", 4.0),)  # keeping what was expected comes first
+    text = messages.feedback.tune_suggestion(
+        found.current, None, ((("z", 4.0),), 2, 0), (found.expected, found.noise)
+    )
+    assert text == (
+        "Suggestion: no setting tried keeps every expected alert and drops all the noise; "
+        "closest: z = 4 (keeps 2 of 2 expected, drops 0 of 1 noise). Nothing was changed."
+    )
+
+
+def test_the_tune_command(
+    database: str | Path,
+    history: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - name: failed-job-rate\n    metric: failure_rate\n"
+        "    group_by: [model]\n    bucket: 15m\n    baseline: 2d\n    method: plain\n"
+        "    z: 4\n    min_volume: 10\n    min_rate: 0.05\n    recover_for: 2\n"
+    )
+    monkeypatch.setenv("BOT_RULES_PATH", str(rules))
+    for name in ("DATABASE_URL", "BOT_DB_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "DATABASE_URL" if isinstance(database, str) else "BOT_DB_PATH", str(database)
+    )
+    store = Store(database)
+    events = [Event.from_api(json.loads(line)) for line in history]
+    store.save_events(EventsPage(len(events) + 1, tuple(events)), stored_at=END)
+    store.close()
+
+    assert main(["tune", "spend-per-model"]) == 1
+    assert capsys.readouterr().err == (
+        "usage-bot: tune: no rule named 'spend-per-model' in the rules file "
+        "(rules: failed-job-rate)\n"
+    )
+    assert main(["tune", "failed-job-rate", "--days", "3"]) == 1  # nothing marked yet
+    assert "is marked expected or noise" in capsys.readouterr().err
+
+    store = Store(database)
+    labelled(store, history)
+    store.close()
+    assert main(["tune", "failed-job-rate", "--days", "3"]) == 0
+    assert capsys.readouterr().out == TUNE_OUTPUT  # as README's "Feedback on alerts" shows
+
+
+TUNE_OUTPUT = """\
+failed-job-rate judged again over the stored events of 2026-11-22 23:59 .. 2026-11-25 23:59 UTC
+1 alert(s) marked expected, 1 marked noise in that span.
+z        alerts  expected kept  noise dropped  unlabelled
+-------  ------  -------------  -------------  ----------
+3             3         1 of 1         0 of 1           1
+3.5           2         1 of 1         0 of 1           0
+4 (now)       2         1 of 1         0 of 1           0
+4.5           1         1 of 1         1 of 1           0
+5             1         1 of 1         1 of 1           0
+6             1         1 of 1         1 of 1           0
+Suggestion: z = 4.5 (now z = 4) keeps every expected alert and drops the noise. \
+Nothing was changed: edit rules.yaml to apply it.
+"""

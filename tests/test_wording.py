@@ -157,6 +157,33 @@ def test_feedback_texts() -> None:
         f"```\n{table}\n```",
     ]
     assert feedback.digest_stats_lines([], 7) == []
+    assert feedback.unknown_rule_text("x", ["a", "b"]) == (
+        "tune: no rule named 'x' in the rules file (rules: a, b)"
+    )
+    assert feedback.nothing_marked_text("r", 7) == (
+        "tune: no alert of r that began in the last 7 days is marked expected or noise; "
+        "mark some with the buttons on their parents (or try more --days)"
+    )
+    z4, z5 = (("z", 4.0),), (("z", 5.0),)
+    assert feedback.tune_suggestion(z4, z4) == (
+        "Suggestion: keep z = 4: it keeps every expected alert and drops the noise. "
+        "Nothing was changed."
+    )
+    assert feedback.tune_suggestion(z4, z5) == (
+        "Suggestion: z = 5 (now z = 4) keeps every expected alert and drops the noise. "
+        "Nothing was changed: edit rules.yaml to apply it."
+    )
+    assert feedback.tune_suggestion(z4, None, (z5, 1, 2), (2, 3)) == (
+        "Suggestion: no setting tried keeps every expected alert and drops all the noise; "
+        "closest: z = 5 (keeps 1 of 2 expected, drops 2 of 3 noise). Nothing was changed."
+    )
+    assert feedback.tune_report("r", AT, LATER, (1, 2), z4, [(z4, 3, 1, 0, 2)]) == (
+        "r judged again over the stored events of 2026-11-23 09:05 .. 2026-11-23 11:05 UTC\n"
+        "1 alert(s) marked expected, 2 marked noise in that span.\n"
+        "z        alerts  expected kept  noise dropped  unlabelled\n"
+        "-------  ------  -------------  -------------  ----------\n"
+        "4 (now)       3         1 of 1         0 of 2           2"
+    )
     assert (
         "• `/usage alerts stats [days]`: per rule, alerts, acknowledged, marked expected, "
         "marked noise and the median time to acknowledge (default 7 days)"
