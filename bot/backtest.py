@@ -174,11 +174,11 @@ def run(recording: Recording, poll_every: float | None = None) -> list[Transitio
     (those created up to each poll's time) and each poll also judges the window ending
     at that moment (`Monitor.run(live=True)`), so alerts fire when the worker's would.
     """
-    start = recording.first - timedelta(seconds=STEP)
-    until = recording.last + timedelta(seconds=STEP)  # judge the window holding the last event
     if poll_every is None:
-        found = Monitor(recording.engine).run(until, start)
+        found = judge(recording.engine, recording.first, recording.last)
     else:
+        start = recording.first - timedelta(seconds=STEP)
+        until = recording.last + timedelta(seconds=STEP)  # the window holding the last event
         found = _replay(recording, start, until, poll_every)
     return [enrich(t, recording.engine, recording.events_between) for t in found]
 
@@ -206,6 +206,15 @@ def _replay(
         found.extend(monitor.run(moment, start, live=bool(fresh)))
         held, moment = moment, moment + step
     return found
+
+
+def judge(engine: Engine, first: datetime, last: datetime) -> list[Transition]:
+    """Every alert transition of the engine's rules from `first` to `last` (data time),
+    every key starting ok, without examples: the worker's `Monitor` over the data held.
+    (`usage-bot tune` replays the store's events through it too.)"""
+    start = first - timedelta(seconds=STEP)
+    until = last + timedelta(seconds=STEP)  # judge the window holding the last event
+    return Monitor(engine).run(until, start)
 
 
 def to_json(t: Transition) -> str:

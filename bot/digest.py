@@ -20,11 +20,13 @@ from bot.commands import permalink
 from bot.coverage import overlaps
 from bot.messages import budget as budget_words
 from bot.messages import digest_coverage_lines, format_duration, sparkline, table
+from bot.messages import feedback as feedback_words
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS
 from bot.models import TOTAL, DigestConfig, format_time, parse_time
 from bot.store import Store
 
 CHART_DAYS = 30
+STATS_DAYS = 7  # the alert figures per rule cover the last week (a day holds few alerts)
 
 
 def due(config: DigestConfig, now: datetime) -> date | None:
@@ -97,11 +99,18 @@ def compose(
         "models": rows,
         "budgets": [as_json(s) for s in states],
         "alerts": alerts,
+        "alert_stats": alert_stats(store, now),
         "chart": {
             "days": [d.isoformat() for d in days],
             "credits": {m: figures[m]["credits"] for m in models},
         },
     }
+
+
+def alert_stats(store: Store, now: datetime, days: int = STATS_DAYS) -> list[dict[str, Any]]:
+    """Per rule, the alert episodes of the last `days`: how many, acknowledged, marked
+    expected, marked noise, the median time to acknowledge (the digest's own section)."""
+    return feedback_words.stats_rows(store.alert_stats(now - timedelta(days=days), now))
 
 
 def _per_day(
@@ -167,6 +176,7 @@ def digest_text(payload: Mapping[str, Any]) -> str:
             lines.append(f"• {alert['rule']} [{group}]{age}{link}")
     else:
         lines.append("No open alerts.")
+    lines.extend(feedback_words.digest_stats_lines(payload.get("alert_stats"), STATS_DAYS))
     return "\n".join(lines)
 
 

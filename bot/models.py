@@ -629,3 +629,48 @@ class BudgetState:
             ),
             estimated=bool(data.get("estimated", False)),
         )
+
+
+# -- feedback on alerts (the buttons record it, the store counts it, tune replays it) -----
+
+EXPECTED, NOISE = "expected", "noise"  # the verdicts a parent's buttons give an episode
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What people said about one alert episode (a key firing from `since`): its verdict,
+    the last click winning, and who acknowledged it first."""
+
+    rule: str
+    group: tuple[str, ...]
+    since: datetime  # the episode's first breach (its transitions' `since`), data time
+    verdict: str | None = None  # EXPECTED | NOISE
+    verdict_by: str | None = None  # Slack user id
+    verdict_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One alert episode as the store holds it: fired from `since`, told at `told_at`,
+    resolved at `resolved_at` (None: still firing, or its resolve is not stored)."""
+
+    rule: str
+    group: tuple[str, ...]
+    since: datetime
+    told_at: datetime | None = None
+    resolved_at: datetime | None = None
+    feedback: Feedback | None = None
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    """One rule's alert episodes over a span, and what people said about them."""
+
+    rule: str
+    alerts: int
+    acknowledged: int
+    expected: int
+    noise: int
+    median_ack_seconds: float | None  # from told to the first acknowledgement

@@ -6,7 +6,8 @@ Slack Block Kit), no I/O. Operators' log lines stay where they are logged.
 * `commands`: the `/usage` help, corrections and fixed answers, with the bounds they state;
 * `notices`: ops notices (episodes opened and cleared) and how notices and posts show;
 * `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors);
-* `budget`: budget states, threshold and forecast messages, the digest's budget lines.
+* `budget`: budget states, threshold and forecast messages, the digest's budget lines;
+* `feedback`: a parent's expected / noise line, per-rule alert figures, `tune`'s report.
 
 Everything is re-exported here, so `messages.alert_text(...)` and
 `from bot.messages import table` keep working.
@@ -14,9 +15,13 @@ Everything is re-exported here, so `messages.alert_text(...)` and
 
 from __future__ import annotations
 
-from bot.messages import commands, notices, transport
+from bot.messages import commands, feedback, notices, transport
 from bot.messages.alerts import (
     ACK,
+    ACK_NOTE,
+    FEEDBACK_NOTE,
+    MARK_EXPECTED,
+    MARK_NOISE,
     MAX_BLOCKS,
     MAX_SECTION,
     SEVERITY_ICON,
@@ -30,6 +35,7 @@ from bot.messages.alerts import (
     describe_key,
     detail_blocks,
     details_fallback,
+    feedback_block,
     format_duration,
     format_metric,
     parent_blocks,
@@ -54,6 +60,10 @@ from bot.messages.reports import (
 
 __all__ = [
     "ACK",
+    "ACK_NOTE",
+    "FEEDBACK_NOTE",
+    "MARK_EXPECTED",
+    "MARK_NOISE",
     "MAX_BLOCKS",
     "MAX_SECTION",
     "SEVERITY_ICON",
@@ -72,6 +82,8 @@ __all__ = [
     "describe_key",
     "detail_blocks",
     "details_fallback",
+    "feedback",
+    "feedback_block",
     "digest_chart_title",
     "digest_coverage_lines",
     "events_report",
