@@ -291,6 +291,22 @@ def produced_ids(sim: Simulator, after: datetime, until: datetime) -> set[str]:
     return {e["id"] for e in sim.events_until(until) if parse_time(e["created_at"]) > after}
 
 
+# A failure-rate rule over two days of baseline: fast to build, used by engine and
+# feedback tests alike.
+FAILURES_2D = Rule(
+    name="failed-job-rate",
+    metric="failure_rate",
+    group_by=("model",),
+    bucket=900,
+    baseline=2 * 86400,
+    method="plain",
+    z=4,
+    min_volume=10,
+    min_rate=0.05,
+    recover_for=2,
+)
+
+
 # A model going silent: jobs per hour against the same hour of earlier days.
 VOLUME_DOWN = Rule(
     name="volume-drop",

@@ -12,21 +12,10 @@ import pytest
 from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
-from tests.helpers import VOLUME_DOWN, engine_for, outage_stream, same
+from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
-FAILURES = Rule(
-    name="failed-job-rate",
-    metric="failure_rate",
-    group_by=("model",),
-    bucket=900,
-    baseline=2 * 86400,
-    method="plain",
-    z=4,
-    min_volume=10,
-    min_rate=0.05,
-    recover_for=2,
-)
+FAILURES = FAILURES_2D
 SPEND = Rule(
     name="spend",
     metric="spend",

@@ -26,26 +26,14 @@ from bot.models import (
     DigestConfig,
     Event,
     EventsPage,
-    Rule,
     RuleStats,
     Transition,
 )
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.store import Store
-from tests.helpers import T0, make_firing
+from tests.helpers import FAILURES_2D, T0, make_firing
 
-RULE = Rule(
-    name="failed-job-rate",
-    metric="failure_rate",
-    group_by=("model",),
-    bucket=900,
-    baseline=2 * 86400,
-    method="plain",
-    z=4,
-    min_volume=10,
-    min_rate=0.05,
-    recover_for=2,
-)
+RULE = FAILURES_2D
 
 
 # -- the click -------------------------------------------------------------------------
