@@ -442,6 +442,21 @@ class Transition:
         return {f.rsplit(".", 1)[-1]: v for f, v in zip(self.group_by, self.group, strict=True)}
 
 
+# Event fields an alert's excess is broken down by (bot.breakdown), as the store counts them.
+DIMENSIONS = ("model", "error_code", "output_format", "segment", "customer")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Finished and failed jobs and credits of the stored events that carry one value of
+    one dimension (`DIMENSIONS`) in a stretch of time: what a breakdown counts from."""
+
+    value: str  # "" for events that carry none
+    finished: int
+    failed: int
+    credits: float
+
+
 # -- budgets (budget decides, the store records, commands/digest/notify show) -------------
 
 FORECAST = "forecast"

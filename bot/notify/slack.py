@@ -29,8 +29,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import chart, messages
-from bot.errors import NotifyError
+from bot import breakdown, chart, messages
+from bot.errors import BotError, NotifyError
+from bot.messages import breakdown as breakdown_words
 from bot.models import (
     FIRING,
     REMINDER,
@@ -157,7 +158,7 @@ class SlackNotifier:
             thread = Thread(t.rule, t.group, channel_id, ts, "open")
             self.store.save_thread(thread, t.at)
         events = self.store.events_by_request_id(t.request_ids)
-        details = messages.detail_blocks(t, events, rule.metric)
+        details = [*self._breakdown(t, rule), *messages.detail_blocks(t, events, rule.metric)]
         open_thread = thread
         self._once(
             tid,
@@ -175,6 +176,22 @@ class SlackNotifier:
             ),
         )
         self._chart(tid, t, rule, thread)
+
+    def _breakdown(self, t: Transition, rule: Rule) -> list[dict[str, object]]:
+        """What drives a failure-rate or spend alert, counted from the stored events of
+        its window (`bot.breakdown`): the head of its details reply. An addition: a fault
+        in it is logged and the examples go out without it."""
+        try:
+            found = breakdown.explain(t, rule, self.store.tallies)
+            if found is None:
+                return []
+            text = breakdown_words.breakdown_text(found)
+        except BotError:
+            raise  # the store: the details reply is tried again later, whole
+        except Exception:
+            log.exception("could not break down %s %s", t.rule, list(t.group))
+            return []
+        return [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
 
     def _chart(self, tid: int, t: Transition, rule: Rule, thread: Thread) -> None:
         """Upload the chart into the thread: best effort, and never twice (an upload leaves
