@@ -244,14 +244,21 @@ def explain(t: Transition, rule: Rule, tallies: TallyReader, top: int = TOP) -> 
 
 
 def last_day(
-    scope: Mapping[str, str], end: datetime, tallies: TallyReader, top: int = TOP
+    scope: Mapping[str, str],
+    end: datetime,
+    tallies: TallyReader,
+    since: datetime | None = None,
+    top: int = TOP,
 ) -> tuple[Breakdown, Breakdown] | None:
     """Failures and spend of the 24 hours before `end` against the 7 days before them
-    (their failure rate, their mean daily credits and each value's share of those);
-    None when those days hold no finished job to compare with. What `/usage model`
-    shows when no failure or spend alert is open on the model."""
+    (their failure rate, their mean daily credits and each value's share of those), or
+    against the part of them after `since` (the oldest stored event); None when those
+    days hold no finished job to compare with. What `/usage model` shows when no failure
+    or spend alert is open on the model."""
     start = end - DAY
-    before = start - LAST_DAY_REFERENCE
+    before = max(start - LAST_DAY_REFERENCE, since or start - LAST_DAY_REFERENCE)
+    if before >= start:
+        return None
     found = dimensions("failure_rate", scope)
     window = {d: tallies(start, end, scope, d) for d in found}
     reference = {d: tallies(before, start, scope, d) for d in found}
@@ -259,7 +266,7 @@ def last_day(
     if not finished:
         return None
     credits = math.fsum(t.credits for t in next(iter(reference.values()))) * (
-        DAY / LAST_DAY_REFERENCE
+        DAY / (start - before)
     )
     costs = {d: window[d] for d in dimensions("spend", scope)}
     return (

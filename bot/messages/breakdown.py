@@ -88,7 +88,7 @@ def last_day_text(found: tuple[Breakdown, Breakdown] | None) -> str:
     """`/usage model` without a failure or spend alert open: the last 24 hours."""
     if found is None:
         return "Last 24 h: no stored events in the 7 days before to compare them with."
-    lines = ["Last 24 h against the 7 days before (from stored events):"]
+    lines = ["Last 24 h against up to 7 days before it (stored events):"]
     for b, what in zip(found, ("Failures", "Credits"), strict=True):
         lines.append(f"{what}: {headline(b)}.")
         if b.excess > 0:  # a shortfall needs no explaining here

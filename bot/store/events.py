@@ -104,6 +104,11 @@ class EventsMixin(Connection):
             row = self.db.execute("select max(created_at) from events").fetchone()
         return parse_time(row[0]) if row and row[0] else None
 
+    def oldest_event_time(self) -> datetime | None:
+        with translated("reading events"):
+            row = self.db.execute("select min(created_at) from events").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
     def count_events(self) -> int:
         with translated("counting events"):
             return int(self.db.execute("select count(*) from events").fetchone()[0])
