@@ -111,14 +111,16 @@ def split(
     observed: Mapping[str, float],
     expected: Mapping[str, float],
     top: int = TOP,
+    whole: float | None = None,
 ) -> Split:
-    """Rank the values of one dimension by their part of the excess (observed minus
-    expected, each summed over the values)."""
+    """Rank the values of one dimension by their part of the excess: `whole`, or observed
+    minus expected summed over the values (whose way decides which push with it)."""
     parts = [
         Part(value, observed.get(value, 0.0), expected.get(value, 0.0))
         for value in sorted(set(observed) | set(expected))
     ]
-    whole = math.fsum(p.observed for p in parts) - math.fsum(p.expected for p in parts)
+    if whole is None:
+        whole = math.fsum(p.observed for p in parts) - math.fsum(p.expected for p in parts)
     sign = 1.0 if whole >= 0 else -1.0
     ahead = sorted(
         (p for p in parts if p.excess * sign > 0), key=lambda p: (-abs(p.excess), p.value)
@@ -160,7 +162,7 @@ def failures(
         else:
             expected = {t.value: rate * t.finished for t in tallies}
         if _carried(seen, expected) and (expected or not expected_all):
-            splits.append(split(dimension, seen, expected, top))
+            splits.append(split(dimension, seen, expected, top, failed - expected_all))
     return Breakdown(
         "failure_rate", start, end, failed, expected_all, rate, finished, tuple(splits)
     )
@@ -178,15 +180,14 @@ def spend(
     (tallies per dimension, each a partition of the same events; `reference` gives each
     value's expected share)."""
     splits = []
+    credits = math.fsum(t.credits for t in next(iter(window.values()), ()))
     for dimension, tallies in window.items():
         seen = {t.value: t.credits for t in tallies}
         weights = _shares({t.value: t.credits for t in reference.get(dimension, ())}, seen)
         expected = {value: baseline * w for value, w in weights.items()}
         # Without a share to draw on (no credits then or now) nothing can be attributed.
         if _carried(seen, expected) and (expected or not baseline):
-            splits.append(split(dimension, seen, expected, top))
-    first = next(iter(window.values()), ())
-    credits = math.fsum(t.credits for t in first)
+            splits.append(split(dimension, seen, expected, top, credits - baseline))
     _, finished = _totals(window)
     return Breakdown("spend", start, end, credits, baseline, baseline, finished, tuple(splits))
 

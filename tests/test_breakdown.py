@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot import breakdown
@@ -194,6 +194,12 @@ def test_failure_parts_add_up_to_the_excess(
 
 
 @settings(max_examples=300, deadline=None)
+@example(  # no excess, up to rounding: every split takes the whole's way, not its own
+    window=[tally("", credits=3.0)],
+    reference=[tally("", credits=635219.75), tally("a", credits=0.09)],
+    baseline=3.0,
+    top=1,
+)
 @given(
     window=tallies(),
     reference=tallies(),
