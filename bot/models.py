@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -520,6 +520,17 @@ class BudgetEvent:
             projected=float(projected) if projected is not None else None,
             crossing=date.fromisoformat(str(crossing)) if crossing else None,
         )
+
+
+def budget_post_key(events: Sequence[BudgetEvent]) -> str:
+    """The outbox and metadata key of the post that tells `events`: one event's own key;
+    thresholds of one budget crossed in one cycle, told in one post, share one key
+    ("budget:pro-monthly:2026-11:50+80")."""
+    first = events[0]
+    if len(events) == 1:
+        return f"budget:{first.key}"
+    thresholds = "+".join(f"{event.threshold:g}" for event in events)
+    return f"budget:{first.budget}:{first.period}:{thresholds}"
 
 
 @dataclass(frozen=True)

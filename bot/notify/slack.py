@@ -43,6 +43,7 @@ from bot.models import (
     Rule,
     Thread,
     Transition,
+    budget_post_key,
     format_time,
     parse_time,
 )
@@ -420,9 +421,11 @@ class SlackNotifier:
             )
         text = post_text(post)
         found_by: dict[str, Any] = {"delivery": post.key, "kind": post.kind}
-        event = post.payload.get("event")
-        if post.kind == "budget" and isinstance(event, dict):
-            found_by["event"] = event  # whole (when queued so): `recover` takes it back
+        if post.kind == "budget":
+            # Every event it tells, whole (when queued so): `recover` takes them back.
+            for name in ("events", "event"):  # "event": one, queued by an older version
+                if name in post.payload:
+                    found_by[name] = post.payload[name]
         metadata = {"event_type": POST_EVENT_TYPE, "event_payload": found_by}
         blocks = [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
         with _slack_errors():
@@ -527,7 +530,7 @@ class _Found:
 
     def __init__(self) -> None:
         self.alerts: dict[tuple[str, tuple[str, ...]], tuple[Thread, AlertState]] = {}
-        self.budget_events: list[tuple[BudgetEvent, str, str]] = []
+        self.budget_events: list[tuple[str, tuple[BudgetEvent, ...], str, str]] = []
         self.posts: list[tuple[str, str, str, str]] = []
         self.episodes: dict[str, tuple[datetime, str] | None] = {}  # None: cleared last
 
@@ -563,9 +566,9 @@ class _Found:
         if payload is None or not isinstance(payload.get("delivery"), str):
             return
         ts, delivery, kind = str(message["ts"]), payload["delivery"], str(payload.get("kind"))
-        event = _budget_event(payload) if kind == "budget" else None
-        if event is not None:
-            self.budget_events.append((event, channel_id, ts))
+        events = _budget_events(payload) if kind == "budget" else None
+        if events:
+            self.budget_events.append((delivery, events, channel_id, ts))
         else:  # a digest, or a budget post from before events were carried whole
             self.posts.append((delivery, kind, channel_id, ts))
 
@@ -647,17 +650,20 @@ def _payload(message: Mapping[str, Any], event_type: str) -> dict[str, Any] | No
     return payload if isinstance(payload, dict) else None
 
 
-def _budget_event(payload: Mapping[str, Any]) -> BudgetEvent | None:
-    """The budget event a post's metadata carries, when it carries it whole and it is the
-    one its key names (posts from before that carry only their key)."""
-    data = payload.get("event")
-    if not isinstance(data, dict):
+def _budget_events(payload: Mapping[str, Any]) -> tuple[BudgetEvent, ...] | None:
+    """The budget events a post's metadata carries ("events"; "event" from a version that
+    told one a post), when it carries them whole and they are those its key names (posts
+    from before that carry only their key)."""
+    data = payload.get("events")
+    if data is None and "event" in payload:
+        data = [payload["event"]]
+    if not isinstance(data, list) or not data:
         return None
     try:
-        event = BudgetEvent.from_json(data)
-    except (KeyError, TypeError, ValueError):
+        events = tuple(BudgetEvent.from_json(item) for item in data)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return event if f"budget:{event.key}" == payload.get("delivery") else None
+    return events if budget_post_key(events) == payload.get("delivery") else None
 
 
 def _ts_time(message: Mapping[str, Any]) -> datetime:
