@@ -24,7 +24,7 @@ from bot.metrics import CREDITS, FAILED, FINISHED, JOBS, UsageCube, batch_from_e
 from bot.models import THRESHOLD, TOTAL, Budget, BudgetEvent, DailyUsage, Event
 from bot.store import Store
 
-DIGEST_DAYS = 31 + 8  # the digest's 30-day chart and 7-day medians, and a margin
+DIGEST_DAYS = 31 + 8  # the digest's 30-day chart (its 4 weeks of weekdays), and a margin
 
 
 class BudgetBook:
