@@ -19,7 +19,8 @@ value's part is its credits over its expected share of the baseline, C_v - B*s_v
 s_v is its share of the credits in the reference history (a value new since then owns
 all its credits).
 
-The reference history is the rule's `baseline` span before the window; when it holds no
+The reference history is the rule's `baseline` span before the window (at most a week:
+shares need no more, and a week of events is what the store keeps); when it holds no
 failures (no credits) at all, the window's own mix stands in for the shares. Either way
 the expected parts of a dimension's values add up to b*N (B), so their parts add up to
 the whole excess, exactly. Values pushing the way the whole goes are its contributors,
@@ -41,6 +42,7 @@ from bot.models import DIMENSIONS, Rule, Tally, Transition
 TOP = 3  # values named per dimension
 DAY = timedelta(days=1)
 LAST_DAY_REFERENCE = timedelta(days=7)  # what the last day is held against (`last_day`)
+MAX_REFERENCE = timedelta(days=7)  # the reference history an alert's shares come from, at most
 METRICS = ("failure_rate", "spend")  # the rules a breakdown explains
 
 # (start, end, where: dimension -> value, by: dimension) -> one tally per value
@@ -226,13 +228,13 @@ def where(group_by: Sequence[str], group: Sequence[str]) -> dict[str, str]:
 
 def explain(t: Transition, rule: Rule, tallies: TallyReader, top: int = TOP) -> Breakdown | None:
     """What drives a failure-rate or spend alert: its excess in the window the transition
-    judged (`at` back `window`), the reference history the rule's `baseline` before it.
-    None for other rules, or when the baseline is unknown."""
+    judged (`at` back `window`), the reference history the rule's `baseline` before it
+    (at most MAX_REFERENCE). None for other rules, or when the baseline is unknown."""
     if rule.metric not in METRICS or not math.isfinite(t.baseline):
         return None
     end = t.at
     start = end - timedelta(seconds=t.window or rule.bucket)
-    before = start - timedelta(seconds=rule.baseline)
+    before = start - min(timedelta(seconds=rule.baseline), MAX_REFERENCE)
     scope = where(t.group_by, t.group)
     window = {d: tallies(start, end, scope, d) for d in dimensions(rule.metric, scope)}
     if rule.metric == "failure_rate":

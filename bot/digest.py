@@ -166,7 +166,7 @@ def digest_text(payload: Mapping[str, Any]) -> str:
         header = ["model", "jobs", "fail rate", "credits", versus]
         lines.append("```\n" + table(header, rows) + "\n```")
         if weekday:
-            lines.append(_weekday_note(day, int(payload["weekday_median"]["weeks"])))
+            lines.append(weekday_note(day, int(payload["weekday_median"]["weeks"])))
     else:
         lines.append("No usage recorded yesterday.")
     lines.extend(digest_coverage_lines(payload.get("coverage"), bool(payload.get("estimated"))))
@@ -197,7 +197,7 @@ def digest_text(payload: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _weekday_note(day: date, weeks: int) -> str:
+def weekday_note(day: date, weeks: int) -> str:
     """What the last column compares with."""
     if not weeks:
         return f"Credits: no earlier {day:%A} is stored yet to compare with."

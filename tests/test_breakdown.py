@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bot import breakdown
 from bot.breakdown import Breakdown, failures, spend, split
-from bot.messages.breakdown import breakdown_text, last_day_text, split_line
+from bot.messages.breakdown import breakdown_text, split_line
 from bot.models import DIMENSIONS, Event, EventsPage, PollConfig, Rule, RuleSet, Tally, Transition
 from bot.notify import SlackNotifier, make_web_clients
 from bot.source import UsageClient
@@ -103,35 +103,6 @@ def test_a_dimension_no_event_carries_is_left_out() -> None:
     window = {"segment": [tally("", 10, 5)], "customer": [tally("acme", 10, 5)]}
     found = failures(window, {}, 0.1, AT, AT)
     assert [s.dimension for s in found.splits] == ["customer"]
-
-
-def test_the_thread_text_is_pinned() -> None:
-    window = {
-        "error_code": [tally("", 56, 0), tally("internal_error", 60, 60), tally("timeout", 4, 4)],
-        "customer": [tally("acme", 60, 58), tally("globex", 40, 4), tally("", 20, 2)],
-    }
-    reference = {"error_code": [tally("internal_error", 6, 6), tally("timeout", 4, 4)]}
-    found = failures(window, reference, 0.05, AT - timedelta(hours=1), AT)
-    assert breakdown_text(found) == (
-        "*What drives it* (the 1 h ending 10:00 UTC): 58 failed jobs above the baseline "
-        "(64 failed of 120 finished; 6 expected at 5.0%).\n"
-        "• *error code:* `internal_error` 97% (+56) · `timeout` 3% (+1.6)\n"
-        "• *customer:* `acme` 95% (+55) · `globex` 3% (+2) · (none) 2% (+1)"
-    )
-    assert breakdown_text(found, markup=False, title="What drives r [pro]").splitlines()[1] == (
-        "  error code: internal_error 97% (+56), timeout 3% (+1.6)"
-    )
-    quiet = failures({"customer": [tally("acme", 10, 0)]}, {}, 0.05, AT - timedelta(hours=1), AT)
-    assert (
-        breakdown_text(quiet)
-        .splitlines()[0]
-        .endswith(
-            "0.5 failed jobs below the baseline (0 failed of 10 finished; 0.5 expected at 5.0%)."
-        )
-    )
-    assert last_day_text(None) == (
-        "Last 24 h: no stored events in the 7 days before to compare them with."
-    )
 
 
 values = st.sampled_from(["", "a", "b", "c", "d", "e", "f"])
