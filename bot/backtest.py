@@ -19,7 +19,7 @@ from typing import IO, Any
 from bot.api_schema import EVENT_SCHEMA, SUMMARY_SCHEMA
 from bot.engine import STEP, Engine, Monitor, enrich
 from bot.errors import ConfigError
-from bot.metrics import batch_from_items
+from bot.metrics import batch_from_events, batch_from_items
 from bot.models import Event, Rule, Summary, Transition, format_time, parse_time
 
 MAX_SPAN = timedelta(days=400)  # 5-minute moments over a longer span are a mistake, not data
@@ -41,6 +41,10 @@ class EventIndex:
         order = sorted(range(len(self._times)), key=self._times.__getitem__)
         self._times = [self._times[i] for i in order]
         self._spots = [self._spots[i] for i in order]
+
+    def first(self) -> float | None:
+        """The earliest event's time (after `freeze`), None without events."""
+        return self._times[0] if self._times else None
 
     def spots_between(self, start: float, end: float) -> list[int]:
         lo = bisect.bisect_left(self._times, start)
@@ -162,14 +166,55 @@ def _summary(body: Mapping[str, Any]) -> Summary:
         raise ConfigError(f"summary file: {exc}") from exc
 
 
-def run(recording: Recording) -> list[Transition]:
-    """Judge every rule from the first event to the last; transitions with examples."""
-    monitor = Monitor(recording.engine)
-    start = recording.first - timedelta(seconds=STEP)
-    until = recording.last + timedelta(seconds=STEP)  # judge the window holding the last event
-    return [
-        enrich(t, recording.engine, recording.events_between) for t in monitor.run(until, start)
-    ]
+def run(recording: Recording, poll_every: float | None = None) -> list[Transition]:
+    """Judge every rule from the first event to the last; transitions with examples.
+
+    By default at the 5-minute marks, over all the data at once. With `poll_every`
+    (seconds), as a worker polling that often would: the events arrive poll by poll
+    (those created up to each poll's time) and each poll also judges the window ending
+    at that moment (`Monitor.run(live=True)`), so alerts fire when the worker's would.
+    """
+    if poll_every is None:
+        found = judge(recording.engine, recording.first, recording.last)
+    else:
+        start = recording.first - timedelta(seconds=STEP)
+        until = recording.last + timedelta(seconds=STEP)  # the window holding the last event
+        found = _replay(recording, start, until, poll_every)
+    return [enrich(t, recording.engine, recording.events_between) for t in found]
+
+
+def _replay(
+    recording: Recording, start: datetime, until: datetime, every: float
+) -> list[Transition]:
+    """The polls of a worker, at the multiples of `every` seconds of data time from the
+    first event on (the summary's days before it are judged at their marks first)."""
+    engine = Engine(recording.engine.rules)
+    if recording.engine.final_before is not None:
+        engine.add_daily(recording.engine.daily.values(), recording.engine.final_before)
+    monitor = Monitor(engine)
+    step = timedelta(seconds=every)
+    first = recording.index.first()
+    if first is None:  # a summary alone: nothing arrives poll by poll
+        return monitor.run(until, start)
+    moment = datetime.fromtimestamp(-(-first // every) * every, UTC)
+    held = moment - step
+    found = monitor.run(held, start)
+    tick = timedelta(microseconds=1)  # created_at in (held, moment]: events_between is [a, b)
+    while moment <= until:
+        fresh = recording.events_between(held + tick, moment + tick)
+        engine.add_events(batch_from_events(fresh))
+        found.extend(monitor.run(moment, start, live=bool(fresh)))
+        held, moment = moment, moment + step
+    return found
+
+
+def judge(engine: Engine, first: datetime, last: datetime) -> list[Transition]:
+    """Every alert transition of the engine's rules from `first` to `last` (data time),
+    every key starting ok, without examples: the worker's `Monitor` over the data held.
+    (`usage-bot tune` replays the store's events through it too.)"""
+    start = first - timedelta(seconds=STEP)
+    until = last + timedelta(seconds=STEP)  # judge the window holding the last event
+    return Monitor(engine).run(until, start)
 
 
 def to_json(t: Transition) -> str:

@@ -62,7 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--days", type=_days, default=7)
     qe = q.add_parser("events", help="the most recent events")
     qe.add_argument("--limit", type=_limit, default=20)
-    q.add_parser("alerts", help="open alerts and the latest transitions")
+    qa = q.add_parser("alerts", help="open alerts and the latest transitions")
+    qa.add_argument(
+        "--stats",
+        action="store_true",
+        help="per rule: alerts, acknowledged, expected, noise, median time to acknowledge",
+    )
+    qa.add_argument("--days", type=_days, help="with --stats: the last N days (default 7)")
     qc = q.add_parser("coverage", help="finished jobs stored vs reported by the summary, per hour")
     qc.add_argument("--hours", type=_bounded(1, 168), default=24)
     qm = q.add_parser("model", help="one model's daily trend and its open alerts")
@@ -79,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", type=Path, help="one summary response (JSON)")
     p.add_argument("--rules", help="rules file (default: BOT_RULES_PATH)")
     p.add_argument("--json", action="store_true", help="one JSON object per transition")
+
+    p = sub.add_parser(
+        "tune", help="replay a rule's stored alerts at other thresholds against their feedback"
+    )
+    p.add_argument("rule", help="the rule's name in the rules file")
+    p.add_argument("--days", type=_days, default=7, help="the last N days of stored events")
 
     p = sub.add_parser("simulate", help="serve the simulated usage API on loopback")
     p.add_argument("--port", type=int, default=8099)
@@ -133,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings, ruleset.budgets, ruleset.rules)
         if args.command == "query":
             return cmd_query(settings, args)
+        if args.command == "tune":
+            return cmd_tune(settings, args.rule, args.days)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"usage-bot: {problem}", file=sys.stderr)
@@ -303,7 +317,12 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(commands.summary_text(store, args.days, now))
         elif args.what == "events":
             print(commands.events_text(store, args.limit, now))
+        elif args.what == "alerts" and args.stats:
+            print(commands.alert_stats_text(store, args.days or 7, now))
         elif args.what == "alerts":
+            if args.days is not None:
+                print("usage-bot: query alerts: --days goes with --stats", file=sys.stderr)
+                return 2
             print(commands.alerts_text(store, now))
         elif args.what == "coverage":
             print(commands.coverage_text(store, now, args.hours))
@@ -323,6 +342,38 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
                 print(commands.budget_text(store, budgets, now))
     finally:
         store.close()
+    return 0
+
+
+def cmd_tune(settings: Settings, name: str, days: int) -> int:
+    """Replay a rule's stored events at a few thresholds around its own and print which
+    keeps the alerts marked expected and drops those marked noise. Changes nothing."""
+    from bot import tune
+    from bot.messages import feedback as words
+
+    rules = load_ruleset(settings).rules
+    rule = next((r for r in rules if r.name == name), None)
+    if rule is None:
+        print(
+            f"usage-bot: {words.unknown_rule_text(name, [r.name for r in rules])}", file=sys.stderr
+        )
+        return 1
+    store = open_store(settings)
+    try:
+        found = tune.tune(store, rule, utc_now(), days)
+    finally:
+        store.close()
+    if not found.expected + found.noise:
+        print(f"usage-bot: {words.nothing_marked_text(name, days)}", file=sys.stderr)
+        return 1
+    rows = [
+        (t.setting, t.alerts, t.expected_kept, t.noise_dropped, t.unlabelled) for t in found.trials
+    ]
+    marked = (found.expected, found.noise)
+    print(words.tune_report(name, found.start, found.end, marked, found.current, rows))
+    best, closest = found.suggestion(), found.closest()
+    near = (closest.setting, closest.expected_kept, closest.noise_dropped)
+    print(words.tune_suggestion(found.current, best.setting if best else None, near, marked))
     return 0
 
 

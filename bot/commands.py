@@ -22,6 +22,7 @@ from bot.budget_book import BudgetBook
 from bot.messages import breakdown as breakdown_words
 from bot.messages import budget as budget_words
 from bot.messages import commands as wording
+from bot.messages import feedback as feedback_words
 from bot.messages.commands import (
     DAYS,
     DEFAULT_DAYS,
@@ -30,9 +31,12 @@ from bot.messages.commands import (
     PUBLIC,
     SEGMENT_DAYS,
     SLACK_EVENTS,
+    STATS,
 )
 from bot.models import (
+    EXPECTED,
     FIRING,
+    NOISE,
     REMINDER,
     TOTAL,
     AlertState,
@@ -91,6 +95,13 @@ def events_text(store: Store, limit: int, now: datetime) -> str:
 
 def alerts_text(store: Store, now: datetime) -> str:
     return messages.alerts_report(_firing(store), store.transitions(10), now)
+
+
+def alert_stats_text(store: Store, days: int, now: datetime) -> str:
+    """Per rule, the alert episodes that began in the last `days`: how many, how many
+    were acknowledged, marked expected, marked noise, the median time to acknowledge."""
+    start = now - timedelta(days=days)
+    return feedback_words.stats_report(store.alert_stats(start, now), days, start, now)
 
 
 def model_text(store: Store, model: str, days: int, now: datetime) -> str:
@@ -266,8 +277,15 @@ def handle_command(
     if sub == "segment":
         return _segment(args, store, now, public, command)
     if sub == "alerts":
+        if args and args[0].lower() == STATS:
+            days = _number(args[1:], "Days", DAYS, DEFAULT_DAYS)
+            if isinstance(days, Reply):
+                return days
+            if len(args) > 2:
+                return _fix(wording.extra_words_text(sub, "alerts stats [days]", command))
+            return Reply(_code(alert_stats_text(store, days, now)), public)
         if args:
-            return _fix(wording.extra_words_text(sub, "alerts", command))
+            return _fix(wording.extra_words_text(sub, "alerts [stats [days]]", command))
         return Reply(_alerts(store, now), public)
     if sub == "budget":
         if args:
@@ -297,10 +315,13 @@ class Action:
 
 
 SILENCE_FOR = {messages.SILENCE_1H: 3600, messages.SILENCE_24H: 86400}
+VERDICT_OF = {messages.MARK_EXPECTED: EXPECTED, messages.MARK_NOISE: NOISE}
 
 
 def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) -> Action:
-    """A click on a parent's Acknowledge or Silence button (Slack `block_actions`).
+    """A click on a parent's Acknowledge, Silence, Expected or Noise button (Slack
+    `block_actions`). Expected and Noise are feedback on the episode: the last click
+    wins, whoever made it, and the parent shows who gave it.
 
     Never raises on odd payloads: anything it cannot read gets a short answer.
     """
@@ -318,18 +339,40 @@ def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) ->
     action_id = action.get("action_id")
     if not isinstance(action_id, str):  # a list is unhashable: `in SILENCE_FOR` would raise
         return Action(wording.IDLE_BUTTON_TEXT)
+    answer, kind = None, messages.ACK_NOTE
     if action_id == messages.ACK:
         store.acknowledge(rule, group, user, now)
+        store.record_ack(rule, group, _episode(target, store, rule, group, now), user, now)
         note = wording.acknowledged_note(user, now)
     elif action_id in SILENCE_FOR:
         until = now + timedelta(seconds=SILENCE_FOR[action_id])
         store.silence(rule, group, until, wording.BUTTON_SILENCE_REASON, user, now)
         note = wording.silenced_note(user, until)
+    elif action_id in VERDICT_OF:
+        verdict, since = VERDICT_OF[action_id], _episode(target, store, rule, group, now)
+        before = store.record_verdict(rule, group, since, verdict, user, now)
+        note, kind = feedback_words.marked_note(verdict, user, now), messages.FEEDBACK_NOTE
+        if before is not None and before.verdict not in (None, verdict) and before.verdict_by:
+            answer = feedback_words.overruled_text(note, before.verdict, before.verdict_by)
     else:
         return Action(wording.IDLE_BUTTON_TEXT)
     blocks = message.get("blocks")
-    edited = messages.with_note(blocks, note) if isinstance(blocks, list) else None
-    return Action(note, channel, ts, edited)
+    edited = messages.with_note(blocks, note, kind) if isinstance(blocks, list) else None
+    return Action(answer or note, channel, ts, edited)
+
+
+def _episode(
+    target: Mapping[str, Any], store: Store, rule: str, group: tuple[str, ...], now: datetime
+) -> datetime:
+    """The episode a click is about: the first breach its button names, else (a parent
+    posted before the buttons named it) the key's latest episode in the store."""
+    since = target.get("since")
+    if isinstance(since, str):
+        try:
+            return parse_time(since)
+        except (ValueError, OverflowError):
+            pass
+    return store.episode_since(rule, group) or now
 
 
 def _key(text: str) -> tuple[str, tuple[str, ...] | None]:

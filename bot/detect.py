@@ -208,7 +208,25 @@ def rate_zscores(
     method: Method = "robust",
     min_periods: int | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Failure rate per bucket, its trailing baseline and a volume-aware z-score.
+    """Failure rate per bucket, its trailing baseline and a volume-aware z-score: the
+    first three of `rate_scores`."""
+    rate, base_rate, z, _ = rate_scores(
+        failed, finished, window, method=method, min_periods=min_periods
+    )
+    return rate, base_rate, z
+
+
+def rate_scores(
+    failed: npt.ArrayLike,
+    finished: npt.ArrayLike,
+    window: int,
+    *,
+    method: Method = "robust",
+    min_periods: int | None = None,
+    band: float = 2.0,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Failure rate per bucket, its trailing baseline, a volume-aware z-score, and the
+    top of the baseline's normal band.
 
     Rates are compared on Anscombe's arcsine scale g = asin(sqrt((f + 3/8) / (n + 3/4))),
     where binomial noise has variance 1 / (4n + 2) for any rate. So
@@ -237,7 +255,9 @@ def rate_zscores(
             z is defined from about 2 x min_periods such buckets onwards.
 
     Returns:
-        (rate, base_rate, z): the raw rate f / n, the baseline rate sin(g0)^2, and z; NaN
+        (rate, base_rate, z, top): the raw rate f / n, the baseline rate sin(g0)^2, z,
+        and sin(g0 + band * tau)^2, the highest rate the baseline's own wander reaches
+        (what a test that assumes independent failures should take as normal); NaN
         where a bucket has no jobs or the baseline is not yet defined.
 
     The caller gates what z may page on, e.g.
@@ -283,6 +303,7 @@ def rate_zscores(
         tau2 -= _lagged(bn.move_mean, past_binom, window, mp)
     del past_binom
     np.maximum(tau2, 0.0, out=tau2)  # NaN stays NaN
+    top = np.sin(np.minimum(g0 + band * np.sqrt(tau2), np.pi / 2)) ** 2
     # tau2 becomes the denominator sqrt(1 / (4n + 2) + tau^2) in place.
     with np.errstate(divide="ignore"):
         tau2 += np.reciprocal(4.0 * n + 2.0)
@@ -294,7 +315,92 @@ def rate_zscores(
     base_rate = g0
     np.sin(base_rate, out=base_rate)
     np.square(base_rate, out=base_rate)
-    return rate, base_rate, z
+    return rate, base_rate, z, top
+
+
+# The rises the evidence test weighs: a failure rate grown to r times its baseline. One
+# CUSUM per alternative, each near the fastest possible for a rise of about that size
+# (Lorden); their threshold pays ln(len) for watching several.
+EVIDENCE_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+EVIDENCE_MIN_H = 3.0  # nats: a group too quiet for the budget formula still needs this
+SECONDS_PER_30_DAYS = 30 * 86400
+
+
+def jobs_per_30_days(finished: npt.ArrayLike, window: int, slot_seconds: float) -> FloatArray:
+    """Each slot's trailing pace as jobs per 30 days: the mean of `finished` (per-slot
+    counts, NaN where unknown) over the `window` slots ending at that slot. NaN until a
+    quarter of the window is known."""
+    x = _as_2d(finished)
+    mean = bn.move_mean(x, window=window, min_count=max(1, window // 4), axis=-1)
+    return np.asarray(mean * (SECONDS_PER_30_DAYS / slot_seconds), dtype=np.float64)
+
+
+def evidence_threshold(
+    jobs_per_30_days: npt.ArrayLike, groups: int, false_alerts: float
+) -> FloatArray:
+    """The CUSUM threshold h (nats) for a budget of `false_alerts` per 30 days shared by
+    `groups` groups: h = ln(K * N0 * groups / false_alerts), N0 the group's finished jobs
+    in 30 days and K the number of alternatives (usage-bot's reading of Wald's bound:
+    the in-control run length is at least about e^h jobs). NaN where N0 is unknown."""
+    n0 = np.asarray(jobs_per_30_days, dtype=np.float64)
+    k = len(EVIDENCE_RATIOS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.log(k * np.maximum(n0, 1.0) * max(groups, 1) / false_alerts)
+    return np.where(np.isfinite(n0), np.maximum(h, EVIDENCE_MIN_H), np.nan)
+
+
+def bernoulli_evidence(
+    failed: npt.ArrayLike,
+    finished: npt.ArrayLike,
+    p0: npt.ArrayLike,
+    h: npt.ArrayLike,
+    *,
+    floor: float = 0.0,
+) -> tuple[FloatArray, FloatArray]:
+    """Sequential evidence that a failure rate rose above its baseline `p0`.
+
+    Each finished job adds x ln(p1 / p0) + (1 - x) ln((1 - p1) / (1 - p0)) (x = 1 if it
+    failed) to a one-sided CUSUM S = max(0, S + llr), one per alternative p1 = r p0 (r in
+    EVIDENCE_RATIOS, at least `floor`): a strong rise proves itself in a few jobs, a weak
+    one accumulates. Counted per slot, so S at the newest slot is the largest sum over a
+    run of the newest slots.
+
+    Args:
+        failed, finished: (..., slots) counts, oldest first; NaN counts as no jobs.
+        p0: (...) the baseline rate; h: (...) the threshold in nats (`evidence_threshold`).
+        floor: no alternative below this rate (the rule's `min_rate`).
+
+    Returns:
+        (evidence, rate): the largest S over the alternatives divided by h (1 or more
+        proves the rise), and the failure rate over the run of newest slots that S sums
+        (what the rise is, so far). NaN where p0 or h is unknown, or no slot has jobs.
+    """
+    f = np.nan_to_num(np.asarray(failed, dtype=np.float64))
+    n = np.nan_to_num(np.asarray(finished, dtype=np.float64))
+    ok = np.maximum(n - f, 0.0)
+    base = np.clip(np.asarray(p0, dtype=np.float64), 1e-6, 0.99)[..., None]
+    best = np.zeros(f.shape[:-1])
+    length = np.full(f.shape[:-1], f.shape[-1] - 1)  # the run of `best`, in slots - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for ratio in EVIDENCE_RATIOS:
+            p1 = np.clip(np.maximum(base * ratio, floor), None, 0.995)
+            rises = p1 > base
+            llr = f * np.log(np.where(rises, p1 / base, 1.0)) + ok * np.log(
+                np.where(rises, (1.0 - p1) / (1.0 - base), 1.0)
+            )
+            runs = np.cumsum(llr[..., ::-1], axis=-1)  # sums over the newest 1, 2, ... slots
+            top = runs.max(axis=-1, initial=0.0)
+            better = top > best
+            length = np.where(better, runs.argmax(axis=-1), length)
+            np.maximum(best, top, out=best)
+        failed_runs = np.take_along_axis(np.cumsum(f[..., ::-1], axis=-1), length[..., None], -1)
+        done_runs = np.take_along_axis(np.cumsum(n[..., ::-1], axis=-1), length[..., None], -1)
+        rate = (failed_runs / done_runs)[..., 0]
+        out: FloatArray = best / np.asarray(h, dtype=np.float64)
+    unknown = ~np.isfinite(np.asarray(p0, dtype=np.float64) + np.zeros_like(best))
+    out[unknown] = np.nan
+    rate[unknown] = np.nan
+    return out, rate
 
 
 def breaches(z: npt.ArrayLike, threshold: float, direction: Direction = "both") -> BoolArray:

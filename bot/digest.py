@@ -21,12 +21,14 @@ from bot.commands import permalink
 from bot.coverage import overlaps
 from bot.messages import budget as budget_words
 from bot.messages import digest_coverage_lines, format_duration, sparkline, table
+from bot.messages import feedback as feedback_words
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS
 from bot.models import TOTAL, DigestConfig, format_time, parse_time
 from bot.store import Store
 
 CHART_DAYS = 30
 WEEKS = 4  # yesterday's credits against the median of its weekday in up to this many weeks
+STATS_DAYS = 7  # the alert figures per rule cover the last week (a day holds few alerts)
 
 
 def due(config: DigestConfig, now: datetime) -> date | None:
@@ -105,6 +107,7 @@ def compose(
         "weekday_median": {"credits": total_median, "weeks": weeks},
         "budgets": [as_json(s) for s in states],
         "alerts": alerts,
+        "alert_stats": alert_stats(store, now),
         "chart": {
             "days": [d.isoformat() for d in days],
             "credits": {m: figures[m]["credits"] for m in models},
@@ -118,6 +121,12 @@ def same_weekday(per_day: Sequence[float], known: Sequence[bool]) -> tuple[float
     and how many weeks it rests on; (None, 0) with none."""
     earlier = [per_day[i] for i in range(len(per_day) - 1 - 7, -1, -7)[:WEEKS] if known[i]]
     return (statistics.median(earlier) if earlier else None), len(earlier)
+
+
+def alert_stats(store: Store, now: datetime, days: int = STATS_DAYS) -> list[dict[str, Any]]:
+    """Per rule, the alert episodes of the last `days`: how many, acknowledged, marked
+    expected, marked noise, the median time to acknowledge (the digest's own section)."""
+    return feedback_words.stats_rows(store.alert_stats(now - timedelta(days=days), now))
 
 
 def _per_day(
@@ -194,6 +203,7 @@ def digest_text(payload: Mapping[str, Any]) -> str:
             lines.append(f"• {alert['rule']} [{group}]{age}{link}")
     else:
         lines.append("No open alerts.")
+    lines.extend(feedback_words.digest_stats_lines(payload.get("alert_stats"), STATS_DAYS))
     return "\n".join(lines)
 
 

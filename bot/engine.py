@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from bot import detect
 from bot.alerts import pick_examples, step, transition
@@ -62,6 +63,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 AlertKey = tuple[str, tuple[str, ...]]
 Scores = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # value, baseline, z, volume
+Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..., band
 Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
 
@@ -165,33 +167,78 @@ class Engine:
             judged = self._judge(rule, first, last)
             if judged is None:
                 return []
-            groups, scores = judged
+            groups, (value, baseline, z, volume, _) = judged
+            scores = (value, baseline, z, volume)
             flags = _gate(rule, *scores)
-            windows = np.full(scores[0].shape, rule.bucket)
+            windows = np.full(value.shape, rule.bucket)
             return _evaluations(rule, groups, first, scores, flags, windows)
         # A failure rate is also judged over 2 and 4 buckets: at quiet hours one bucket may
         # hold too few jobs to judge, and a modest rise needs more than one bucket of
         # evidence. Any breaching span pages; the figures told are those of the strongest.
+        # The widest span's history (and the evidence test's) reaches furthest back:
+        # project the usage onto the rule's groups once, and let each span take its part.
+        widest = self._reach(replace(rule, bucket=rule.bucket * RATE_SPANS[-1]), first)
+        held = (widest, *self._rule_counts(rule, widest, last))
         spans = [
-            self._judge(replace(rule, bucket=rule.bucket * n), first, last) for n in RATE_SPANS
+            self._judge(replace(rule, bucket=rule.bucket * n), first, last, held)
+            for n in RATE_SPANS
         ]
         if spans[0] is None:
             return []
         groups = spans[0][0]
-        per_span = [(s[1], _gate(rule, *s[1])) for s in spans if s is not None]
-        return _evaluations(rule, groups, first, *_combine(per_span, rule))
+        per_span = [(s[1][:4], _gate(rule, *s[1][:4])) for s in spans if s is not None]
+        scores, flags, windows = _combine(per_span, rule)
+        if rule.direction != "up":  # the evidence test proves rises only
+            return _evaluations(rule, groups, first, scores, flags, windows)
+        evidence, run_rate = self._evidence(rule, first, last, spans[0][1][4], held)
+        flags = _with_evidence(rule, flags, evidence, run_rate)
+        return _evaluations(rule, groups, first, scores, flags, windows, evidence)
+
+    def _evidence(
+        self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
+    ) -> tuple[FloatArray, FloatArray]:
+        """The evidence test of a failure-rate rule at moments first..last: (groups,
+        moments), each the Bernoulli CUSUM over the slots of the longest span before the
+        moment, divided by the threshold the rule's `false_alerts` budget sets
+        (`detect.bernoulli_evidence`): 1 or more proves a rise; and the failure rate of
+        the run of newest slots that proves it. `p0` is the top of the
+        baseline's normal band, not its middle: the test assumes jobs fail independently,
+        and real rates wander more than that (a hot afternoon is not an incident)."""
+        memory = slots_per_bucket(rule) * RATE_SPANS[-1]
+        history = max(slots_per_bucket(rule) * buckets_of_history(rule), memory)
+        lo = first - history
+        groups, counts, known = _part(held, lo)
+        # The budget's threshold from each moment's trailing pace (the slots before it).
+        pace = detect.jobs_per_30_days(np.where(known, counts[FINISHED], np.nan), history, STEP)
+        h = detect.evidence_threshold(
+            pace[:, np.arange(first, last + 1) - 1 - lo], len(groups), rule.false_alerts
+        )
+        failed = np.where(known, counts[FAILED], 0.0)
+        done = np.where(known, counts[FINISHED], 0.0)
+        start, stop = first - memory - lo, last - memory - lo + 1  # windows [k - memory, k)
+        runs_f = sliding_window_view(failed, memory, axis=-1)[:, start:stop]
+        runs_n = sliding_window_view(done, memory, axis=-1)[:, start:stop]
+        return detect.bernoulli_evidence(runs_f, runs_n, p0, h, floor=rule.min_rate)
+
+    def _reach(self, rule: Rule, first: int) -> int:
+        """The first slot `_judge` reads for moments from `first` on. The earliest
+        window's baseline spans the rule's history, and each of those windows was itself
+        judged against as much again (robust scale, rate spread): two spans back make
+        every evaluation independent of where the array happens to start."""
+        return first - slots_per_bucket(rule) * (2 * buckets_of_history(rule) + 1)
 
     def _judge(
-        self, rule: Rule, first: int, last: int
-    ) -> tuple[Groups, tuple[FloatArray, FloatArray, FloatArray, FloatArray]] | None:
-        """(groups, (value, baseline, z, volume)), each (groups, moments first..last)."""
+        self, rule: Rule, first: int, last: int, held: Held | None = None
+    ) -> tuple[Groups, Banded] | None:
+        """(groups, (value, baseline, z, volume, band)), each (groups, moments first..last);
+        `held`: the rule's counts from a slot at or before `_reach` through `last`."""
         m = slots_per_bucket(rule)
         history = buckets_of_history(rule)
-        # The earliest window's baseline spans `history` buckets, and each of those was
-        # itself judged against `history` more (robust scale, rate spread): two spans back
-        # make every evaluation independent of where the array happens to start.
-        lo = first - m * (2 * history + 1)
-        groups, counts, known = self._rule_counts(rule, lo, last)
+        lo = self._reach(rule, first)
+        if held is None:
+            groups, counts, known = self._rule_counts(rule, lo, last)
+        else:
+            groups, counts, known = _part(held, lo)
         if not groups:
             return None
         fields = counts.shape[0]
@@ -202,7 +249,7 @@ class Engine:
             ends = np.arange(first, last + 1)[:, None] - m * np.arange(2 * history, -1, -1)
             rows = _gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             scores = self._score(rule, rows.reshape(fields, -1, rows.shape[-1]), history)
-            value, baseline, z, volume = (
+            value, baseline, z, volume, band = (
                 a.reshape(len(groups), moments, -1)[:, :, -1] for a in scores
             )
         else:
@@ -211,10 +258,10 @@ class Engine:
             length = windows.shape[-1]
             phased = np.stack([_by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
-            value, baseline, z, volume = (
+            value, baseline, z, volume, band = (
                 _from_phase(a, m, length)[:, offset:] for a in self._score(rule, phased, history)
             )
-        return groups, (value, baseline, z, volume)
+        return groups, (value, baseline, z, volume, band)
 
     def _rule_counts(self, rule: Rule, lo: int, hi: int) -> tuple[Groups, FloatArray, BoolArray]:
         """(groups, counts (fields, groups, hi - lo), known (groups, hi - lo)) for one rule.
@@ -235,13 +282,19 @@ class Engine:
         summary_keys = self._summary_keys(rule) if by_summary else []
         groups = sorted({k for k in keys if not by_model or k[model_at]} | set(summary_keys))
         index = {g: i for i, g in enumerate(groups)}
+        # Each fine row adds into its rule group: sorted by group, one reduceat does it.
+        rows = [r for r, key in enumerate(keys) if not (by_model and key[model_at] == "")]
+        owner = np.asarray([index[keys[r]] for r in rows], dtype=np.int64)
+        order = np.argsort(owner, kind="stable")
+        rows_sorted, owner_sorted = np.asarray(rows, dtype=np.int64)[order], owner[order]
         counts = np.zeros((fine.shape[0], len(groups), hi - lo))
         first_seen = np.full(len(groups), np.iinfo(np.int64).max)
-        for row, key in enumerate(keys):
-            if by_model and key[model_at] == "":
-                continue
-            counts[:, index[key]] += fine[:, row]
-            first_seen[index[key]] = min(first_seen[index[key]], self.cube.first_seen[row])
+        if len(rows_sorted):
+            starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
+            present = owner_sorted[starts]
+            counts[:, present] = np.add.reduceat(fine[:, rows_sorted], starts, axis=1)
+            seen = self.cube.first_seen[rows_sorted]
+            first_seen[present] = np.minimum.reduceat(seen, starts)
         slots = np.arange(lo, hi)
         covered_from = self.cube.covered_from
         known = np.zeros((len(groups), hi - lo), dtype=bool)
@@ -269,18 +322,18 @@ class Engine:
             return {}
         return {k: v for k, v in self.daily.items() if k[0] < self.final_before}
 
-    def _score(
-        self, rule: Rule, windows: FloatArray, history: int
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """value, baseline, z and volume for (fields, rows, buckets) windows, where each row
-        is one series in time (one group's one phase): rows are judged apart."""
+    def _score(self, rule: Rule, windows: FloatArray, history: int) -> Banded:
+        """value, baseline, z, volume and band for (fields, rows, buckets) windows, where
+        each row is one series in time (one group's one phase): rows are judged apart.
+        `band` is the top of a failure rate's normal band (`detect.rate_scores`), what
+        the evidence test takes as normal; the baseline again for other metrics."""
         method: detect.Method = "plain" if rule.method == "plain" else "robust"
         mp = _min_periods(history)
         if rule.metric == "failure_rate":
-            rate, base, z = detect.rate_zscores(
+            rate, base, z, top = detect.rate_scores(
                 windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
             )
-            return rate, base, z, windows[FINISHED]
+            return rate, base, z, windows[FINISHED], top
         series = windows[CREDITS] if rule.metric == "spend" else windows[JOBS]
         # Spend and job counts are (compound) Poisson: their noise grows with the level, so
         # a night-time runaway would drown in daytime noise. On the square-root scale the
@@ -300,7 +353,8 @@ class Engine:
         else:
             center, scale = detect.rolling_baseline(root, history, method=method, min_periods=mp)
         z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
-        return series, np.square(center), z, series
+        level = np.square(center)
+        return series, level, z, series, level
 
     def _evaluate_daily(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
         """Summary rules judge complete days; a day is judged at the midnight ending it."""
@@ -339,7 +393,7 @@ class Engine:
                     else (0, 0, 0, 0.0)
                 )
                 counts[:, i, j] = figures
-        scores = self._score(rule, counts, buckets_of_history(rule))
+        scores = self._score(rule, counts, buckets_of_history(rule))[:4]
         flags = _gate(rule, *scores)
         windows = np.full(scores[0].shape, float(DAY))
         out = []
@@ -348,6 +402,15 @@ class Engine:
             if since < at <= until:
                 out.extend(_column(rule, groups, at, scores, flags, windows, j))
         return out
+
+
+Held = tuple[int, Groups, FloatArray, BoolArray]  # from slot, groups, counts, known
+
+
+def _part(held: Held, lo: int) -> tuple[Groups, FloatArray, BoolArray]:
+    """The counts held from slot `lo` on (`lo` at or after the slot they start at)."""
+    start, groups, counts, known = held
+    return groups, counts[..., lo - start :], known[..., lo - start :]
 
 
 def _window_sums(counts: FloatArray, m: int) -> FloatArray:
@@ -455,6 +518,19 @@ def _combine(
     return (value, baseline, z, volume), (breach, judged_any, calm), spans
 
 
+def _with_evidence(rule: Rule, flags: Flags, evidence: FloatArray, rate: FloatArray) -> Flags:
+    """Flags with the evidence test added: proven (>= 1) with the proving run's failure
+    rate at least `min_rate` is a breach, judged however few jobs the window holds; calm
+    also needs the evidence under RECOVER_FRACTION, so a key cannot resolve on what would
+    fire it again."""
+    breach, judged, calm = flags
+    with np.errstate(invalid="ignore"):
+        matters = np.nan_to_num(rate, nan=-1.0) >= rule.min_rate
+        proven = (np.nan_to_num(evidence) >= 1.0) & matters
+        pressing = (np.nan_to_num(evidence) >= RECOVER_FRACTION) & matters
+    return breach | proven, judged | proven, calm & ~pressing
+
+
 def _evaluations(
     rule: Rule,
     groups: Sequence[tuple[str, ...]],
@@ -462,12 +538,13 @@ def _evaluations(
     scores: Scores,
     flags: Flags,
     windows: FloatArray,
+    evidence: FloatArray | None = None,
 ) -> list[Evaluation]:
     """Column j judges the window ending at moment (first + j) * STEP."""
     result: list[Evaluation] = []
     for j in range(scores[0].shape[-1]):
         at = datetime.fromtimestamp((first + j) * STEP, UTC)
-        result.extend(_column(rule, groups, at, scores, flags, windows, j))
+        result.extend(_column(rule, groups, at, scores, flags, windows, j, evidence))
     return result
 
 
@@ -479,6 +556,7 @@ def _column(
     flags: Flags,
     windows: FloatArray,
     j: int,
+    evidence: FloatArray | None = None,
 ) -> list[Evaluation]:
     value, baseline, z, volume = scores
     breach, judged, calm = flags
@@ -495,6 +573,7 @@ def _column(
             judged=bool(judged[i, j]),
             calm=bool(calm[i, j]),
             window=float(windows[i, j]),
+            evidence=float(evidence[i, j]) if evidence is not None else 0.0,
         )
         for i, group in enumerate(groups)
     ]
@@ -538,10 +617,11 @@ class Monitor:
         self.cursors: dict[str, datetime] = dict(cursors or {})
         self.changed: dict[AlertKey, AlertState] = {}
 
-    def run(self, until: datetime, start: datetime) -> list[Transition]:
+    def run(self, until: datetime, start: datetime, *, live: bool = False) -> list[Transition]:
         """Evaluate every rule through `until`; return the transitions, oldest first.
 
-        `start` is where a rule without a cursor begins (exclusive).
+        `start` is where a rule without a cursor begins (exclusive). With `live`, `until`
+        itself is judged too when it falls between marks (`_live`).
         """
         found: list[Transition] = []
         for rule in self.engine.rules:
@@ -555,7 +635,35 @@ class Monitor:
             else:
                 moment = int(until.timestamp()) // STEP * STEP
                 self.cursors[rule.name] = max(since, datetime.fromtimestamp(moment, UTC))
+        if live:
+            found.extend(self._live(until))
         found.sort(key=lambda t: (t.at, t.rule, t.group))
+        return found
+
+    def _live(self, until: datetime) -> list[Transition]:
+        """Judge the window ending at `until` itself, between two marks: the coming mark's
+        evaluation on the data held so far (its partial slot included). It can only bring
+        a firing forward: a key that fires on it is saved firing; anything short of that
+        is left for the mark to judge on the whole slot, so `for` and `recover_for` still
+        count evaluations at the marks. Rises only: a partial window would read as a drop.
+        """
+        now = int(until.timestamp())
+        if now % STEP == 0:
+            return []  # a mark: judged in full by `run`
+        mark = (now // STEP + 1) * STEP
+        end = datetime.fromtimestamp(mark, UTC)
+        found: list[Transition] = []
+        for rule in self.engine.rules:
+            if rule.source == "summary" or rule.direction != "up":
+                continue
+            for ev in self.engine.evaluate(rule, end - timedelta(seconds=STEP), end):
+                ev = replace(ev, at=until, window=max(0.0, ev.window - (mark - now)))
+                key = (rule.name, ev.group)
+                before = self.states.get(key) or AlertState(rule.name, ev.group)
+                after, kind = step(before, ev, rule)
+                if kind == FIRING:
+                    self.states[key] = self.changed[key] = after
+                    found.append(transition(before, after, kind, ev, rule))
         return found
 
     def _step(self, rule: Rule, ev: Evaluation) -> list[Transition]:

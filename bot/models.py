@@ -194,6 +194,7 @@ class Rule:
     direction: str = "up"  # up | down | both
     min_volume: int = 0  # finished jobs in the window before a rate is judged
     min_rate: float = 0.0  # absolute floor on a failure rate
+    false_alerts: float = 0.5  # failure rates: the evidence test's budget, per 30 days
     min_credits: float = 0.0  # impact floor on spend
     for_: int = 1  # consecutive breaching evaluations before firing
     recover_for: int = 2  # consecutive normal evaluations before resolving
@@ -390,6 +391,7 @@ class Evaluation:
     judged: bool = True  # False: too little data or volume to say either way
     calm: bool = True  # well inside the normal band (hysteresis: what recovery needs)
     window: float = 0.0  # seconds of data the value covers
+    evidence: float = 0.0  # failure rates: the evidence test's CUSUM over its threshold
 
 
 @dataclass(frozen=True)
@@ -653,3 +655,48 @@ class BudgetState:
             ),
             estimated=bool(data.get("estimated", False)),
         )
+
+
+# -- feedback on alerts (the buttons record it, the store counts it, tune replays it) -----
+
+EXPECTED, NOISE = "expected", "noise"  # the verdicts a parent's buttons give an episode
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What people said about one alert episode (a key firing from `since`): its verdict,
+    the last click winning, and who acknowledged it first."""
+
+    rule: str
+    group: tuple[str, ...]
+    since: datetime  # the episode's first breach (its transitions' `since`), data time
+    verdict: str | None = None  # EXPECTED | NOISE
+    verdict_by: str | None = None  # Slack user id
+    verdict_at: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One alert episode as the store holds it: fired from `since`, told at `told_at`,
+    resolved at `resolved_at` (None: still firing, or its resolve is not stored)."""
+
+    rule: str
+    group: tuple[str, ...]
+    since: datetime
+    told_at: datetime | None = None
+    resolved_at: datetime | None = None
+    feedback: Feedback | None = None
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    """One rule's alert episodes over a span, and what people said about them."""
+
+    rule: str
+    alerts: int
+    acknowledged: int
+    expected: int
+    noise: int
+    median_ack_seconds: float | None  # from told to the first acknowledgement

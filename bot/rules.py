@@ -107,6 +107,7 @@ RULES_SCHEMA: dict[str, Any] = {
                     "direction": {"enum": ["up", "down", "both"]},
                     "min_volume": {"type": "integer", "minimum": 0},
                     "min_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                    "false_alerts": {"type": "number", "exclusiveMinimum": 0, "maximum": 30},
                     "min_credits": {"type": "number", "minimum": 0},
                     "for": _POSITIVE_INT,
                     "recover_for": _POSITIVE_INT,
@@ -401,6 +402,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, 
             yield (*here, "group_by"), "the summary has no metadata; group summary rules by model"
         if metric != "failure_rate" and "min_rate" in rule:
             yield (*here, "min_rate"), "only failure_rate rules take min_rate"
+        if (metric != "failure_rate" or source == "summary") and "false_alerts" in rule:
+            yield (*here, "false_alerts"), "only events failure_rate rules take false_alerts"
         if metric != "spend" and "min_credits" in rule:
             yield (*here, "min_credits"), "only spend rules take min_credits"
         bucket = parse_duration(rule.get("bucket", 900)) or 900.0

@@ -353,7 +353,8 @@ class Worker:
         engine = self.monitor.engine
         transitions = [
             enrich(t, engine, self.store.events_between)
-            for t in self.monitor.run(until=now, start=now - STEP_DELTA)
+            # Every cycle that brought events also judges the window ending now.
+            for t in self.monitor.run(until=now, start=now - STEP_DELTA, live=bool(events))
         ]
         try:
             added = self.store.save_decisions(

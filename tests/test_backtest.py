@@ -62,9 +62,14 @@ def test_worker_and_backtest_give_the_same_transitions(store: Store) -> None:
 
     stored = [json.dumps(e.to_api()) for e in store.recent_events(1_000_000)[::-1]]
     recording = backtest.load(rules.rules, stored, backfill)
-    # The backtest judges from its first event on; the worker judged from its first cycle.
-    replayed = [t for t in backtest.run(recording) if t.at <= clock()]
+    # The backtest judges from its first event on; the worker judged from its first cycle,
+    # and at every cycle the window ending then (a poll a minute, on the minute).
+    replayed = [t for t in backtest.run(recording, poll_every=60) if t.at <= clock()]
     assert same(replayed, live)
+    # At the 5-minute marks alone the same incident fires later, never sooner.
+    marks = [t for t in backtest.run(recording) if t.at <= clock()]
+    assert [t.state for t in marks] == ["firing", "resolved"]
+    assert marks[0].at >= live[0].at
 
 
 def write_recording(tmp_path: Path) -> tuple[Path, Path]:

@@ -518,6 +518,30 @@ CLICK = {
 @example({"actions": [{"action_id": "ack", "value": "[" * 5000}]})
 @example({**CLICK, "message": {"ts": "1", "blocks": "not a list"}})
 @example({**CLICK, "actions": [{**CLICK["actions"][0], "action_id": ["ack"]}]})  # unhashable
+@example(  # feedback naming an episode that no datetime can hold: the key's latest instead
+    {
+        **CLICK,
+        "actions": [
+            {
+                "action_id": "usage_noise",
+                "value": json.dumps(
+                    {"rule": "r", "group": [], "since": "0001-01-01T00:00:00+01:00"}
+                ),
+            }
+        ],
+    }
+)
+@example(
+    {
+        **CLICK,
+        "actions": [
+            {
+                "action_id": "usage_expected",
+                "value": json.dumps({"rule": "r", "group": [], "since": 7}),
+            }
+        ],
+    }
+)
 def test_a_button_payload_always_gets_an_action(payload: Any) -> None:
     store = Store(None)
     try:

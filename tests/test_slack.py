@@ -391,6 +391,81 @@ def test_button_clicks_acknowledge_and_silence_and_the_parent_shows_it(
     )
 
 
+def test_expected_and_noise_through_signed_http_are_recorded_and_shown_once(
+    slack: SlackStandIn, world: tuple[Simulator, ManualClock], database: str | Path
+) -> None:
+    """Feedback per episode over `serve`'s /slack/interactivity: who and when recorded,
+    the last click winning, one feedback line on the parent, kept by the resolve's edit
+    (with the two buttons), and a click on the resolved parent taken too."""
+    import json
+    from urllib.parse import urlencode
+
+    from bot.config import Settings
+    from tests.helpers import SECRET, serve_app, signed
+
+    sim, clock = world
+    rig = Rig(database, slack, sim, clock)
+    rig.run_until(START + timedelta(hours=10, minutes=30))
+    (firing,) = [t for t in rig.store.transitions() if t.state == "firing"]
+    assert firing.since is not None
+    options = dict(slack_signing_secret=SECRET, slack_bot_token="xoxb-test", port=0)
+    settings = (
+        Settings(database_url=database, slack_api_url=slack.url, **options)  # type: ignore[arg-type]
+        if isinstance(database, str)
+        else Settings(db_path=str(database), slack_api_url=slack.url, **options)  # type: ignore[arg-type]
+    )
+
+    def click(http: httpx.Client, url: str, action_id: str, user: str, **headers: str) -> int:
+        (parent,) = parents(slack)  # the parent as Slack holds it now
+        buttons = [b for b in parent.blocks if b["type"] == "actions"][0]["elements"]
+        value = next(e["value"] for e in buttons if e["action_id"] == action_id)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user},
+            "channel": {"id": parent.channel},
+            "container": {"channel_id": parent.channel, "message_ts": parent.ts},
+            "message": {"ts": parent.ts, "text": parent.text, "blocks": parent.blocks},
+            "actions": [{"action_id": action_id, "value": value}],
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return http.post(url, content=body, headers={**signed(body), **headers}).status_code
+
+    def lines() -> list[str]:
+        (parent,) = parents(slack)
+        return [
+            b["elements"][0]["text"] for b in parent.blocks if b.get("block_id") == "usage_feedback"
+        ]
+
+    key = ("failed-job-rate", ("pro",), firing.since)
+    for base in serve_app(settings):
+        url = f"{base}/slack/interactivity"
+        with httpx.Client(timeout=5) as http:
+            assert click(http, url, "usage_noise", "U1") == 200
+            assert click(http, url, "usage_expected", "U2") == 200  # they disagree
+            forged = click(http, url, "usage_noise", "U3", **{"X-Slack-Signature": "v0=00"})
+            assert forged == 401
+        said = rig.store.feedback(*key)
+        assert said is not None and (said.verdict, said.verdict_by) == ("expected", "U2")
+        assert said.verdict_at is not None and abs(datetime.now(UTC) - said.verdict_at) < timedelta(
+            minutes=1
+        )
+        (shown,) = lines()  # one line: the latest verdict, with who gave it
+        assert shown.startswith(":ballot_box_with_check: Marked expected by <@U2> at ")
+
+        rig.run_until(START + timedelta(hours=13))  # the incident resolves
+        (parent,) = parents(slack)
+        assert "resolved after" in str(parent.blocks[0]) and lines() == [shown]
+        with httpx.Client(timeout=5) as http:  # feedback after the fact
+            assert click(http, url, "usage_noise", "U3") == 200
+        (parent,) = parents(slack)
+        assert "resolved after" in str(parent.blocks[0])
+        (again,) = lines()
+        assert again.startswith(":mute: Marked noise by <@U3> at ")
+    said = rig.store.feedback(*key)
+    assert said is not None and (said.verdict, said.verdict_by) == ("noise", "U3")
+    rig.close()
+
+
 def test_two_workers_on_one_database_post_each_alert_once(
     slack: SlackStandIn, world: tuple[Simulator, ManualClock], database: str | Path
 ) -> None:

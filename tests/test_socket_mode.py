@@ -217,6 +217,54 @@ def test_a_button_click_acknowledges_the_alert_and_edits_its_parent(
     store.close()
 
 
+def test_expected_and_noise_over_socket_mode_are_recorded_and_shown_once(
+    connect: Connect, sockets: SocketModeStandIn, slack: SlackStandIn, db: Path
+) -> None:
+    """Feedback per episode from the worker's Socket Mode: who and when recorded, the last
+    click winning, one feedback line on the parent."""
+    firing = make_firing()  # the episode fill() stored: pro, firing since T0
+    posted = WebClient(token=BOT_TOKEN, base_url=slack.url).chat_postMessage(
+        channel="#usage-alerts",
+        text=messages.alert_fallback(firing, RULE.metric),
+        blocks=messages.parent_blocks(firing, RULE),
+    )
+    channel, ts = str(posted["channel"]), str(posted["ts"])
+    connect()
+
+    def click(action_id: str, user: str, edits: int) -> None:
+        parent = slack.message(channel, ts)  # as Slack holds it now
+        buttons = next(b for b in parent.blocks or [] if b["type"] == "actions")["elements"]
+        value = next(e["value"] for e in buttons if e["action_id"] == action_id)
+        ack = sockets.request(
+            "interactive",
+            {
+                "type": "block_actions",
+                "user": {"id": user},
+                "channel": {"id": channel},
+                "container": {"channel_id": channel, "message_ts": ts},
+                "message": {"ts": ts, "text": parent.text, "blocks": parent.blocks},
+                "actions": [{"action_id": action_id, "value": value}],
+            },
+            timeout=WAIT,
+        )
+        assert ack is not None and "payload" not in ack  # acked at once, empty
+        assert wait_until(lambda: len(slack.message(channel, ts).edits) >= edits)
+
+    click(messages.MARK_NOISE, "U1", 1)
+    click(messages.MARK_EXPECTED, "U2", 2)
+
+    blocks = slack.message(channel, ts).blocks or []
+    shown = [b for b in blocks if b.get("block_id") == messages.FEEDBACK_NOTE]
+    assert [b["elements"][0]["text"] for b in shown] == [
+        ":ballot_box_with_check: Marked expected by <@U2> at 01:05 UTC"
+    ]
+    store = Store(db)
+    said = store.feedback(RULE.name, ("pro",), T0)
+    store.close()
+    assert said is not None
+    assert (said.verdict, said.verdict_by, said.verdict_at) == ("expected", "U2", NOW)
+
+
 def test_a_dropped_connection_is_replaced_and_answers_again(
     connect: Connect, sockets: SocketModeStandIn, slack: SlackStandIn, logs: Any
 ) -> None:

@@ -1,5 +1,7 @@
 """The wording moved into bot.messages, pinned byte for byte (as the code before the move
-wrote it): users must see exactly the same texts. Wording added since is pinned here too."""
+wrote it): users must see exactly the same texts. New wording (feedback on alerts, what
+drives an alert, budget thresholds told together, the digest's comparison) is pinned here
+as it was written; change it here deliberately."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from bot import digest
 from bot.breakdown import failures, spend
-from bot.messages import budget, commands, notices, transport
+from bot.messages import budget, commands, feedback, notices, transport
 from bot.messages.breakdown import breakdown_text, last_day_text
-from bot.models import Tally
+from bot.models import Feedback, RuleStats, Tally
 
 AT = datetime(2026, 11, 23, 9, 5, 7, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
@@ -127,6 +129,69 @@ def test_transport_texts() -> None:
         "invalid_signature",
         "not_a_slash_command",
     ]
+
+
+def test_feedback_texts() -> None:
+    assert feedback.marked_note("expected", "U1", AT) == (
+        ":ballot_box_with_check: Marked expected by <@U1> at 09:05 UTC"
+    )
+    assert feedback.marked_note("noise", "U2", LATER) == ":mute: Marked noise by <@U2> at 11:05 UTC"
+    said = Feedback("r", ("pro",), AT, "noise", "U2", LATER)
+    assert feedback.feedback_note(said) == ":mute: Marked noise by <@U2> at 11:05 UTC"
+    assert feedback.feedback_note(Feedback("r", ("pro",), AT, acked_by="U1", acked_at=AT)) is None
+    assert feedback.overruled_text("Marked noise", "expected", "U1") == (
+        "Marked noise (it was marked expected by <@U1>; the last click counts)"
+    )
+    stats = [RuleStats("failed-job-rate", 12, 9, 7, 3, 754.0), RuleStats("spend", 1, 0, 0, 1, None)]
+    table = (
+        "rule             alerts  acknowledged  expected  noise  median time to ack\n"
+        "---------------  ------  ------------  --------  -----  ------------------\n"
+        "failed-job-rate      12             9         7      3              13 min\n"
+        "spend                 1             0         0      1                   -"
+    )
+    assert feedback.stats_report(stats, 7, AT, LATER) == (
+        "Alerts per rule, last 7 days (episodes that began 2026-11-23 09:05 .. "
+        "2026-11-23 11:05 UTC):\n" + table
+    )
+    assert feedback.stats_report([], 1, AT, LATER) == (
+        "No alerts began in the last 1 day (2026-11-23 09:05 .. 11:05 UTC)."
+    )
+    assert feedback.digest_stats_lines(feedback.stats_rows(stats), 7) == [
+        "*Alerts per rule, last 7 days*",
+        f"```\n{table}\n```",
+    ]
+    assert feedback.digest_stats_lines([], 7) == []
+    assert feedback.unknown_rule_text("x", ["a", "b"]) == (
+        "tune: no rule named 'x' in the rules file (rules: a, b)"
+    )
+    assert feedback.nothing_marked_text("r", 7) == (
+        "tune: no alert of r that began in the last 7 days is marked expected or noise; "
+        "mark some with the buttons on their parents (or try more --days)"
+    )
+    z4, z5 = (("z", 4.0),), (("z", 5.0),)
+    assert feedback.tune_suggestion(z4, z4) == (
+        "Suggestion: keep z = 4: it keeps every expected alert and drops the noise. "
+        "Nothing was changed."
+    )
+    assert feedback.tune_suggestion(z4, z5) == (
+        "Suggestion: z = 5 (now z = 4) keeps every expected alert and drops the noise. "
+        "Nothing was changed: edit rules.yaml to apply it."
+    )
+    assert feedback.tune_suggestion(z4, None, (z5, 1, 2), (2, 3)) == (
+        "Suggestion: no setting tried keeps every expected alert and drops all the noise; "
+        "closest: z = 5 (keeps 1 of 2 expected, drops 2 of 3 noise). Nothing was changed."
+    )
+    assert feedback.tune_report("r", AT, LATER, (1, 2), z4, [(z4, 3, 1, 0, 2)]) == (
+        "r judged again over the stored events of 2026-11-23 09:05 .. 2026-11-23 11:05 UTC\n"
+        "1 alert(s) marked expected, 2 marked noise in that span.\n"
+        "z        alerts  expected kept  noise dropped  unlabelled\n"
+        "-------  ------  -------------  -------------  ----------\n"
+        "4 (now)       3         1 of 1         0 of 2           2"
+    )
+    assert (
+        "• `/usage alerts stats [days]`: per rule, alerts, acknowledged, marked expected, "
+        "marked noise and the median time to acknowledge (default 7 days)"
+    ) in commands.help_text()
 
 
 def test_what_drives_an_alert() -> None:

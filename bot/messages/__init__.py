@@ -7,6 +7,7 @@ Slack Block Kit), no I/O. Operators' log lines stay where they are logged.
 * `notices`: ops notices (episodes opened and cleared) and how notices and posts show;
 * `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors);
 * `budget`: budget states, threshold and forecast messages, the digest's budget lines;
+* `feedback`: a parent's expected / noise line, per-rule alert figures, `tune`'s report;
 * `breakdown`: what drives an alert, in its thread and for `/usage model`.
 
 Everything is re-exported here, so `messages.alert_text(...)` and
@@ -15,9 +16,13 @@ Everything is re-exported here, so `messages.alert_text(...)` and
 
 from __future__ import annotations
 
-from bot.messages import commands, notices, transport
+from bot.messages import commands, feedback, notices, transport
 from bot.messages.alerts import (
     ACK,
+    ACK_NOTE,
+    FEEDBACK_NOTE,
+    MARK_EXPECTED,
+    MARK_NOISE,
     MAX_BLOCKS,
     MAX_SECTION,
     SEVERITY_ICON,
@@ -31,6 +36,7 @@ from bot.messages.alerts import (
     describe_key,
     detail_blocks,
     details_fallback,
+    feedback_block,
     format_duration,
     format_metric,
     parent_blocks,
@@ -55,6 +61,10 @@ from bot.messages.reports import (
 
 __all__ = [
     "ACK",
+    "ACK_NOTE",
+    "FEEDBACK_NOTE",
+    "MARK_EXPECTED",
+    "MARK_NOISE",
     "MAX_BLOCKS",
     "MAX_SECTION",
     "SEVERITY_ICON",
@@ -73,6 +83,8 @@ __all__ = [
     "describe_key",
     "detail_blocks",
     "details_fallback",
+    "feedback",
+    "feedback_block",
     "digest_chart_title",
     "digest_coverage_lines",
     "events_report",

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.models import AlertState, Event, Rule, Transition
+from bot.models import AlertState, Event, Rule, Transition, format_time
 
 # -- alerts --------------------------------------------------------------------------
 
@@ -134,8 +134,10 @@ def parent_blocks(
     mention: str | None = None,
     spark: str = "",
     resolved: Transition | None = None,
+    feedback: str | None = None,
 ) -> list[dict[str, object]]:
-    """The parent message: what broke, for whom, how bad, since when; edited on resolve."""
+    """The parent message: what broke, for whom, how bad, since when; edited on resolve.
+    `feedback` is the episode's feedback line (who marked it expected or noise), if any."""
     metric = rule.metric
     window = format_duration(t.window or rule.bucket)
     since = t.since or t.at
@@ -169,17 +171,23 @@ def parent_blocks(
     if rule.runbook:
         footer += f" · <{rule.runbook}|runbook>"
     blocks.append(_context(footer))
-    if resolved is None:
-        blocks.append(action_block(t, rule))
+    if feedback:
+        blocks.append(note_block(feedback, FEEDBACK_NOTE))
+    # A resolved parent keeps the feedback buttons: whether it was noise is often
+    # clearer once it is over.
+    blocks.append(action_block(t, rule) if resolved is None else feedback_block(t))
     return blocks[:MAX_BLOCKS]
 
 
 ACK, SILENCE_1H, SILENCE_24H = "usage_ack", "usage_silence_1h", "usage_silence_24h"
+MARK_EXPECTED, MARK_NOISE = "usage_expected", "usage_noise"  # feedback on the episode
+ACK_NOTE, FEEDBACK_NOTE = "usage_note", "usage_feedback"  # block_ids of the parent's notes
 
 
 def action_block(t: Transition, rule: Rule) -> dict[str, object]:
-    """The buttons on a firing parent: acknowledge, silence, and the runbook if any."""
-    value = json.dumps({"rule": t.rule, "group": list(t.group)})
+    """The buttons on a firing parent: acknowledge, silence, feedback (expected or
+    noise), and the runbook if any."""
+    value = episode_value(t)
 
     def button(action: str, label: str, style: str | None = None) -> dict[str, object]:
         element: dict[str, object] = {
@@ -196,6 +204,7 @@ def action_block(t: Transition, rule: Rule) -> dict[str, object]:
         button(ACK, "Acknowledge", "primary"),
         button(SILENCE_1H, "Silence 1h"),
         button(SILENCE_24H, "Silence 24h"),
+        *feedback_buttons(t),
     ]
     if rule.runbook:
         elements.append(
@@ -209,12 +218,44 @@ def action_block(t: Transition, rule: Rule) -> dict[str, object]:
     return {"type": "actions", "elements": elements}
 
 
-def with_note(blocks: Sequence[dict[str, object]], note: str) -> list[dict[str, object]]:
-    """The parent's blocks with a note (who acknowledged or silenced it) above the buttons."""
-    kept = [b for b in blocks if b.get("block_id") != "usage_note"]
-    note_block = {**_context(note), "block_id": "usage_note"}
+def episode_value(t: Transition) -> str:
+    """A button's value: the alert key and the episode (its first breach)."""
+    return json.dumps(
+        {"rule": t.rule, "group": list(t.group), "since": format_time(t.since or t.at)}
+    )
+
+
+def feedback_buttons(t: Transition) -> list[dict[str, object]]:
+    """Expected and Noise: on a firing parent with the others, alone on a resolved one."""
+    return [
+        {
+            "type": "button",
+            "action_id": action,
+            "text": {"type": "plain_text", "text": label},
+            "value": episode_value(t),
+        }
+        for action, label in ((MARK_EXPECTED, "Expected"), (MARK_NOISE, "Noise"))
+    ]
+
+
+def feedback_block(t: Transition) -> dict[str, object]:
+    """The buttons a resolved parent keeps."""
+    return {"type": "actions", "elements": feedback_buttons(t)}
+
+
+def note_block(note: str, block_id: str = ACK_NOTE) -> dict[str, object]:
+    return {**_context(note), "block_id": block_id}
+
+
+def with_note(
+    blocks: Sequence[dict[str, object]], note: str, block_id: str = ACK_NOTE
+) -> list[dict[str, object]]:
+    """The parent's blocks with a note above the buttons, replacing the note of the same
+    kind: who acknowledged or silenced it (ACK_NOTE), who marked it expected or noise
+    (FEEDBACK_NOTE). Each kind shows once, however often it is clicked."""
+    kept = [b for b in blocks if b.get("block_id") != block_id]
     at = next((i for i, b in enumerate(kept) if b.get("type") == "actions"), len(kept))
-    return [*kept[:at], note_block, *kept[at:]][:MAX_BLOCKS]
+    return [*kept[:at], note_block(note, block_id), *kept[at:]][:MAX_BLOCKS]
 
 
 def detail_blocks(t: Transition, events: Sequence[Event], metric: str) -> list[dict[str, object]]:

@@ -29,6 +29,7 @@ WORDS = (
 )
 SEGMENT_DAYS = (1, 8)  # segments come from stored events, kept for at least 8 days
 PUBLIC = "public"
+STATS = "stats"  # `alerts stats [days]`: per-rule alert figures
 ECHO_MAX = 30  # how much of an unknown word is quoted back
 THREADS_HEAD = "Threads:"
 BAD_CLICK_TEXT = "Sorry, I could not read that button click."
@@ -50,6 +51,8 @@ def help_text(command: str = "/usage") -> str:
             f"• `{c} segment NAME [days]`: one customer segment's daily jobs, failures and"
             f" credits ({_range(SEGMENT_DAYS)} days, from the stored events)",
             f"• `{c} alerts`: open alerts, silences, the latest transitions and thread links",
+            f"• `{c} alerts {STATS} [days]`: per rule, alerts, acknowledged, marked expected,"
+            f" marked noise and the median time to acknowledge (default {DEFAULT_DAYS} days)",
             f"• `{c} budget`: spend to date against each budget, with the forecast",
             f"• `{c} silence RULE[/GROUP] DURATION REASON`: hold back an alert key (all its"
             " groups without /GROUP) for up to 7d, e.g. `failed-job-rate/pro 2h deploy`",

@@ -265,7 +265,9 @@ class SlackNotifier:
         )
         # Editing the parent is idempotent: repeating it after a crash does no harm.
         firing = self._firing_of(thread, t)
-        blocks = messages.parent_blocks(firing, rule, resolved=t)
+        said = self.store.feedback(t.rule, t.group, t.since or firing.since or firing.at)
+        note = messages.feedback.feedback_note(said)
+        blocks = messages.parent_blocks(firing, rule, resolved=t, feedback=note)
         self.reader.chat_update(
             channel=thread.channel,
             ts=thread.ts,

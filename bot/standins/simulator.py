@@ -134,6 +134,10 @@ class Incident:
     customer: str | None = None  # None = all customers (a customer_id of CUSTOMERS)
     failure_rate: float = 0.5  # failure_spike: probability a matching job fails
     factor: float = 5.0  # spend_runaway: multiplies arrivals of matching jobs
+    # failure_spike: jobs *finishing* in [start, end) fail, at the moment they would have
+    # finished (a model that breaks under running work), instead of jobs created then
+    # failing a while later: the failure rate of finished jobs jumps at `start`.
+    sudden: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("failure_spike", "spend_runaway", "outage"):
@@ -506,7 +510,15 @@ class Simulator:
     def _emit(self, d: _Draft) -> None:
         """Turn a drafted job into its creation and final events, unless an outage drops it."""
         failure_rate = BASE_FAILURE_RATE[d.model]
+        fail_delay = d.delay_fail
         for incident, start_ts, end_ts in self._windows:
+            if incident.kind == "failure_spike" and incident.sudden:
+                finish = d._replace(ts=d.ts + d.delay_ok)
+                if _matches(incident, start_ts, end_ts, finish) and (
+                    d.u_fail < incident.failure_rate
+                ):
+                    failure_rate, fail_delay = 1.0, d.delay_ok
+                continue
             if not _matches(incident, start_ts, end_ts, d):
                 continue
             if incident.kind == "outage":
@@ -533,7 +545,7 @@ class Simulator:
         credits = round(d.duration / 60 * MODEL_PRICES[d.model], 2)
         self._add(
             _Event(
-                ts=d.ts + (d.delay_fail if failed else d.delay_ok),
+                ts=d.ts + (fail_delay if failed else d.delay_ok),
                 id=f"evt_{d.core}1",
                 request_id=d.request_ids[1],
                 method="GET",

@@ -18,6 +18,7 @@ from .budgets import BudgetsMixin
 from .coverage import CoverageMixin
 from .deliveries import DeliveriesMixin
 from .events import EventsMixin
+from .feedback import FeedbackMixin
 from .hooks import HooksMixin
 from .leases import LeasesMixin
 from .notices import NoticesMixin
@@ -39,6 +40,7 @@ class Store(
     DeliveriesMixin,
     LeasesMixin,
     SilencesMixin,
+    FeedbackMixin,
     NoticesMixin,
     BudgetsMixin,
     PostsMixin,

@@ -381,3 +381,25 @@ def m013_poll_pace(db: Database) -> None:
     # The events poll's pace: the delay chosen before the next poll, and why.
     db.add_column("polls", "next_poll_seconds", float)
     db.add_column("polls", "pace", str)
+
+
+@migration
+def m015_feedback(db: Database) -> None:
+    # Feedback per alert episode (rule, group, the episode's first breach): the verdict of
+    # the Expected / Noise buttons (the last click wins) and the first acknowledgement,
+    # kept after the thread row has moved on to a later episode.
+    db.create_table(
+        "alert_feedback",
+        {
+            "rule": str,
+            "group_key": str,
+            "since": str,
+            "verdict": str,  # expected | noise
+            "verdict_by": str,
+            "verdict_at": str,
+            "acked_by": str,
+            "acked_at": str,
+        },
+        pk=("rule", "group_key", "since"),
+    )
+    db.create_index("alert_feedback", ["since"])
