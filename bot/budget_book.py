@@ -21,10 +21,10 @@ from bot.budget import (
     status,
 )
 from bot.metrics import CREDITS, FAILED, FINISHED, JOBS, UsageCube, batch_from_events
-from bot.models import THRESHOLD, TOTAL, Budget, DailyUsage, Event
+from bot.models import THRESHOLD, TOTAL, Budget, BudgetEvent, DailyUsage, Event
 from bot.store import Store
 
-DIGEST_DAYS = 31 + 8  # the digest's 30-day chart and 7-day medians, and a margin
+DIGEST_DAYS = 31 + 8  # the digest's 30-day chart (its 4 weeks of weekdays), and a margin
 
 
 class BudgetBook:
@@ -108,13 +108,20 @@ def judge(
         if not events:
             continue
         payload = as_json(state)
-        posts: dict[str, tuple[str | None, dict[str, Any]]] = {}
-        hooks: dict[str, tuple[str, str]] = {}
+        # Thresholds crossed in one cycle are one post ("passed 50% and 80%"), where the
+        # first of them falls among the events; forecast events are a post each. Each
+        # event still has its own record and, for a threshold, its own hook.
+        thresholds = tuple(e for e in events if e.kind == THRESHOLD)
+        told: list[tuple[tuple[BudgetEvent, ...], str | None, dict[str, Any]]] = []
         for event in events:
-            # The event whole: its post's metadata carries it, for a fresh database to
-            # take back from Slack (SlackNotifier.recover).
-            posts[event.key] = (budget.channel, {"event": event.to_json(), "status": payload})
-            if event.kind == THRESHOLD and budget.name in hooked:
-                hooks[event.key] = (budget.name, json.dumps(hook_body(event, state)))
-        added += store.save_budget_events(events, posts, hooks, now)
+            if event.kind != THRESHOLD:
+                told.append(((event,), budget.channel, payload))
+            elif event is thresholds[0]:
+                told.append((thresholds, budget.channel, payload))
+        hooks = {
+            e.key: (budget.name, json.dumps(hook_body(e, state)))
+            for e in thresholds
+            if budget.name in hooked
+        }
+        added += store.save_budget_events(told, hooks, now)
     return added

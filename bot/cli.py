@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from bot.server import serve
 
-            return serve(settings, load_ruleset(settings).budgets)
+            ruleset = load_ruleset(settings)
+            return serve(settings, ruleset.budgets, ruleset.rules)
         if args.command == "query":
             return cmd_query(settings, args)
         if args.command == "tune":
@@ -251,7 +252,7 @@ def cmd_run(settings: Settings, cycles: int | None) -> int:
         from bot.socket_mode import SocketModeTransport
 
         socket_mode = SocketModeTransport(
-            settings, budgets=ruleset.budgets
+            settings, budgets=ruleset.budgets, rules=ruleset.rules
         ).start()  # own threads, own connections
     try:
         with (
@@ -327,8 +328,9 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
             print(commands.coverage_text(store, now, args.hours))
         elif args.what in ("model", "segment"):
             # The slash command's own answer, so both say the same.
+            rules = load_ruleset(settings).rules if args.what == "model" else ()
             reply = commands.handle_command(
-                f"{args.what} {args.name} {args.days}", store=store, now=now
+                f"{args.what} {args.name} {args.days}", store=store, now=now, rules=rules
             )
             print(reply.plain(), file=sys.stderr if reply.correction else sys.stdout)
             return 1 if reply.correction else 0

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import messages
+from bot import breakdown, messages
 from bot.api_schema import EVENTS_PATH
 from bot.budget import as_json
 from bot.budget_book import BudgetBook
+from bot.messages import breakdown as breakdown_words
 from bot.messages import budget as budget_words
 from bot.messages import commands as wording
 from bot.messages import feedback as feedback_words
@@ -34,13 +35,17 @@ from bot.messages.commands import (
 )
 from bot.models import (
     EXPECTED,
+    FIRING,
     NOISE,
+    REMINDER,
     TOTAL,
     AlertState,
     Budget,
     BudgetState,
     DailyUsage,
+    Rule,
     Thread,
+    Transition,
     format_time,
     parse_time,
 )
@@ -132,6 +137,35 @@ def model_text(store: Store, model: str, days: int, now: datetime) -> str:
     return f"{head}\n{body}\n{messages.alerts_report(model_alerts(store, model), [], now)}"
 
 
+def drivers_text(store: Store, model: str, now: datetime, rules: Sequence[Rule] = ()) -> str:
+    """What drives the model's open failure-rate and spend alerts, each in the window it
+    was last told with (its firing or latest reminder); with none open (or no rules to
+    know them by), its last 24 hours against the 7 days before."""
+    by_name = {rule.name: rule for rule in rules}
+    texts = []
+    for state in sorted(model_alerts(store, model), key=lambda s: (s.rule, s.group)):
+        rule, told = by_name.get(state.rule), _last_told(store, state)
+        if rule is None or told is None:
+            continue
+        found = breakdown.explain(told, rule, store.tallies)
+        if found is not None:
+            group = ", ".join(v or "(none)" for v in state.group) or "account"
+            title = f"What drives {state.rule} [{group}]"
+            texts.append(breakdown_words.breakdown_text(found, markup=False, title=title))
+    if not texts:
+        day = breakdown.last_day({"model": model}, now, store.tallies, store.oldest_event_time())
+        texts.append(breakdown_words.last_day_text(day))
+    return "\n".join(texts)
+
+
+def _last_told(store: Store, state: AlertState) -> Transition | None:
+    """The newest firing or reminder transition of an open alert (None when pruned)."""
+    for t in store.transitions(500):  # newest first
+        if (t.rule, t.group) == (state.rule, state.group) and t.state in (FIRING, REMINDER):
+            return t
+    return None
+
+
 def model_alerts(store: Store, model: str) -> list[AlertState]:
     """The firing alerts on this model (grouped by model, alone or with other fields)."""
     fields = _group_fields(store)
@@ -209,10 +243,12 @@ def handle_command(
     user: str | None = None,
     command: str = "/usage",
     budgets: Sequence[Budget] = (),
+    rules: Sequence[Rule] = (),
 ) -> Reply:
     """Answer what the user typed after the command. Never raises on user input.
 
     `user` is the Slack user id, for callers that log it; the answer does not depend on it.
+    `rules` tell `model` which open alerts it can break down (`drivers_text`).
     """
     words = text.split()  # any Unicode whitespace, runs of it, leading and trailing
     public = bool(words) and words[-1].lower() == PUBLIC
@@ -237,7 +273,7 @@ def handle_command(
             return _fix(wording.extra_words_text(sub, "events [limit]", command))
         return Reply(_code(events_text(store, limit, now)), public)
     if sub == "model":
-        return _model(args, store, now, public, command)
+        return _model(args, store, now, public, command, rules)
     if sub == "segment":
         return _segment(args, store, now, public, command)
     if sub == "alerts":
@@ -362,7 +398,14 @@ def _silence(
     return Reply(wording.silenced_text(args[0], until, user, reason), public)
 
 
-def _model(args: list[str], store: Store, now: datetime, public: bool, command: str) -> Reply:
+def _model(
+    args: list[str],
+    store: Store,
+    now: datetime,
+    public: bool,
+    command: str,
+    rules: Sequence[Rule] = (),
+) -> Reply:
     seen = models_seen(store, now)
     if not args:
         return _fix(wording.missing_model_text(seen, command))
@@ -378,7 +421,7 @@ def _model(args: list[str], store: Store, now: datetime, public: bool, command: 
         if len(folded) != 1:
             return _fix(wording.unknown_model_text(name, seen, command))
         name = folded[0]
-    text = _code(model_text(store, name, days, now))
+    text = _code(f"{model_text(store, name, days, now)}\n{drivers_text(store, name, now, rules)}")
     return Reply(_with_links(text, store, model_alerts(store, name)), public)
 
 

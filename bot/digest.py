@@ -1,4 +1,5 @@
-"""The daily digest: yesterday per model against the 7-day median, budget burn with the
+"""The daily digest: yesterday per model against the median of the same weekday in the
+weeks before (a quiet Sunday against Sundays, not against the week), budget burn with the
 forecast, open alerts with their threads, and 30 days of credits per model.
 
 `due` and `compose` take the time as an argument; the result is a JSON payload queued
@@ -26,6 +27,7 @@ from bot.models import TOTAL, DigestConfig, format_time, parse_time
 from bot.store import Store
 
 CHART_DAYS = 30
+WEEKS = 4  # yesterday's credits against the median of its weekday in up to this many weeks
 STATS_DAYS = 7  # the alert figures per rule cover the last week (a day holds few alerts)
 
 
@@ -65,15 +67,19 @@ def compose(
     measures = {"jobs": JOBS, "finished": FINISHED, "failed": FAILED, "credits": CREDITS}
     figures: dict[str, dict[str, list[float]]] = {}
     rows = []
+    totals = [0.0] * len(days)
+    known_any = [False] * len(days)
     for model in models:
         scope = (("model", model),)
-        f = figures[model] = {
-            name: _per_day(book, scope, daily, measure, lo, now, days, zone)
-            for name, measure in measures.items()
-        }
-        row = {name: values[-1] for name, values in f.items()}  # yesterday
-        row["median_7d"] = statistics.median(f["credits"][-8:-1])  # the 7 days before it
+        f = figures[model] = {}
+        for name, measure in measures.items():
+            f[name], known = _per_day(book, scope, daily, measure, lo, now, days, zone)
+        row: dict[str, Any] = {name: values[-1] for name, values in f.items()}  # yesterday
+        row["median_weekday"], row["weeks"] = same_weekday(f["credits"], known)
         rows.append({"model": model, **row})
+        totals = [a + b for a, b in zip(totals, f["credits"], strict=True)]
+        known_any = [a or b for a, b in zip(known_any, known, strict=True)]
+    total_median, weeks = same_weekday(totals, known_any)
     alerts = []
     for state in sorted(store.alert_states().values(), key=lambda s: (s.rule, s.group)):
         if state.status != "firing":
@@ -97,6 +103,8 @@ def compose(
         "timezone": config.timezone,
         "at": format_time(now),
         "models": rows,
+        # Yesterday against its weekday's median: the account's, and how many weeks it has.
+        "weekday_median": {"credits": total_median, "weeks": weeks},
         "budgets": [as_json(s) for s in states],
         "alerts": alerts,
         "alert_stats": alert_stats(store, now),
@@ -105,6 +113,14 @@ def compose(
             "credits": {m: figures[m]["credits"] for m in models},
         },
     }
+
+
+def same_weekday(per_day: Sequence[float], known: Sequence[bool]) -> tuple[float | None, int]:
+    """The median of the last day's weekday in up to WEEKS weeks before it (the days the
+    bot knows whole: before it held events or summary figures there is no zero to count),
+    and how many weeks it rests on; (None, 0) with none."""
+    earlier = [per_day[i] for i in range(len(per_day) - 1 - 7, -1, -7)[:WEEKS] if known[i]]
+    return (statistics.median(earlier) if earlier else None), len(earlier)
 
 
 def alert_stats(store: Store, now: datetime, days: int = STATS_DAYS) -> list[dict[str, Any]]:
@@ -122,33 +138,44 @@ def _per_day(
     now: datetime,
     days: Sequence[date],
     zone: ZoneInfo,
-) -> list[float]:
-    values, _ = spend_slots(
+) -> tuple[list[float], list[bool]]:
+    """A measure per local day, and whether the bot knows each day whole."""
+    values, known = spend_slots(
         book.cube, scope, summary_figures(daily, scope, measure), lo, now, measure
     )
-    totals = []
+    totals, whole = [], []
     for day in days:
         a = slot_of(midnight(day, zone)) - lo
         b = slot_of(midnight(day + timedelta(days=1), zone)) - lo
         totals.append(round(float(values[a:b].sum()), 4))
-    return totals
+        whole.append(bool(known[a:b].all()))
+    return totals, whole
 
 
 def digest_text(payload: Mapping[str, Any]) -> str:
     """The digest as one Slack message (mrkdwn, the table in a code block)."""
     day = date.fromisoformat(payload["day"])
     head = f":bar_chart: *Usage digest for {day:%A %d %B %Y}* ({payload['timezone']})"
+    # "median_7d": a digest queued by the version that compared with the 7 days before.
+    weekday = "weekday_median" in payload
+    median = "median_weekday" if weekday else "median_7d"
     rows = []
-    total = {"jobs": 0.0, "finished": 0.0, "failed": 0.0, "credits": 0.0, "median_7d": 0.0}
+    total: dict[str, Any] = {"jobs": 0.0, "finished": 0.0, "failed": 0.0, "credits": 0.0}
+    total[median] = payload["weekday_median"]["credits"] if weekday else 0.0
     for row in payload["models"]:
-        rows.append(_row(row["model"], row))
-        for name in total:
+        rows.append(_row(row["model"], row, median))
+        for name in ("jobs", "finished", "failed", "credits"):
             total[name] += row[name]
+        if not weekday:
+            total[median] += row[median]
     lines = [head]
     if rows:
-        rows.append(_row("total", total))
-        header = ["model", "jobs", "fail rate", "credits", "vs 7-day median"]
+        rows.append(_row("total", total, median))
+        versus = f"vs {day:%A}s" if weekday else "vs 7-day median"
+        header = ["model", "jobs", "fail rate", "credits", versus]
         lines.append("```\n" + table(header, rows) + "\n```")
+        if weekday:
+            lines.append(weekday_note(day, int(payload["weekday_median"]["weeks"])))
     else:
         lines.append("No usage recorded yesterday.")
     lines.extend(digest_coverage_lines(payload.get("coverage"), bool(payload.get("estimated"))))
@@ -180,8 +207,18 @@ def digest_text(payload: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _row(name: str, row: Mapping[str, float]) -> list[str]:
+def weekday_note(day: date, weeks: int) -> str:
+    """What the last column compares with."""
+    if not weeks:
+        return f"Credits: no earlier {day:%A} is stored yet to compare with."
+    if weeks == WEEKS:
+        return f"Credits against the median of the {WEEKS} {day:%A}s before."
+    which = f"the {day:%A}" if weeks == 1 else f"the median of the {weeks} {day:%A}s"
+    return f"Credits against {which} before (all that are stored; up to {WEEKS})."
+
+
+def _row(name: str, row: Mapping[str, Any], median_key: str) -> list[str]:
     rate = f"{row['failed'] / row['finished']:.1%}" if row["finished"] else "-"
-    median = row["median_7d"]
-    change = f"{(row['credits'] - median) / median:+.0%}" if median > 0 else "-"
+    median = row.get(median_key)
+    change = f"{(row['credits'] - median) / median:+.0%}" if median else "-"
     return [name, f"{row['jobs']:,.0f}", rate, f"{row['credits']:,.0f}", change]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -444,6 +444,21 @@ class Transition:
         return {f.rsplit(".", 1)[-1]: v for f, v in zip(self.group_by, self.group, strict=True)}
 
 
+# Event fields an alert's excess is broken down by (bot.breakdown), as the store counts them.
+DIMENSIONS = ("model", "error_code", "output_format", "segment", "customer")
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Finished and failed jobs and credits of the stored events that carry one value of
+    one dimension (`DIMENSIONS`) in a stretch of time: what a breakdown counts from."""
+
+    value: str  # "" for events that carry none
+    finished: int
+    failed: int
+    credits: float
+
+
 # -- budgets (budget decides, the store records, commands/digest/notify show) -------------
 
 FORECAST = "forecast"
@@ -507,6 +522,17 @@ class BudgetEvent:
             projected=float(projected) if projected is not None else None,
             crossing=date.fromisoformat(str(crossing)) if crossing else None,
         )
+
+
+def budget_post_key(events: Sequence[BudgetEvent]) -> str:
+    """The outbox and metadata key of the post that tells `events`: one event's own key;
+    thresholds of one budget crossed in one cycle, told in one post, share one key
+    ("budget:pro-monthly:2026-11:50+80")."""
+    first = events[0]
+    if len(events) == 1:
+        return f"budget:{first.key}"
+    thresholds = "+".join(f"{event.threshold:g}" for event in events)
+    return f"budget:{first.budget}:{first.period}:{thresholds}"
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from bot.messages.transport import (
     WORKING_TEXT,
     http_error,
 )
-from bot.models import Budget
+from bot.models import Budget, Rule
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def make_server(
     *,
     clock: Clock | None = None,
     budgets: Sequence[Budget] = (),
+    rules: Sequence[Rule] = (),
 ) -> ThreadingHTTPServer:
     """The server on `settings.port` (0: any free port). `clock` is for tests of the
     signature's 5-minute window."""
@@ -139,7 +140,7 @@ def make_server(
             if path == ACTIONS_PATH:
                 self._reply(200, _act(database, form["payload"], settings))
                 return
-            self._reply(200, answer_command(database, form, budgets=budgets))
+            self._reply(200, answer_command(database, form, budgets=budgets, rules=rules))
 
         def _authorized(self) -> bool:
             """The bearer BOT_API_TOKEN of the machine endpoints (`/budget`, `/metrics`);
@@ -273,6 +274,7 @@ def answer_command(
     form: Mapping[str, str],
     now: datetime | None = None,
     budgets: Sequence[Budget] = (),
+    rules: Sequence[Rule] = (),
 ) -> dict[str, object]:
     """A slash command's fields in, Slack's reply body out (ephemeral unless `public`).
 
@@ -284,7 +286,7 @@ def answer_command(
     outcome: dict[str, Any] = {}
 
     def work() -> None:
-        body = _answer(database, form, now, budgets)
+        body = _answer(database, form, now, budgets, rules)
         with lock:
             outcome["body"] = body
             late = outcome.get("late", False)
@@ -321,6 +323,7 @@ def _answer(
     form: Mapping[str, str],
     now: datetime | None,
     budgets: Sequence[Budget],
+    rules: Sequence[Rule] = (),
 ) -> dict[str, object]:
     started = time.monotonic()
     user, command = form.get("user_id"), form["command"]
@@ -335,6 +338,7 @@ def _answer(
                 user=user,
                 command=command,
                 budgets=budgets,
+                rules=rules,
             )
         finally:
             store.close()
@@ -362,8 +366,8 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def serve(settings: Settings, budgets: Sequence[Budget] = ()) -> int:
-    server = make_server(settings, budgets=budgets)
+def serve(settings: Settings, budgets: Sequence[Budget] = (), rules: Sequence[Rule] = ()) -> int:
+    server = make_server(settings, budgets=budgets, rules=rules)
     log.info("serving on port %d", settings.port)
     if not settings.slack_signing_secret:
         log.warning("SLACK_SIGNING_SECRET is unset: %s answers 503", COMMANDS_PATH)

@@ -47,7 +47,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from bot.backoff import Backoff
 from bot.clock import utc_now
 from bot.config import Settings
-from bot.models import Budget
+from bot.models import Budget, Rule
 from bot.server import act_on_click, answer_command
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class SocketModeTransport:
         quiet_after: float = QUIET_AFTER,
         clock: Callable[[], datetime] = utc_now,
         budgets: Sequence[Budget] = (),
+        rules: Sequence[Rule] = (),
     ) -> None:
         if not settings.slack_app_token:
             raise ValueError("Socket Mode needs SLACK_APP_TOKEN")
@@ -109,6 +110,7 @@ class SocketModeTransport:
         self.quiet_after = quiet_after
         self.clock = clock
         self.budgets = tuple(budgets)
+        self.rules = tuple(rules)
         self._check_every = min(1.0, ping_interval, quiet_after / 5)  # a ping fails per interval
         self._stop = threading.Event()
         self._client: _Client | None = None
@@ -159,7 +161,9 @@ class SocketModeTransport:
     def _on_request(self, client: BaseSocketModeClient, request: SocketModeRequest) -> None:
         if request.type == "slash_commands":
             form = _form(request.payload)
-            body = answer_command(self.settings.database, form, self.clock(), self.budgets)
+            body = answer_command(
+                self.settings.database, form, self.clock(), self.budgets, self.rules
+            )
             _ack(client, request, body)
             return
         _ack(client, request)  # at once, before any slow work: Slack waits 3 s at most

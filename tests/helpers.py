@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -172,6 +173,40 @@ def fill(store: Store) -> None:
     )
     store.save_thread(
         Thread("failed-job-rate", ("pro",), "C0123ABCD", "1795400000.123456", "open"), T0
+    )
+
+
+# -- what drives an alert (/usage model, query model, serve, Socket Mode) ----------------
+
+FAILURE_RULE = Rule(
+    "failed-job-rate", "failure_rate", group_by=("model",), bucket=900, baseline=7 * 86400
+)
+CUSTOMERS = (("acme", "enterprise"), ("globex", "enterprise"), ("initech", "smb"))
+
+
+def failing_hour(store: Store, at: datetime, customer: str = "globex") -> None:
+    """A week of pro jobs before `at` (each customer's every ten minutes, one in twenty
+    failing), then an hour in which every job of `customer` fails: the failure-rate alert
+    on pro firing on that hour (1 h window, 5% baseline), saved with its state."""
+    events: list[Event] = []
+    start = at - timedelta(days=7, hours=1)
+    for step in range(7 * 24 * 6 + 6):
+        moment = start + timedelta(minutes=10 * step)
+        for name, segment in CUSTOMERS:
+            n = len(events)
+            late = moment >= at - timedelta(hours=1)
+            failed = (late and name == customer) or n % 20 == 7
+            event = make_event(n, moment, status="failed" if failed else "completed")
+            events.append(replace(event, metadata={"customer_id": name, "segment": segment}))
+    for first in range(0, len(events), 100):
+        page = events[first : first + 100]
+        store.save_events(EventsPage(len(page) + 1, tuple(reversed(page))), stored_at=at)
+    firing = replace(make_firing(at), window=3600.0, baseline=0.05)
+    store.save_decisions(
+        [AlertState(firing.rule, firing.group, "firing", 1, 0, at, 6.2, 0.4)],
+        [firing],
+        {firing.rule: at},
+        at,
     )
 
 

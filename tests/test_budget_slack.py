@@ -58,9 +58,7 @@ def queue_threshold(store: Store, threshold: float) -> None:
     event = BudgetEvent(
         "pro-monthly", THRESHOLD, "crossed", "2026-11", threshold, NOW, 820.0, 1000.0
     )
-    told = {"kind": THRESHOLD, "state": "crossed", "period": "2026-11", "threshold": threshold}
-    payload = {"event": told, "status": status_json(820.0)}
-    store.save_budget_events([event], {event.key: (CHANNEL, payload)}, {}, NOW)
+    store.save_budget_events([((event,), CHANNEL, status_json(820.0))], {}, NOW)
 
 
 def notifier_for(store: Store, slack: SlackStandIn, wall: Wall) -> SlackNotifier:
@@ -89,6 +87,33 @@ def test_a_threshold_post_whose_answer_is_lost_is_found_not_posted_again(
     assert "820 ($410.00) of 1,000 ($500.00)" in text
     assert "the limit would be reached on Fri 27 Nov" in text
     assert store.undelivered_posts(wall()) == []
+    store.close()
+
+
+def test_thresholds_crossed_together_are_one_post_and_one_queued_before_still_goes_out(
+    slack: SlackStandIn, tmp_path: Path
+) -> None:
+    store, wall = Store(tmp_path / "bot.db"), Wall()
+    notifier = notifier_for(store, slack, wall)
+    crossed = [
+        BudgetEvent("pro-monthly", THRESHOLD, "crossed", "2026-11", t, NOW, 1020.0, 1000.0)
+        for t in (50.0, 80.0, 100.0)
+    ]
+    assert store.save_budget_events([(tuple(crossed), CHANNEL, status_json(1020.0))], {}, NOW)
+    # A post queued by the version that told each event alone: {"event": ...}.
+    old = BudgetEvent("account", THRESHOLD, "crossed", "2026-11", 50.0, NOW, 510.0, 1000.0)
+    payload = {"event": old.to_json(), "status": {**status_json(510.0), "budget": "account"}}
+    assert store.queue_post(f"budget:{old.key}", "budget", CHANNEL, payload, NOW)
+    assert deliver(store, notifier, NOW, wall) == 2
+    both, alone = slack.messages(CHANNEL)
+    assert (both.text or "").startswith(
+        ":rotating_light: Budget *pro-monthly* (model pro) passed 50%, 80% and 100% of its limit."
+    )
+    meta = both.metadata["event_payload"]
+    assert meta["delivery"] == "budget:pro-monthly:2026-11:50+80+100"
+    assert [e["threshold"] for e in meta["events"]] == [50.0, 80.0, 100.0]
+    assert "*account* (model pro) passed 50% of its limit." in (alone.text or "")
+    assert alone.metadata["event_payload"]["event"] == old.to_json()
     store.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import hooks
+from bot import digest, hooks
 from bot.budget_book import BudgetBook
 from bot.commands import budget_json
 from bot.errors import NotifyError
@@ -171,12 +172,15 @@ def test_thresholds_and_the_hook_are_told_once_each_across_a_restart(
         rig.tick(timedelta(minutes=5))
     assert rig.store is not None
     told = rig.told("BUDGET")
-    assert [line.split(" passed ")[1].split("%")[0] for line in told if " passed " in line] == [
-        "50",
-        "80",
-        "100",
+    # 50% and 80%, crossed in one cycle, are one message; each has its own hook.
+    assert [
+        line.split(" passed ")[1].split(" of its")[0] for line in told if " passed " in line
+    ] == [
+        "50% and 80%",
+        "100%",
     ]
     keys = [f"pro-monthly:2026-11:{t}" for t in ("50", "80", "100")]
+    assert [e.key for e in reversed(rig.store.budget_events()) if e.kind == "threshold"] == keys
     # each event reached the backend exactly once, after two 500s, correctly signed
     assert [a["idempotency_key"] for a in got.accepted] == keys
     assert all(ok for _, ok in got.seen)
@@ -233,7 +237,8 @@ def test_the_digest_is_posted_once_a_day_across_a_restart_at_its_minute(tmp_path
     assert len(digests) == 1
     text = rig.out.getvalue()
     assert "Usage digest for Monday 23 November 2026* (Europe/Berlin)" in text
-    assert "vs 7-day median" in text and "Budget account" in text and "($" in text
+    assert "vs Mondays" in text and "Budget account" in text and "($" in text
+    assert "Credits against the median of the 4 Mondays before." in text
     rig.clock.set(datetime(2026, 11, 25, 8, 29, tzinfo=UTC))
     rig.tick()
     assert len(rig.told("DIGEST")) == 2
@@ -247,6 +252,63 @@ class FailingNotifier(ConsoleNotifier):
 
     def send_post(self, post: object) -> None:
         raise NotifyError("connection reset")  # and then the process is restarted
+
+
+def test_a_quiet_sunday_is_compared_with_sundays_not_with_the_week(tmp_path: Path) -> None:
+    """Weekends run at 60% of weekdays: against the 7 days before it a Sunday would read
+    about -40%; against the median of the Sundays before, about nothing."""
+    rig = Rig(tmp_path / "bot.db", RuleSet(poll=POLL, digest=DigestConfig(at=(9, 0))))
+    rig.tick()  # Monday 09:01 UTC: Sunday's digest
+    assert rig.store is not None
+    post = json.loads(
+        rig.store.db.execute("select payload from posts where kind = 'digest'").fetchone()[0]
+    )
+    assert post["day"] == "2026-11-22"  # a Sunday
+    assert post["weekday_median"]["weeks"] == 4
+    week_before = {m: statistics.median(c[-8:-1]) for m, c in post["chart"]["credits"].items()}
+    for row in post["models"]:
+        assert row["weeks"] == 4
+        assert row["credits"] / week_before[row["model"]] - 1 < -0.25  # what it used to say
+        assert abs(row["credits"] / row["median_weekday"] - 1) < 0.15
+    assert len(rig.told("DIGEST")) == 1
+    text = rig.out.getvalue()
+    assert "vs Sundays" in text and "Credits against the median of the 4 Sundays before." in text
+    total = next(row for row in text.splitlines() if row.startswith("total "))
+    change = int(total.split()[-1].rstrip("%"))
+    assert abs(change) < 10, total
+    rig.close()
+
+
+def test_the_weekday_median_counts_only_the_weeks_the_bot_knows() -> None:
+    days = [float(d) for d in range(30)]  # the last is yesterday, index 29
+    known = [True] * 30
+    assert digest.same_weekday(days, known) == (statistics.median([22, 15, 8, 1]), 4)
+    known[8] = known[1] = False  # before the bot held anything: no zero to count
+    assert digest.same_weekday(days, known) == (18.5, 2)
+    assert digest.same_weekday(days[-7:], known[-7:]) == (None, 0)
+    payload = {
+        "day": "2026-11-22",
+        "timezone": "UTC",
+        "at": "2026-11-23T09:00:00Z",
+        "models": [
+            {"model": "pro", "jobs": 6, "finished": 6, "failed": 0, "credits": 90.0}
+            | {"median_weekday": 100.0, "weeks": 2}
+        ],
+        "weekday_median": {"credits": 100.0, "weeks": 2},
+        "budgets": [],
+        "alerts": [],
+        "chart": {"days": ["2026-11-22"], "credits": {"pro": [90.0]}},
+    }
+    text = digest.digest_text(payload)
+    assert "vs Sundays" in text and "-10%" in text
+    assert (
+        "Credits against the median of the 2 Sundays before (all that are stored; up to 4)." in text
+    )
+    payload["weekday_median"] = {"credits": None, "weeks": 0}
+    payload["models"][0] |= {"median_weekday": None, "weeks": 0}
+    assert "Credits: no earlier Sunday is stored yet to compare with." in digest.digest_text(
+        payload
+    )
 
 
 def test_digest_figures_match_the_summary_for_a_utc_day(tmp_path: Path) -> None:

@@ -166,8 +166,9 @@ def pro_month_to_date(db: Path, at: datetime = START) -> float:
 
 def monthly(db: Path) -> RuleSet:
     """A pro budget whose 50% and 80% are behind us at START and 100% days away, on
-    course to pass its limit this month: two thresholds (each with its hook) and a
-    forecast warning, in #billing; the digest in the default channel at 09:00."""
+    course to pass its limit this month: two thresholds crossed in one cycle (one post,
+    each with its hook) and a forecast warning, in #billing; the digest in the default
+    channel at 09:00."""
     spent = pro_month_to_date(db)
     assert spent > 0
     budget = Budget(
@@ -177,6 +178,7 @@ def monthly(db: Path) -> RuleSet:
 
 
 THRESHOLDS = ["pro-monthly:2026-11:50", "pro-monthly:2026-11:80"]
+BOTH = "budget:pro-monthly:2026-11:50+80"  # the one post that tells them
 
 
 def first_life(
@@ -191,11 +193,15 @@ def first_life(
     first.run(30)  # to 09:15: the digest went out at 09:00
     first.close()
     told = posted(slack)
-    assert {f"budget:{key}" for key in THRESHOLDS} < set(told)
+    assert BOTH in told
     assert any(":forecast:firing:" in key for key in told)
     assert "digest:2026-11-24:#usage" in told
-    assert len(told) == 4 and set(told.values()) == {1}
+    assert len(told) == 3 and set(told.values()) == {1}
     assert receiver.keys == THRESHOLDS
+    (both,) = [m for m in slack.messages(BILLING) if "passed" in (m.text or "")]
+    assert "passed 50% and 80% of its limit." in (both.text or "")
+    carried = both.metadata["event_payload"]["events"]  # every event it tells, whole
+    assert [(e["kind"], e["threshold"]) for e in carried] == [("threshold", 50), ("threshold", 80)]
     return ruleset, sim, clock, told
 
 
@@ -254,9 +260,7 @@ def test_a_threshold_told_two_weeks_ago_this_month_is_found_and_not_told_again(
         second = Life(tmp_path / "second.db", slack, sim, clock, ruleset, receiver.url)
         second.run(5)
         second.close()
-        assert posted(slack) == told + Counter(
-            ["budget:pro-monthly:2026-11:80", "budget:pro-monthly:2026-11:100"]
-        )
+        assert posted(slack) == told + Counter(["budget:pro-monthly:2026-11:80+100"])
     assert receiver.keys == [f"pro-monthly:2026-11:{t}" for t in (50, 80, 100)]
 
 
@@ -274,12 +278,9 @@ def test_what_was_told_for_another_day_holds_back_nothing_of_today(
     first = Life(tmp_path / "first.db", slack, sim, clock, ruleset, receiver.url, prepare=False)
     first.run(20)  # Monday 09:05
     first.close()
+    # Each budget passed all three thresholds in its first cycle: one post each.
     monday = {
-        *(
-            f"budget:{name}:2026-11-23:{t}"
-            for name in ("pro-daily", "all-daily")
-            for t in (50, 80, 100)
-        ),
+        *(f"budget:{name}:2026-11-23:50+80+100" for name in ("pro-daily", "all-daily")),
         "digest:2026-11-23:#usage",
     }
     assert set(posted(slack)) == monday
@@ -298,16 +299,15 @@ def test_what_was_told_for_another_day_holds_back_nothing_of_today(
     second = Life(tmp_path / "second.db", slack, sim, clock, ruleset, receiver.url, prepare=False)
     second.run(20)
     second.close()
+    # The older post told pro-daily's 50%: the post of the cycle that crosses all three
+    # tells 80% and 100% only.
     tuesday = {
-        *(
-            f"budget:{name}:2026-11-24:{t}"
-            for name in ("pro-daily", "all-daily")
-            for t in (50, 80, 100)
-        ),
+        "budget:pro-daily:2026-11-24:80+100",
+        "budget:all-daily:2026-11-24:50+80+100",
         "digest:2026-11-24:#usage",
     }
     told = posted(slack)
-    assert set(told) == monday | tuesday - {"budget:pro-daily:2026-11-24:50"}
+    assert set(told) == monday | tuesday
     assert set(told.values()) == {1}
     assert Counter(receiver.keys) == {
         f"all-daily:{day}:{t}": 1 for day in ("2026-11-23", "2026-11-24") for t in (50, 80, 100)

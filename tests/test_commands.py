@@ -11,7 +11,15 @@ import pytest
 from bot.commands import Reply, handle_command, summary_text
 from bot.models import AlertState, Budget, EventsPage, Transition
 from bot.store import Store
-from tests.helpers import NOW, T0, THREAD_URL, event_series, fill
+from tests.helpers import (
+    FAILURE_RULE,
+    NOW,
+    T0,
+    THREAD_URL,
+    event_series,
+    failing_hour,
+    fill,
+)
 
 
 @pytest.fixture
@@ -219,6 +227,35 @@ def test_a_model_seen_only_in_events_has_no_daily_figures_yet(db_path: Path) -> 
         assert "no daily figures for this model in these days." in text
     finally:
         store.close()
+
+
+def test_model_says_what_drives_its_open_alert_and_otherwise_its_last_day(
+    store: Store,
+) -> None:
+    """With the rules at hand, the open failure-rate alert is broken down in the window it
+    was told with; without them, or once it has resolved, the last 24 hours are."""
+    failing_hour(store, NOW)  # globex fails every job in the hour before NOW
+    text = handle_command("model pro", store=store, now=NOW, rules=[FAILURE_RULE]).plain()
+    drivers = text.split("What drives failed-job-rate [pro] (the 1 h ending 01:05 UTC): ")[1]
+    assert drivers.startswith("6.1 failed jobs above the baseline (7 failed of 18 finished;")
+    lines = drivers.splitlines()
+    assert lines[1].startswith("  error code: internal_error 100% (+6.1)")
+    assert lines[-2].startswith("  segment: enterprise ")
+    assert lines[-1].startswith("  customer: globex 93% (+5.7), acme 11% (+0.7)")
+    assert "Last 24 h" not in text
+    # Not knowing the rules (or with no open alert), the last day against the week before.
+    for rules, state in (((), "firing"), ([FAILURE_RULE], "ok")):
+        store.save_decisions(
+            [AlertState("failed-job-rate", ("pro",), state, 0, 0, None, 0.0, 0.0)], [], {}, NOW
+        )
+        text = handle_command("model pro", store=store, now=NOW, rules=rules).plain()
+        assert "What drives" not in text
+        day = text.split("Last 24 h against up to 7 days before it (stored events):\n")[1]
+        failures, credits = day.split("\nCredits: ")
+        assert failures.startswith("Failures: ") and "\n  customer: globex " in failures
+        assert "error code" not in credits  # a failed job costs nothing
+        # a steady week stored for 7 days and an hour: the days it holds, not 7 empty ones
+        assert credits.startswith("0 credits above the baseline (25,920 against 25,920 ")
 
 
 def test_silence_needs_a_reason_and_a_sane_duration_and_can_be_ended(filled: Store) -> None:

@@ -75,6 +75,10 @@ def test_query_segment_and_model_give_the_slash_commands_answers(
     out = capsys.readouterr().out
     assert out.startswith("Segment enterprise, last 2 days") and "```" not in out
     assert "total" in out and "credits per day" in out
+    # the rules (rules.yaml, or the embedded defaults) say which open alert to break down
+    assert main(["query", "model", "pro"]) == 0
+    out = capsys.readouterr().out
+    assert "What drives failed-job-rate [pro] (the 15 min ending 00:00 UTC): " in out
     assert main(["query", "model", "nosuch"]) == 1  # a correction, on stderr
     captured = capsys.readouterr()
     assert captured.out == "" and "nosuch" in captured.err

@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.models import Budget
 from bot.server import make_server
 from bot.store import Store
-from tests.helpers import FORM, SECRET, fill, serve_app, signed
+from tests.helpers import FAILURE_RULE, FORM, SECRET, fill, serve_app, signed
 
 # Slack's worked example from "Verifying requests from Slack".
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -334,6 +334,26 @@ def test_get_budget_needs_the_bearer_token_and_answers_every_budget(
         body = slash_body("budget")
         reply = post(client, base, body, signed(body)).json()
         assert "pro-monthly" in reply["text"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_model_breaks_down_its_open_alert_with_the_rules_serve_was_given(
+    db: str | Path, client: httpx.Client
+) -> None:
+    settings = settings_for(db, slack_signing_secret=SECRET, port=0)
+    server = make_server(settings, "127.0.0.1", rules=(FAILURE_RULE,))
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        body = slash_body("model pro")
+        reply = post(client, base, body, signed(body)).json()
+        assert (
+            "What drives failed-job-rate [pro] (the 15 min ending 00:00 UTC): " in (reply["text"])
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -320,6 +320,37 @@ def test_outage_stops_matching_arrivals() -> None:
     assert segments["enterprise"] == 0 and segments["smb"] > 0
 
 
+def test_a_customer_failure_spike_fails_only_that_customers_jobs() -> None:
+    spike = Incident(
+        "failure_spike",
+        MONDAY + timedelta(hours=9),
+        MONDAY + timedelta(hours=11),
+        customer="acme",
+        failure_rate=0.8,
+    )
+    end = MONDAY + timedelta(hours=12)
+
+    def failure_rates(sim: Simulator) -> dict[str | None, float]:
+        finished = [
+            e
+            for e in sim.events_until(end)
+            if e["status"] in ("completed", "failed")
+            # a job's last event trails it by at most 15 minutes: these jobs began in it
+            and spike.start + timedelta(minutes=15) <= _parse(e["created_at"]) < spike.end
+        ]
+        by: dict[str | None, list[bool]] = {}
+        for e in finished:
+            customer = e["metadata"]["customer_id"] if e["metadata"] else None
+            by.setdefault(customer, []).append(e["status"] == "failed")
+        return {c: sum(fails) / len(fails) for c, fails in by.items()}
+
+    plain, hot = failure_rates(_sim(end)), failure_rates(_sim(end, incidents=[spike]))
+    assert hot["acme"] > 0.5 > 0.1 > plain["acme"]
+    assert {c: r for c, r in hot.items() if c != "acme"} == {
+        c: r for c, r in plain.items() if c != "acme"
+    }
+
+
 def test_demo_incidents_script_a_pro_failure_spike_then_a_light_spend_runaway() -> None:
     spike, runaway = demo_incidents(MONDAY)
     assert (spike.kind, spike.model) == ("failure_spike", "pro")
@@ -335,6 +366,7 @@ def test_demo_incidents_script_a_pro_failure_spike_then_a_light_spend_runaway() 
         {"start": MONDAY, "end": MONDAY},
         {"start": MONDAY, "end": MONDAY + timedelta(hours=1), "model": "ultra"},
         {"start": MONDAY, "end": MONDAY + timedelta(hours=1), "segment": "whale"},
+        {"start": MONDAY, "end": MONDAY + timedelta(hours=1), "customer": "nobody"},
         {"start": MONDAY, "end": MONDAY + timedelta(hours=1), "factor": 0.5},
     ],
 )

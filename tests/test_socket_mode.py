@@ -30,7 +30,7 @@ from bot.standins.simulator import Simulator
 from bot.standins.slack import SlackStandIn
 from bot.standins.socket_mode import SocketModeStandIn
 from bot.store import Store
-from tests.helpers import NOW, T0, bot_env, fill, make_firing
+from tests.helpers import FAILURE_RULE, NOW, T0, bot_env, fill, make_firing
 
 APP_TOKEN = "xapp-1-A0APP-1234567890-5f3c9e0d1b2a4c6e8f7a9b0c1d2e3f4a"
 BOT_TOKEN = "xoxb-test"
@@ -154,6 +154,18 @@ def test_a_slash_command_is_answered_in_its_ack_as_handle_command_answers(
     assert ack is not None
     assert ack["payload"] == answer_command(str(db), form, NOW)
     assert ack["payload"]["response_type"] == "in_channel"
+
+
+def test_model_breaks_down_its_open_alert_with_the_rules_the_worker_was_given(
+    connect: Connect, sockets: SocketModeStandIn
+) -> None:
+    connect(rules=(FAILURE_RULE,))
+    ack = ask(sockets, "model pro")
+    assert ack is not None
+    assert (
+        "What drives failed-job-rate [pro] (the 15 min ending 00:00 UTC): "
+        in (ack["payload"]["text"])
+    )
 
 
 def test_a_bad_command_gets_its_correction_in_the_ack(

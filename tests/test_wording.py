@@ -1,13 +1,17 @@
 """The wording moved into bot.messages, pinned byte for byte (as the code before the move
-wrote it): users must see exactly the same texts. New wording (feedback on alerts) is
-pinned here as it was written; change it here deliberately."""
+wrote it): users must see exactly the same texts. New wording (feedback on alerts, what
+drives an alert, budget thresholds told together, the digest's comparison) is pinned here
+as it was written; change it here deliberately."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
-from bot.messages import commands, feedback, notices, transport
-from bot.models import Feedback, RuleStats
+from bot import digest
+from bot.breakdown import failures, spend
+from bot.messages import budget, commands, feedback, notices, transport
+from bot.messages.breakdown import breakdown_text, last_day_text
+from bot.models import Feedback, RuleStats, Tally
 
 AT = datetime(2026, 11, 23, 9, 5, 7, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 11, 5, tzinfo=UTC)
@@ -188,3 +192,90 @@ def test_feedback_texts() -> None:
         "• `/usage alerts stats [days]`: per rule, alerts, acknowledged, marked expected, "
         "marked noise and the median time to acknowledge (default 7 days)"
     ) in commands.help_text()
+
+
+def test_what_drives_an_alert() -> None:
+    start, end = LATER - timedelta(hours=1), LATER
+    window = {
+        "error_code": [Tally("", 56, 0, 0.0), Tally("internal_error", 60, 60, 0.0)]
+        + [Tally("timeout", 4, 4, 0.0)],
+        "customer": [Tally("acme", 60, 58, 0.0), Tally("globex", 40, 4, 0.0)]
+        + [Tally("", 20, 2, 0.0)],
+    }
+    reference = {"error_code": [Tally("internal_error", 6, 6, 0.0), Tally("timeout", 4, 4, 0.0)]}
+    found = failures(window, reference, 0.05, start, end)
+    assert breakdown_text(found) == (
+        "*What drives it* (the 1 h ending 11:05 UTC): 58 failed jobs above the baseline "
+        "(64 failed of 120 finished; 6 expected at 5.0%).\n"
+        "• *error code:* `internal_error` 97% (+56) · `timeout` 3% (+1.6)\n"
+        "• *customer:* `acme` 95% (+55) · `globex` 3% (+2) · (none) 2% (+1)"
+    )
+    assert breakdown_text(found, markup=False, title="What drives r [pro]") == (
+        "What drives r [pro] (the 1 h ending 11:05 UTC): 58 failed jobs above the baseline "
+        "(64 failed of 120 finished; 6 expected at 5.0%).\n"
+        "  error code: internal_error 97% (+56), timeout 3% (+1.6)\n"
+        "  customer: acme 95% (+55), globex 3% (+2), (none) 2% (+1)"
+    )
+    costs = {"customer": [Tally(f"c{i}", 1, 0, 100.0 * (6 - i)) for i in range(5)]}
+    costs["customer"].append(Tally("big", 1, 0, 5000.0))
+    before = {"customer": [Tally(f"c{i}", 1, 0, 100.0) for i in range(6)]}
+    paid = spend(costs, before, 600.0, start, end)
+    assert breakdown_text(paid) == (
+        "*What drives it* (the 1 h ending 11:05 UTC): 6,400 credits above the baseline "
+        "(7,000 against 600 expected).\n"
+        "• *customer:* `big` 78% (+5,000) · `c0` 8% (+500) · `c1` 6% (+400) · "
+        "3 others 9% · offset -2% (1 under their share)"
+    )
+    quiet = failures({"customer": [Tally("acme", 10, 0, 0.0)]}, {}, 0.05, start, end)
+    assert breakdown_text(quiet) == (
+        "*What drives it* (the 1 h ending 11:05 UTC): 0.5 failed jobs below the baseline "
+        "(0 failed of 10 finished; 0.5 expected at 5.0%).\n"
+        "• *customer:* `acme` 100% (-0.5)"
+    )
+    assert last_day_text((found, paid)) == (
+        "Last 24 h against up to 7 days before it (stored events):\n"
+        "Failures: 58 failed jobs above the baseline (64 failed of 120 finished; "
+        "6 expected at 5.0%).\n"
+        "  error code: internal_error 97% (+56), timeout 3% (+1.6)\n"
+        "  customer: acme 95% (+55), globex 3% (+2), (none) 2% (+1)\n"
+        "Credits: 6,400 credits above the baseline (7,000 against 600 expected).\n"
+        "  customer: big 78% (+5,000), c0 8% (+500), c1 6% (+400), 3 others 9%, "
+        "offset -2% (1 under their share)"
+    )
+    assert last_day_text(None) == (
+        "Last 24 h: no stored events in the 7 days before to compare them with."
+    )
+
+
+def test_budget_thresholds_told_together_and_the_digests_comparison() -> None:
+    state = {
+        "budget": "pro-monthly",
+        "scope": {"model": "pro"},
+        "period": {"kind": "month", "label": "2026-11", "timezone": "UTC"},
+        "limit_credits": 1000.0,
+        "spent_credits": 850.0,
+        "used_percent": 85.0,
+        "forecast": None,
+        "daily_credits": [],
+    }
+    events = [{"kind": "threshold", "threshold": t} for t in (50.0, 80.0)]
+    assert budget.event_text(events, state) == (
+        ":money_with_wings: Budget *pro-monthly* (model pro) passed 50% and 80% of its limit.\n"
+        "850 of 1,000 credits used (85%) in 2026-11 (UTC).\n"
+        "Forecast: not enough data yet."
+    )
+    three = [*events, {"kind": "threshold", "threshold": 100.0}]
+    assert budget.event_text(three, state).startswith(
+        ":rotating_light: Budget *pro-monthly* (model pro) passed 50%, 80% and 100% of its limit."
+    )
+    assert budget.event_text(events[:1], state).startswith(
+        ":money_with_wings: Budget *pro-monthly* (model pro) passed 50% of its limit."
+    )
+    day = date(2026, 11, 22)  # a Sunday
+    assert digest.weekday_note(day, 4) == "Credits against the median of the 4 Sundays before."
+    assert digest.weekday_note(day, 1) == (
+        "Credits against the Sunday before (all that are stored; up to 4)."
+    )
+    assert digest.weekday_note(day, 0) == (
+        "Credits: no earlier Sunday is stored yet to compare with."
+    )

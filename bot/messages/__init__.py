@@ -7,7 +7,8 @@ Slack Block Kit), no I/O. Operators' log lines stay where they are logged.
 * `notices`: ops notices (episodes opened and cleared) and how notices and posts show;
 * `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors);
 * `budget`: budget states, threshold and forecast messages, the digest's budget lines;
-* `feedback`: a parent's expected / noise line, per-rule alert figures, `tune`'s report.
+* `feedback`: a parent's expected / noise line, per-rule alert figures, `tune`'s report;
+* `breakdown`: what drives an alert, in its thread and for `/usage model`.
 
 Everything is re-exported here, so `messages.alert_text(...)` and
 `from bot.messages import table` keep working.

@@ -84,13 +84,14 @@ def estimate_note(state: Mapping[str, Any]) -> str:
     )
 
 
-def event_text(event: Mapping[str, Any], state: Mapping[str, Any]) -> str:
-    """The Slack message for one budget event."""
+def event_text(events: Sequence[Mapping[str, Any]], state: Mapping[str, Any]) -> str:
+    """The Slack message for one budget event, or for thresholds crossed together."""
     name = f"*{state['budget']}* ({scope(state)})"
+    event = events[-1]
     if event["kind"] == "threshold":
-        threshold = float(event["threshold"])
-        icon = ":rotating_light:" if threshold >= 100 else ":money_with_wings:"
-        head = f"{icon} Budget {name} passed {threshold:g}% of its limit."
+        thresholds = [float(e["threshold"]) for e in events]
+        icon = ":rotating_light:" if max(thresholds) >= 100 else ":money_with_wings:"
+        head = f"{icon} Budget {name} passed {_and([f'{t:g}%' for t in thresholds])} of its limit."
     elif event["state"] == "firing":
         head = (
             f":crystal_ball: Budget {name} is on course to pass its limit by the end of "
@@ -105,6 +106,11 @@ def event_text(event: Mapping[str, Any], state: Mapping[str, Any]) -> str:
     daily = [total for _, total in state.get("daily_credits", [])]
     spark = f"\nCredits per day: {sparkline(daily)}" if len(daily) > 1 else ""
     return f"{head}\n{spent_line(state)}\n{forecast_line(state)}{spark}"
+
+
+def _and(items: Sequence[str]) -> str:
+    """'50%', '50% and 80%', '50%, 80% and 100%'."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def budgets_report(states: Sequence[Mapping[str, Any]], freshness: str) -> str:

@@ -39,5 +39,7 @@ class ConsoleNotifier:
 
 def post_text(post: Post) -> str:
     if post.kind == "budget":
-        return budget_words.event_text(post.payload["event"], post.payload["status"])
+        # "event": one, queued by a version that told each event in a post of its own
+        events = post.payload.get("events") or [post.payload["event"]]
+        return budget_words.event_text(events, post.payload["status"])
     return digest.digest_text(post.payload)

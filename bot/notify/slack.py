@@ -29,8 +29,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import chart, messages
-from bot.errors import NotifyError
+from bot import breakdown, chart, messages
+from bot.errors import BotError, NotifyError
+from bot.messages import breakdown as breakdown_words
 from bot.models import (
     FIRING,
     REMINDER,
@@ -42,6 +43,7 @@ from bot.models import (
     Rule,
     Thread,
     Transition,
+    budget_post_key,
     format_time,
     parse_time,
 )
@@ -157,7 +159,7 @@ class SlackNotifier:
             thread = Thread(t.rule, t.group, channel_id, ts, "open")
             self.store.save_thread(thread, t.at)
         events = self.store.events_by_request_id(t.request_ids)
-        details = messages.detail_blocks(t, events, rule.metric)
+        details = [*self._breakdown(t, rule), *messages.detail_blocks(t, events, rule.metric)]
         open_thread = thread
         self._once(
             tid,
@@ -175,6 +177,22 @@ class SlackNotifier:
             ),
         )
         self._chart(tid, t, rule, thread)
+
+    def _breakdown(self, t: Transition, rule: Rule) -> list[dict[str, object]]:
+        """What drives a failure-rate or spend alert, counted from the stored events of
+        its window (`bot.breakdown`): the head of its details reply. An addition: a fault
+        in it is logged and the examples go out without it."""
+        try:
+            found = breakdown.explain(t, rule, self.store.tallies)
+            if found is None:
+                return []
+            text = breakdown_words.breakdown_text(found)
+        except BotError:
+            raise  # the store: the details reply is tried again later, whole
+        except Exception:
+            log.exception("could not break down %s %s", t.rule, list(t.group))
+            return []
+        return [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
 
     def _chart(self, tid: int, t: Transition, rule: Rule, thread: Thread) -> None:
         """Upload the chart into the thread: best effort, and never twice (an upload leaves
@@ -405,9 +423,11 @@ class SlackNotifier:
             )
         text = post_text(post)
         found_by: dict[str, Any] = {"delivery": post.key, "kind": post.kind}
-        event = post.payload.get("event")
-        if post.kind == "budget" and isinstance(event, dict):
-            found_by["event"] = event  # whole (when queued so): `recover` takes it back
+        if post.kind == "budget":
+            # Every event it tells, whole (when queued so): `recover` takes them back.
+            for name in ("events", "event"):  # "event": one, queued by an older version
+                if name in post.payload:
+                    found_by[name] = post.payload[name]
         metadata = {"event_type": POST_EVENT_TYPE, "event_payload": found_by}
         blocks = [messages.section(part) for part in _chunks(text, messages.MAX_SECTION)]
         with _slack_errors():
@@ -512,7 +532,7 @@ class _Found:
 
     def __init__(self) -> None:
         self.alerts: dict[tuple[str, tuple[str, ...]], tuple[Thread, AlertState]] = {}
-        self.budget_events: list[tuple[BudgetEvent, str, str]] = []
+        self.budget_events: list[tuple[str, tuple[BudgetEvent, ...], str, str]] = []
         self.posts: list[tuple[str, str, str, str]] = []
         self.episodes: dict[str, tuple[datetime, str] | None] = {}  # None: cleared last
 
@@ -548,9 +568,9 @@ class _Found:
         if payload is None or not isinstance(payload.get("delivery"), str):
             return
         ts, delivery, kind = str(message["ts"]), payload["delivery"], str(payload.get("kind"))
-        event = _budget_event(payload) if kind == "budget" else None
-        if event is not None:
-            self.budget_events.append((event, channel_id, ts))
+        events = _budget_events(payload) if kind == "budget" else None
+        if events:
+            self.budget_events.append((delivery, events, channel_id, ts))
         else:  # a digest, or a budget post from before events were carried whole
             self.posts.append((delivery, kind, channel_id, ts))
 
@@ -632,17 +652,20 @@ def _payload(message: Mapping[str, Any], event_type: str) -> dict[str, Any] | No
     return payload if isinstance(payload, dict) else None
 
 
-def _budget_event(payload: Mapping[str, Any]) -> BudgetEvent | None:
-    """The budget event a post's metadata carries, when it carries it whole and it is the
-    one its key names (posts from before that carry only their key)."""
-    data = payload.get("event")
-    if not isinstance(data, dict):
+def _budget_events(payload: Mapping[str, Any]) -> tuple[BudgetEvent, ...] | None:
+    """The budget events a post's metadata carries ("events"; "event" from a version that
+    told one a post), when it carries them whole and they are those its key names (posts
+    from before that carry only their key)."""
+    data = payload.get("events")
+    if data is None and "event" in payload:
+        data = [payload["event"]]
+    if not isinstance(data, list) or not data:
         return None
     try:
-        event = BudgetEvent.from_json(data)
-    except (KeyError, TypeError, ValueError):
+        events = tuple(BudgetEvent.from_json(item) for item in data)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return event if f"budget:{event.key}" == payload.get("delivery") else None
+    return events if budget_post_key(events) == payload.get("delivery") else None
 
 
 def _ts_time(message: Mapping[str, Any]) -> datetime:

@@ -131,6 +131,7 @@ class Incident:
     end: datetime
     model: str | None = None  # None = all models
     segment: str | None = None  # None = all segments
+    customer: str | None = None  # None = all customers (a customer_id of CUSTOMERS)
     failure_rate: float = 0.5  # failure_spike: probability a matching job fails
     factor: float = 5.0  # spend_runaway: multiplies arrivals of matching jobs
     # failure_spike: jobs *finishing* in [start, end) fail, at the moment they would have
@@ -149,6 +150,8 @@ class Incident:
             raise ValueError(f"unknown model {self.model!r}")
         if self.segment is not None and self.segment not in SEGMENTS:
             raise ValueError(f"unknown segment {self.segment!r}")
+        if self.customer is not None and self.customer not in {c for c, _, _ in CUSTOMERS}:
+            raise ValueError(f"unknown customer {self.customer!r}")
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ValueError("failure_rate must be within 0..1")
         if self.factor < 1.0:
@@ -925,7 +928,9 @@ def _matches(incident: Incident, start_ts: float, end_ts: float, d: _Draft) -> b
         return False
     if incident.model is not None and incident.model != d.model:
         return False
-    segment = d.customer[1] if d.customer else None
+    customer, segment = d.customer if d.customer else (None, None)
+    if incident.customer is not None and incident.customer != customer:
+        return False
     return incident.segment is None or incident.segment == segment
 
 

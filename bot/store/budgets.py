@@ -1,7 +1,8 @@
-"""Budgets in the store: decisions recorded once per key with the post and hook each
-causes (or, on a fresh database, adopted with their post from Slack: no hook), what was
-already told (`Marks`), and the worker's latest `BudgetState` per budget (kept as its
-JSON, turned back into the record here).
+"""Budgets in the store: decisions recorded once per key with the post that tells them
+(thresholds crossed in one cycle share one) and the hook each threshold causes (or, on a
+fresh database, adopted with their post from Slack: no hook), what was already told
+(`Marks`), and the worker's latest `BudgetState` per budget (kept as its JSON, turned
+back into the record here).
 
 Part of `bot.store`: `BudgetsMixin` is one of the pieces `Store` is made of.
 """
@@ -9,7 +10,7 @@ Part of `bot.store`: `BudgetsMixin` is one of the pieces `Store` is made of.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from bot.models import (
     BudgetEvent,
     BudgetState,
     Marks,
+    budget_post_key,
     format_time,
     parse_time,
 )
@@ -26,47 +28,51 @@ from bot.models import (
 from .connection import Connection, translated
 from .database import Database
 from .hooks import insert_hook
-from .posts import adopt_post, insert_post
+from .posts import adopt_post, has_post, insert_post
 
 
 class BudgetsMixin(Connection):
     def save_budget_events(
         self,
-        events: Iterable[BudgetEvent],
-        # A post's payload stays a dict: it is the posts outbox row's JSON (see PostsMixin).
-        posts: Mapping[str, tuple[str | None, dict[str, Any]]],
+        # (events one post tells, its channel, the budget's state as JSON), in order
+        told: Iterable[tuple[Sequence[BudgetEvent], str | None, dict[str, Any]]],
         hooks: Mapping[str, tuple[str, str]],
         now: datetime,
     ) -> int:
-        """Record budget decisions with the Slack post (channel, payload) and the hook
-        (budget, body) each causes, keyed by the event's key, in one transaction.
-        An event already recorded (same key) adds nothing: each is told once."""
+        """Record budget decisions, each group with the one Slack post that tells it and
+        the hook (budget, body) each of its events causes (by event key), in one
+        transaction. An event already recorded (same key) adds nothing: each is told
+        once. A post tells the events new here, less any a post of its own key told
+        already (adopted from Slack, from before posts carried their events); its
+        payload is {"events": [...], "status": state}, its key `budget_post_key`."""
         added = 0
         with translated("recording budget events"), self._atomic():
-            for event in events:
-                if not insert_budget_event(self.db, event):
-                    continue
-                added += 1
-                if event.key in posts:
-                    channel, payload = posts[event.key]
-                    insert_post(self.db, f"budget:{event.key}", "budget", channel, payload, now)
-                if event.key in hooks:
-                    budget, body = hooks[event.key]
-                    insert_hook(self.db, event.key, budget, body, now)
+            for events, channel, status in told:
+                new = [event for event in events if insert_budget_event(self.db, event)]
+                added += len(new)
+                for event in new:
+                    if event.key in hooks:
+                        budget, body = hooks[event.key]
+                        insert_hook(self.db, event.key, budget, body, now)
+                fresh = [event for event in new if not has_post(self.db, f"budget:{event.key}")]
+                if fresh:
+                    payload = {"events": [event.to_json() for event in fresh], "status": status}
+                    insert_post(self.db, budget_post_key(fresh), "budget", channel, payload, now)
         return added
 
     def adopt_budget_events(
-        self, found: Iterable[tuple[BudgetEvent, str, str]], now: datetime
+        self, found: Iterable[tuple[str, Sequence[BudgetEvent], str, str]], now: datetime
     ) -> int:
-        """Budget events whose posts were found in Slack on a fresh database, as (event,
-        channel id, ts): each recorded with its post as delivered, oldest first (the latest
-        forecast event is the standing one), so that `budget_marks` knows what was told and
-        no post or hook is made for them again. A key already here is left as it is."""
+        """Budget posts found in Slack on a fresh database, as (post key, the events it
+        told, channel id, ts): each event recorded and the post as delivered, oldest first
+        (the latest forecast event is the standing one), so that `budget_marks` knows what
+        was told and no post or hook is made for them again. A key already here is left
+        as it is; returns how many events were added."""
         added = 0
         with translated("adopting budget events"), self._atomic():
-            for event, channel, ts in sorted(found, key=lambda item: item[0].at):
-                added += insert_budget_event(self.db, event)
-                adopt_post(self.db, f"budget:{event.key}", "budget", channel, ts, now)
+            for key, events, channel, ts in sorted(found, key=lambda item: item[1][0].at):
+                added += sum(insert_budget_event(self.db, event) for event in events)
+                adopt_post(self.db, key, "budget", channel, ts, now)
         return added
 
     def budget_marks(self, budget: str, period: str) -> Marks:

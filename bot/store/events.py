@@ -7,14 +7,23 @@ Part of `bot.store`: `EventsMixin` is one of the pieces `Store` is made of.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from bot.metrics import EventBatch, batch_from_rows
-from bot.models import Event, EventsPage, Gap, SaveResult, format_time, parse_time
+from bot.models import Event, EventsPage, Gap, SaveResult, Tally, format_time, parse_time
 
 from .connection import Connection, translated
+
+# The events column of each breakdown dimension (bot.models.DIMENSIONS).
+DIMENSION_COLUMNS = {
+    "model": "model",
+    "error_code": "error_code",
+    "output_format": "output_format",
+    "segment": "segment",
+    "customer": "customer_id",
+}
 
 
 class EventsMixin(Connection):
@@ -95,6 +104,11 @@ class EventsMixin(Connection):
             row = self.db.execute("select max(created_at) from events").fetchone()
         return parse_time(row[0]) if row and row[0] else None
 
+    def oldest_event_time(self) -> datetime | None:
+        with translated("reading events"):
+            row = self.db.execute("select min(created_at) from events").fetchone()
+        return parse_time(row[0]) if row and row[0] else None
+
     def count_events(self) -> int:
         with translated("counting events"):
             return int(self.db.execute("select count(*) from events").fetchone()[0])
@@ -124,6 +138,36 @@ class EventsMixin(Connection):
             rows = list(self.db.query(sql, params))
         for row in rows:
             yield _event_from_row(row)
+
+    def tallies(
+        self, start: datetime, end: datetime, where: Mapping[str, str], by: str
+    ) -> list[Tally]:
+        """Finished and failed jobs and credits of the events with start <= created_at <
+        end whose dimensions have the values `where` gives ("" for none), per value of
+        dimension `by`: what a breakdown counts (`bot.breakdown`)."""
+        column = DIMENSION_COLUMNS[by]
+        sql = (
+            f"select coalesce({column}, '') as value, "
+            "sum(case when status in ('completed', 'failed') then 1 else 0 end) as finished, "
+            "sum(case when status = 'failed' then 1 else 0 end) as failed, "
+            "coalesce(sum(credits_used), 0) as credits "
+            "from events where created_at >= ? and created_at < ?"
+        )
+        params: list[Any] = [format_time(start), format_time(end)]
+        for dimension, value in sorted(where.items()):
+            name = DIMENSION_COLUMNS[dimension]
+            if value:  # a plain comparison keeps the (model, created_at) index usable
+                sql += f" and {name} = ?"
+                params.append(value)
+            else:
+                sql += f" and ({name} is null or {name} = '')"
+        sql += f" group by coalesce({column}, '') order by value"
+        with translated("counting events"):
+            rows = self.db.execute(sql, params).fetchall()
+        return [
+            Tally(str(value), int(finished or 0), int(failed or 0), float(credits or 0.0))
+            for value, finished, failed, credits in rows
+        ]
 
     def event_batch_since(self, start: datetime) -> EventBatch:
         """Stored events from `start` on, as the columns detection counts (fast path)."""

@@ -30,8 +30,7 @@ class PostsMixin(Connection):
 
     def has_post(self, key: str) -> bool:
         with translated("reading posts"):
-            row = self.db.execute("select 1 from posts where key = ?", [key]).fetchone()
-        return row is not None
+            return has_post(self.db, key)
 
     def adopt_posts(self, posts: Iterable[tuple[str, str, str, str]], now: datetime) -> int:
         """Posts found in Slack on a fresh database, as (key, kind, channel id, ts): recorded
@@ -83,6 +82,11 @@ def insert_post(
         [key, kind, channel, json.dumps(payload, default=str), format_time(now)],
     )
     return bool(cursor.rowcount)
+
+
+def has_post(db: Database, key: str) -> bool:
+    """Is a post with this key queued, sent or adopted (inside the caller's transaction)?"""
+    return db.execute("select 1 from posts where key = ?", [key]).fetchone() is not None
 
 
 def adopt_post(db: Database, key: str, kind: str, channel: str, ts: str, now: datetime) -> bool:
