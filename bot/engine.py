@@ -645,7 +645,9 @@ class Monitor:
         evaluation on the data held so far (its partial slot included). It can only bring
         a firing forward: a key that fires on it is saved firing; anything short of that
         is left for the mark to judge on the whole slot, so `for` and `recover_for` still
-        count evaluations at the marks. Rises only: a partial window would read as a drop.
+        count evaluations at the marks. Failure-rate rules watching a rise only: a partial
+        window would read as a drop, and spend waits for its own short-window test (its
+        bucket's whole baseline rebuilt at every poll costs more than it gains).
         """
         now = int(until.timestamp())
         if now % STEP == 0:
@@ -654,7 +656,7 @@ class Monitor:
         end = datetime.fromtimestamp(mark, UTC)
         found: list[Transition] = []
         for rule in self.engine.rules:
-            if rule.source == "summary" or rule.direction != "up":
+            if rule.source == "summary" or rule.direction != "up" or rule.metric != "failure_rate":
                 continue
             for ev in self.engine.evaluate(rule, end - timedelta(seconds=STEP), end):
                 ev = replace(ev, at=until, window=max(0.0, ev.window - (mark - now)))
