@@ -95,11 +95,16 @@ class Engine:
         self.daily: dict[tuple[date, str], DailyUsage] = {}
         self.final_before: date | None = None  # daily rows before this day are complete
         self.gaps: list[Gap] = []  # spans where events may be lost (store.gaps())
+        # The usage per rule group (by the GROUP_FIELDS a rule picks), kept up to date as
+        # events arrive: judging reads a slice instead of summing fine groups each time.
+        self.projections: dict[tuple[int, ...], UsageCube] = {}
 
     # -- data in ------------------------------------------------------------------------
 
     def add_events(self, batch: EventBatch) -> None:
         self.cube.add(batch)
+        for picks, cube in self.projections.items():
+            cube.add(_projected_batch(batch, picks))
 
     def add_daily(self, rows: Iterable[DailyUsage], final_before: date) -> None:
         """Daily summary rows; those dated before `final_before` are complete days."""
@@ -134,7 +139,18 @@ class Engine:
         )
 
     def forget_before(self, moment: datetime) -> None:
-        self.cube.forget_before(int(moment.timestamp()) // STEP)
+        slot = int(moment.timestamp()) // STEP
+        self.cube.forget_before(slot)
+        for cube in self.projections.values():
+            cube.forget_before(slot)
+
+    def _projection(self, picks: tuple[int, ...]) -> UsageCube:
+        """The usage per group of the fields `picks`, built from the fine cube once and
+        then kept up to date by `add_events`."""
+        cube = self.projections.get(picks)
+        if cube is None:
+            cube = self.projections[picks] = _project(self.cube, picks)
+        return cube
 
     # -- judging ------------------------------------------------------------------------
 
@@ -269,9 +285,10 @@ class Engine:
         A slot is known for a group once events are held and the group has been seen:
         before its first event a new model or customer has no history, not a zero one.
         """
-        fine = self.cube.counts(lo, hi)
-        picks = [GROUP_FIELDS.index(f) for f in rule.group_by]
-        keys = [tuple(g[i] for i in picks) for g in self.cube.groups]
+        picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
+        cube = self._projection(picks)
+        fine = cube.counts(lo, hi)
+        keys: list[tuple[str, ...]] = list(cube.groups)
         # An event without a model is an API call, not a job: no model group to judge.
         by_model = GROUP_FIELDS.index("model") in picks
         model_at = picks.index(0) if by_model else -1
@@ -282,21 +299,14 @@ class Engine:
         summary_keys = self._summary_keys(rule) if by_summary else []
         groups = sorted({k for k in keys if not by_model or k[model_at]} | set(summary_keys))
         index = {g: i for i, g in enumerate(groups)}
-        # Each fine row adds into its rule group: sorted by group, one reduceat does it.
-        rows = [r for r, key in enumerate(keys) if not (by_model and key[model_at] == "")]
-        owner = np.asarray([index[keys[r]] for r in rows], dtype=np.int64)
-        order = np.argsort(owner, kind="stable")
-        rows_sorted, owner_sorted = np.asarray(rows, dtype=np.int64)[order], owner[order]
+        rows = [r for r, key in enumerate(keys) if key in index]
+        targets = [index[keys[r]] for r in rows]
         counts = np.zeros((fine.shape[0], len(groups), hi - lo))
         first_seen = np.full(len(groups), np.iinfo(np.int64).max)
-        if len(rows_sorted):
-            starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
-            present = owner_sorted[starts]
-            counts[:, present] = np.add.reduceat(fine[:, rows_sorted], starts, axis=1)
-            seen = self.cube.first_seen[rows_sorted]
-            first_seen[present] = np.minimum.reduceat(seen, starts)
+        counts[:, targets] = fine[:, rows]  # one projected row per rule group
+        first_seen[targets] = cube.first_seen[rows]
+        covered_from = cube.covered_from
         slots = np.arange(lo, hi)
-        covered_from = self.cube.covered_from
         known = np.zeros((len(groups), hi - lo), dtype=bool)
         if covered_from is not None:
             known = slots[None, :] >= np.maximum(first_seen, covered_from)[:, None]
@@ -405,6 +415,31 @@ class Engine:
 
 
 Held = tuple[int, Groups, FloatArray, BoolArray]  # from slot, groups, counts, known
+
+
+def _projected_batch(batch: EventBatch, picks: tuple[int, ...]) -> EventBatch:
+    """The batch with each event's fine group cut down to the fields `picks`."""
+    groups = [tuple(g[i] for i in picks) for g in batch.group]
+    return EventBatch(batch.epoch, groups, batch.kind, batch.credits)  # type: ignore[arg-type]
+
+
+def _project(fine: UsageCube, picks: tuple[int, ...]) -> UsageCube:
+    """A cube of the fine cube's usage summed per group of the fields `picks`."""
+    cube = UsageCube(fine.step)
+    keys = [tuple(g[i] for i in picks) for g in fine.groups]
+    for key in dict.fromkeys(keys):
+        cube._row(key)  # type: ignore[arg-type]
+    owner = np.asarray([cube._index[k] for k in keys], dtype=np.int64)  # type: ignore[index]
+    held = fine.data[:, : len(fine.groups)]
+    cube.data = np.zeros((held.shape[0], len(cube.groups), held.shape[2]))
+    for field in range(held.shape[0]):
+        np.add.at(cube.data[field], owner, held[field])
+    cube.origin = fine.origin
+    cube.covered_from = fine.covered_from
+    first = np.full(len(cube.groups), np.iinfo(np.int64).max)
+    np.minimum.at(first, owner, fine.first_seen[: len(fine.groups)])
+    cube.first_seen = first
+    return cube
 
 
 def _part(held: Held, lo: int) -> tuple[Groups, FloatArray, BoolArray]:
