@@ -24,7 +24,7 @@ from bot.store import Store
 from tests.helpers import bot_env
 
 CHANNEL = "#usage-alerts"
-WARM_UP = timedelta(seconds=20)  # start-up, the backfill and a few polls before the onset
+WARM_UP = timedelta(seconds=40)  # start-up and some polls before the onset, even when busy
 
 
 def test_a_busy_model_failing_half_its_jobs_is_told_within_a_minute(tmp_path: Path) -> None:
