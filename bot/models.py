@@ -179,6 +179,18 @@ GROUP_KEYS = ("model", "metadata.segment", "metadata.customer_id")
 
 
 @dataclass(frozen=True)
+class Grouping:
+    """How a rule's alerts are told together: one Slack parent per incident (rules.yaml
+    `grouping`, like Alertmanager's group_by / group_wait / group_interval). Durations
+    are data time, in seconds."""
+
+    group: str | None = None  # rules naming one group share incidents; None: the rule's name
+    by: tuple[str, ...] = ()  # fields of the rule's group_by whose values keep incidents apart
+    wait: float = 0.0  # a new incident is told once judged this long after its first key fired
+    interval: float = 300.0  # keys joining or resolving a told incident: at most this often
+
+
+@dataclass(frozen=True)
 class Rule:
     """One detection rule. Durations are in seconds."""
 
@@ -201,6 +213,7 @@ class Rule:
     channel: str | None = None
     severity: str = "warning"  # info | warning | critical
     runbook: str | None = None
+    grouping: Grouping = Grouping()
 
 
 @dataclass(frozen=True)
@@ -254,6 +267,9 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     budgets: tuple[Budget, ...] = ()
     digest: DigestConfig | None = None
+    # While an account-wide rule fires, per-group alerts of its metric are told in its
+    # incident instead of one of their own (rules.yaml `grouping.inhibit`).
+    inhibit: bool = True
 
 
 # -- what the store keeps: poll log, gaps, outbox rows, threads, silences ----------------
