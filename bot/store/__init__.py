@@ -18,6 +18,7 @@ from .budgets import BudgetsMixin
 from .coverage import CoverageMixin
 from .deliveries import DeliveriesMixin
 from .events import EventsMixin
+from .groups import GroupsMixin
 from .hooks import HooksMixin
 from .leases import LeasesMixin
 from .notices import NoticesMixin
@@ -37,6 +38,7 @@ class Store(
     PollsMixin,
     AlertsMixin,
     DeliveriesMixin,
+    GroupsMixin,
     LeasesMixin,
     SilencesMixin,
     NoticesMixin,
