@@ -289,6 +289,7 @@ def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifie
         rules=rules,
         default_channel=settings.slack_channel,
         mention=ruleset.mention,
+        inhibit=ruleset.inhibit,
     )
 
 

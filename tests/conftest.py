@@ -26,7 +26,14 @@ _started: postgres.Server | None = None
 # Files whose tests take 10 s or more, longest first. Under `-n` (pyproject: --dist loadfile
 # --no-loadscope-reorder) they are handed out first, so the workers finish together rather
 # than one starting the 55 s chaos file when the others are done.
-SLOW_FILES = ("test_chaos.py", "test_scenarios.py", "test_demo.py", "test_soak.py")
+SLOW_FILES = (
+    "test_chaos.py",
+    "test_slack_groups.py",
+    "test_group_restart.py",
+    "test_scenarios.py",
+    "test_demo.py",
+    "test_soak.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
