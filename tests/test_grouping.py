@@ -292,6 +292,9 @@ def test_rules_yaml_grouping_fills_its_defaults() -> None:
     assert total == Grouping(group="total-spend", wait=600.0, interval=900.0)
     defaults = parse_rules(default_rules_text())
     assert defaults.inhibit is True
+    unsaid = parse_rules("rules: [{name: r, metric: spend}]")  # no grouping section at all
+    assert unsaid.inhibit is True
+    assert unsaid.rules[0].grouping == Grouping(group="r", by=(), wait=0.0, interval=300.0)
     assert {r.grouping for r in defaults.rules} == {
         Grouping(group=r.name, wait=0.0, interval=300.0) for r in defaults.rules
     }
