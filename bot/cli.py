@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply the store's migrations and exit (Procfile: release)")
 
     p = sub.add_parser("demo", help="the whole job against a built-in simulated API")
-    p.add_argument("--seconds", type=float, default=30.0, help="how long to run (real time)")
+    p.add_argument("--seconds", type=float, default=33.0, help="how long to run (real time)")
     p.add_argument("--speed", type=float, default=600.0, help="data seconds per real second")
 
     p = sub.add_parser("check", help="validate the rules file and the environment")
@@ -304,6 +304,7 @@ def make_notifier(settings: Settings, ruleset: RuleSet, store: Store) -> Notifie
         rules=rules,
         default_channel=settings.slack_channel,
         mention=ruleset.mention,
+        inhibit=ruleset.inhibit,
     )
 
 

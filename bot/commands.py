@@ -346,7 +346,8 @@ def handle_action(payload: Mapping[str, Any], *, store: Store, now: datetime) ->
         note = wording.acknowledged_note(user, now)
     elif action_id in SILENCE_FOR:
         until = now + timedelta(seconds=SILENCE_FOR[action_id])
-        store.silence(rule, group, until, wording.BUTTON_SILENCE_REASON, user, now)
+        for key in store.thread_keys(rule, group):  # an incident's: every key told in it
+            store.silence(*key, until, wording.BUTTON_SILENCE_REASON, user, now)
         note = wording.silenced_note(user, until)
     elif action_id in VERDICT_OF:
         verdict, since = VERDICT_OF[action_id], _episode(target, store, rule, group, now)

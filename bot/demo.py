@@ -42,7 +42,7 @@ DEMO_BUDGET = Budget(
 )
 
 
-def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdout) -> int:
+def run_demo(seconds: float = 33.0, speed: float = 600.0, out: TextIO = sys.stdout) -> int:
     """Run the scripted incident for `seconds` of real time at `speed` data-seconds/second."""
     configure_logging("WARNING", "text")
     ruleset = parse_rules(default_rules_text(), "<embedded default rules>")
@@ -68,7 +68,8 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
         say(f"data clock runs {speed:.0f}x real time from {DEMO_START:%a %Y-%m-%d %H:%M} UTC")
         for incident in sim.incidents:
             window = f"{incident.start:%H:%M}-{incident.end:%H:%M}"
-            say(f"  scripted: {incident.kind.replace('_', ' ')} on {incident.model} {window}")
+            model = incident.model or "every model"
+            say(f"  scripted: {incident.kind.replace('_', ' ')} on {model} {window}")
         store = Store(db_path)
         seeded = _seed_history(store, sim, clock)
         say(f"  the bot has watched this account for 4 days: {seeded:,} events seeded")
@@ -87,6 +88,7 @@ def run_demo(seconds: float = 30.0, speed: float = 600.0, out: TextIO = sys.stdo
                     rules={rule.name: rule for rule in ruleset.rules},
                     default_channel=CHANNEL,
                     mention=ruleset.mention,
+                    inhibit=ruleset.inhibit,
                 )
                 worker = Worker(
                     client=client, store=store, ruleset=ruleset, clock=clock, notifier=notifier
@@ -141,7 +143,12 @@ def _channel_as_text(slack: SlackStandIn, channel: str) -> str:
                 body = _blocks_as_text(reply.blocks, reply.text)
                 lines += ["    ↳ " + body[0]] + ["      " + line for line in body[1:]]
         if message.edited:
-            lines.append("  (parent edited:) " + _blocks_as_text(message.blocks, message.text)[0])
+            final = _blocks_as_text(message.blocks, message.text)
+            if len((message.metadata or {}).get("event_payload", {}).get("members") or ()) > 1:
+                # An incident of several keys: the parent as it ends, every key listed.
+                lines += ["  (parent edited:) " + final[0], *("  " + line for line in final[1:])]
+            else:
+                lines.append("  (parent edited:) " + final[0])
         lines.append("")
     return "\n".join(lines).rstrip()
 

@@ -179,6 +179,18 @@ GROUP_KEYS = ("model", "metadata.segment", "metadata.customer_id")
 
 
 @dataclass(frozen=True)
+class Grouping:
+    """How a rule's alerts are told together: one Slack parent per incident (rules.yaml
+    `grouping`, like Alertmanager's group_by / group_wait / group_interval). Durations
+    are data time, in seconds."""
+
+    group: str | None = None  # rules naming one group share incidents; None: the rule's name
+    by: tuple[str, ...] = ()  # fields of the rule's group_by whose values keep incidents apart
+    wait: float = 0.0  # a new incident is told once judged this long after its first key fired
+    interval: float = 300.0  # keys joining or resolving a told incident: at most this often
+
+
+@dataclass(frozen=True)
 class Rule:
     """One detection rule. Durations are in seconds."""
 
@@ -202,6 +214,7 @@ class Rule:
     channel: str | None = None
     severity: str = "warning"  # info | warning | critical
     runbook: str | None = None
+    grouping: Grouping = Grouping()
 
 
 @dataclass(frozen=True)
@@ -255,6 +268,9 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     budgets: tuple[Budget, ...] = ()
     digest: DigestConfig | None = None
+    # While an account-wide rule fires, per-group alerts of its metric are told in its
+    # incident instead of one of their own (rules.yaml `grouping.inhibit`).
+    inhibit: bool = True
 
 
 # -- what the store keeps: poll log, gaps, outbox rows, threads, silences ----------------
@@ -457,6 +473,61 @@ class Tally:
     finished: int
     failed: int
     credits: float
+
+
+# -- incidents: alert keys told together under one Slack parent (grouping decides) -------
+
+OPEN, JOIN, FOLD = "open", "join", "fold"  # how a key came into its incident
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One alert key of an incident, with the figures it fired with (what the parent
+    lists, and what its Slack metadata carries so a fresh database can rebuild it)."""
+
+    rule: str
+    group: tuple[str, ...]
+    group_by: tuple[str, ...]
+    metric: str
+    state: str  # FIRING | RESOLVED
+    how: str  # OPEN: in the first parent; JOIN: later; FOLD: by inhibition
+    since: datetime
+    at: datetime  # when it fired (data time)
+    value: float
+    baseline: float
+    zscore: float
+    fired_tid: int | None = None  # its firing transition (None: adopted from Slack)
+    resolved_at: datetime | None = None
+    resolved_tid: int | None = None
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...]]:
+        return self.rule, self.group
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """An incident: one parent message, the keys told in it, oldest first. Firing while
+    any member fires; `updated_at` is the data time of the latest transition routed to
+    it (a told incident's next update waits for `interval` after it)."""
+
+    id: str  # the opening transition's idempotency key: stable across databases
+    partition: str  # its group name and the values of `by`, e.g. "failures|model=pro"
+    channel: str  # as configured (a rule's channel or SLACK_CHANNEL)
+    status: str  # FIRING | RESOLVED
+    opened_at: datetime
+    updated_at: datetime
+    members: tuple[GroupMember, ...]
+    opened_by: int | None = None  # the transition whose delivery posts the parent
+    thread_channel: str | None = None  # the channel id Slack answered with
+    ts: str | None = None  # the parent's ts, once posted
+
+    def member(self, rule: str, group: tuple[str, ...]) -> GroupMember | None:
+        return next((m for m in self.members if m.key == (rule, group)), None)
+
+    @property
+    def firing(self) -> tuple[GroupMember, ...]:
+        return tuple(m for m in self.members if m.state == FIRING)
 
 
 # -- budgets (budget decides, the store records, commands/digest/notify show) -------------

@@ -26,6 +26,7 @@ from bot.models import (
     SCOPE_KEYS,
     Budget,
     DigestConfig,
+    Grouping,
     PollConfig,
     Rule,
     RuleSet,
@@ -48,9 +49,13 @@ def load_ruleset(settings: Settings, explicit: str | None = None) -> RuleSet:
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_HINT = "must be a positive duration like 30s, 15m, 1h or 7d"
+_DURATION_OR_ZERO_HINT = "must be a duration like 0s, 5m or 1h"
 MAX_DURATION = 90 * 86400.0  # the summary reaches back 90 days; nothing here needs more
 
 _DURATION = {"type": ["string", "number"], "x-duration": True}
+_DURATION_OR_ZERO = {"type": ["string", "number"], "x-duration": "or zero"}
+MAX_GROUP_WAIT = 3600.0  # a new incident is told only after its wait: never more than this
+_NAME = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_.-]{0,63}$"}
 MENTION_PATTERN = r"^(<!here>|<!channel>|<!subteam\^[A-Z0-9]+>|<@[A-Z0-9]+>)$"
 _POSITIVE_INT = {"type": "integer", "minimum": 1}
 
@@ -115,7 +120,30 @@ RULES_SCHEMA: dict[str, Any] = {
                     "channel": {"type": "string", "x-channel": True},
                     "severity": {"enum": ["info", "warning", "critical"]},
                     "runbook": {"type": "string", "pattern": r"^https?://\S+$"},
+                    "grouping": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "group": {**_NAME},
+                            "by": {
+                                "type": "array",
+                                "items": {"enum": list(GROUP_KEYS)},
+                                "uniqueItems": True,
+                            },
+                            "wait": _DURATION_OR_ZERO,
+                            "interval": _DURATION_OR_ZERO,
+                        },
+                    },
                 },
+            },
+        },
+        "grouping": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "wait": _DURATION_OR_ZERO,
+                "interval": _DURATION_OR_ZERO,
+                "inhibit": {"type": "boolean"},
             },
         },
     },
@@ -169,11 +197,13 @@ _PATTERN_HINTS = {
     "currency": "must be a three-letter currency code like USD or EUR",
     "webhook": "must name an environment variable, like BUDGET_WEBHOOK_URL",
     "at": "must be a 24-hour time like 09:00",
+    "group": "must be lower-case letters, digits, '-', '_' or '.' (at most 64)",
 }
 
 
-def parse_duration(value: object) -> float | None:
-    """'15m' -> 900.0; a bare number is seconds. None when it is not a positive duration."""
+def parse_duration(value: object, *, zero: bool = False) -> float | None:
+    """'15m' -> 900.0; a bare number is seconds. None when it is not a positive duration
+    (with `zero`, 0 and '0s' are accepted too)."""
     if isinstance(value, bool):
         return None
     try:
@@ -185,7 +215,7 @@ def parse_duration(value: object) -> float | None:
             return None
     except OverflowError:  # an integer of 400 digits
         return None
-    return seconds if 0 < seconds < math.inf else None
+    return seconds if (0 <= seconds if zero else 0 < seconds) and seconds < math.inf else None
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -350,9 +380,11 @@ def _custom_problems(
     if isinstance(data, int | float) and not isinstance(data, bool) and not _finite(data):
         yield path, f"must be a finite number (got {_short(data)})"  # .nan, .inf, 10**400
     elif schema.get("x-duration") and isinstance(data, str | int | float):
-        seconds = parse_duration(data)
+        zero = schema["x-duration"] == "or zero"
+        seconds = parse_duration(data, zero=zero)
         if seconds is None:
-            yield path, f"{_DURATION_HINT} (got {data!r})"
+            hint = _DURATION_OR_ZERO_HINT if zero else _DURATION_HINT
+            yield path, f"{hint} (got {data!r})"
         elif seconds > MAX_DURATION:
             yield path, f"must be at most 90d (got {data!r})"
     if schema.get("x-timezone") and isinstance(data, str) and zone(data) is None:
@@ -413,6 +445,66 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, 
             yield (*here, "baseline"), "must cover at least 3 buckets of history"
         if rule.get("seasonal") == "hour_of_day" and bucket > 3600:
             yield (*here, "seasonal"), "hour_of_day needs buckets of 1h or less"
+    yield from _grouping_problems(data)
+
+
+def _grouping_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """A rule groups its incidents only by fields it groups by; rules sharing a group
+    share its incidents, so they must agree on how (and where) those are told."""
+    top = data.get("grouping") or {}
+    wait, interval = _group_timing(top, Grouping())
+    if wait > MAX_GROUP_WAIT:
+        yield ("grouping", "wait"), "must be at most 1h: a new incident is told only after it"
+    first: dict[str, tuple[int, dict[str, object]]] = {}
+    for index, rule in enumerate(data.get("rules") or ()):
+        here: tuple[str | int, ...] = ("rules", index, "grouping")
+        raw = rule.get("grouping") or {}
+        for position, name in enumerate(raw.get("by", ())):
+            if name not in rule.get("group_by", ()):
+                yield (*here, "by", position), f"{name} is not in this rule's group_by"
+        own_wait, own_interval = _group_timing(raw, Grouping(wait=wait, interval=interval))
+        if "wait" in raw and own_wait > MAX_GROUP_WAIT:
+            yield (*here, "wait"), "must be at most 1h: a new incident is told only after it"
+        family = raw.get("group", rule["name"])
+        told = {
+            "by": sorted(raw.get("by", ()), key=GROUP_KEYS.index),
+            "wait": own_wait,
+            "interval": own_interval,
+            "channel": rule.get("channel"),
+        }
+        if family not in first:
+            first[family] = (index, told)
+            continue
+        other, theirs = first[family]
+        for what, value in told.items():
+            if value == theirs[what]:
+                continue
+            shown = _shown(what, theirs[what])
+            where = (*here, what) if what != "channel" else ("rules", index, "channel")
+            yield (
+                where,
+                (
+                    f"rules of group {family!r} must agree on {what} "
+                    f"(rules[{other}] has {shown}, this one {_shown(what, value)})"
+                ),
+            )
+
+
+def _group_timing(raw: Mapping[str, Any], defaults: Grouping) -> tuple[float, float]:
+    wait = parse_duration(raw.get("wait"), zero=True)
+    interval = parse_duration(raw.get("interval"), zero=True)
+    return (
+        defaults.wait if wait is None else wait,
+        defaults.interval if interval is None else interval,
+    )
+
+
+def _shown(what: str, value: object) -> str:
+    if what in ("wait", "interval") and isinstance(value, float):
+        return f"{value:g}s"
+    if what == "channel" and value is None:
+        return "the default channel"
+    return str(value).replace("'", "")
 
 
 def _poll_problems(poll: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -452,7 +544,11 @@ def _build(data: dict[str, Any]) -> RuleSet:
             "max_requests_per_minute", defaults.max_requests_per_minute
         ),
     )
-    rules = tuple(_build_rule(raw) for raw in data.get("rules") or ())
+    top = data.get("grouping") or {}
+    wait, interval = _group_timing(top, Grouping())
+    rules = tuple(
+        _build_rule(raw, Grouping(wait=wait, interval=interval)) for raw in data.get("rules") or ()
+    )
     mention = (data.get("notify") or {}).get("mention", RuleSet.mention)
     budgets = tuple(_build_budget(raw) for raw in data.get("budgets") or ())
     digest = None
@@ -461,7 +557,8 @@ def _build(data: dict[str, Any]) -> RuleSet:
         hour, minute = (int(part) for part in raw.get("at", "09:00").split(":"))
         channels = tuple(raw.get("channels") or ())
         digest = DigestConfig((hour, minute), raw.get("timezone", "UTC"), channels)
-    return RuleSet(poll_config, mention, rules, budgets, digest)
+    inhibit = bool(top.get("inhibit", RuleSet.inhibit))
+    return RuleSet(poll_config, mention, rules, budgets, digest, inhibit)
 
 
 def _build_budget(raw: dict[str, Any]) -> Budget:
@@ -474,8 +571,16 @@ def _build_budget(raw: dict[str, Any]) -> Budget:
     return Budget(**values)
 
 
-def _build_rule(raw: dict[str, Any]) -> Rule:
+def _build_rule(raw: dict[str, Any], defaults: Grouping) -> Rule:
     values = dict(raw)
+    grouping = values.pop("grouping", None) or {}
+    wait, interval = _group_timing(grouping, defaults)
+    values["grouping"] = Grouping(
+        group=grouping.get("group", raw["name"]),
+        by=tuple(sorted(grouping.get("by", ()), key=GROUP_KEYS.index)),
+        wait=wait,
+        interval=interval,
+    )
     values["for_"] = values.pop("for", Rule.for_)
     values["group_by"] = tuple(values.get("group_by", ()))
     if values.get("source") == "summary":

@@ -28,6 +28,8 @@ _started: postgres.Server | None = None
 # than one starting the 55 s chaos file when the others are done.
 SLOW_FILES = (
     "test_chaos.py",
+    "test_slack_groups.py",
+    "test_group_restart.py",
     "test_scenarios.py",
     "test_demo.py",
     "test_fast_alert.py",

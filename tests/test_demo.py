@@ -1,10 +1,12 @@
 """`usage-bot demo`, the README's first command, as a user runs it: a subprocess, briefly.
 
-At 1,200 data seconds a second, 11 seconds reach 11:40 data time: the scripted `pro`
+At 1,200 data seconds a second, 17 seconds reach 13:40 data time: the scripted `pro`
 failure spike (09:00-10:00) has fired and resolved (about 11:00). The printed channel
 must show the alert's parent with request_ids and job_ids of failed `pro` jobs that the
 demo's simulator really produced (rebuilt here: its traffic is a pure function of the
-seed and the minute), the thread's resolve and the parent's edit.
+seed and the minute), the thread's resolve and the parent's edit. The outage of every
+model (12:00-12:15) is one thread: one parent, the models judged failing later joining it,
+each resolved once, and the parent edited to list them, resolved.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from bot.demo import DEMO_START
 from bot.standins.simulator import ManualClock, Simulator, demo_incidents
 
-SECONDS, SPEED = 11, 1200
+SECONDS, SPEED = 17, 1200
 DETAIL = re.compile(r"• (req_[0-9a-f]+) · job (job_[0-9a-f]+) · pro · ")
 
 
@@ -56,4 +58,22 @@ def test_the_demo_fires_an_alert_on_real_failed_jobs_and_resolves_it(tmp_path: P
         assert (event["job_id"], event["model"], event["status"]) == (job_id, "pro", "failed")
 
     assert "Resolved at" in thread, thread
-    assert "(parent edited:)" in thread and "failed-job-rate for model pro resolved" in thread
+    # (A model failing by chance while pro's alert fires would join its incident.)
+    assert re.search(r"\(parent edited:\) .*failed-job-rate (for model pro )?resolved", thread)
+
+    # The outage of every model: one parent (the models judged failing after the first
+    # join its thread; which step each is judged in depends on when each poll ran, and on
+    # a loaded machine a quiet model's few failures may all fall in an events gap).
+    heads = re.findall(r"^(?:<!here> )?:\w+: (.+) is firing$", channel, re.MULTILINE)
+    assert heads[:2] == ["failed-job-rate for model pro", "spend-per-model for model light"]
+    assert len(heads) == 3 and heads[2].startswith("failed-job-rate for "), done.stdout[-3000:]
+    incident = channel.rpartition(f"{heads[2]} is firing")[2].partition("\n\n")[0]
+    listed = re.search(r"resolved after .+ for (\d) models: (.+)$", incident, re.MULTILINE)
+    assert listed, incident
+    count, models = int(listed[1]), listed[2].split(", ")
+    assert count == len(models) >= 3 and set(models) <= {"human", "light", "original", "pro"}
+    joined = re.findall(r"failed-job-rate for model (\w+) joined at", incident)
+    assert set(joined) <= set(models[1:])  # the first opened it; those a step later joined
+    assert incident.count("↳ :white_check_mark:") == count, incident  # one resolve each
+    assert f"All {count} resolved." in incident
+    assert "(parent edited:) :white_check_mark: failed-job-rate resolved after" in incident

@@ -351,12 +351,14 @@ def test_a_customer_failure_spike_fails_only_that_customers_jobs() -> None:
     }
 
 
-def test_demo_incidents_script_a_pro_failure_spike_then_a_light_spend_runaway() -> None:
-    spike, runaway = demo_incidents(MONDAY)
+def test_demo_incidents_script_a_pro_spike_a_light_runaway_then_every_model_failing() -> None:
+    spike, runaway, outage = demo_incidents(MONDAY)
     assert (spike.kind, spike.model) == ("failure_spike", "pro")
     assert (runaway.kind, runaway.model) == ("spend_runaway", "light")
-    assert MONDAY < spike.start < spike.end <= runaway.start < runaway.end
-    assert runaway.end - MONDAY <= timedelta(hours=12)
+    assert (outage.kind, outage.model, outage.segment) == ("failure_spike", None, None)
+    assert MONDAY < spike.start < spike.end <= runaway.start < runaway.end <= outage.start
+    assert outage.end - outage.start == timedelta(minutes=15)
+    assert outage.end - MONDAY <= timedelta(hours=12)
 
 
 @pytest.mark.parametrize(

@@ -279,3 +279,118 @@ def test_budget_thresholds_told_together_and_the_digests_comparison() -> None:
     assert digest.weekday_note(day, 0) == (
         "Credits: no earlier Sunday is stored yet to compare with."
     )
+
+
+def test_incident_texts() -> None:
+    """An incident's parent and the replies that name their key (bot.messages.incidents)."""
+    from bot.messages import incidents
+    from bot.models import AlertGroup, GroupMember, Rule, Transition
+
+    def member(model: str, state: str = "firing", how: str = "open") -> GroupMember:
+        return GroupMember(
+            rule="failed-job-rate" if model else "total-failure-rate",
+            group=(model,) if model else (),
+            group_by=("model",) if model else (),
+            metric="failure_rate",
+            state=state,
+            how=how,
+            since=AT,
+            at=AT,
+            value=0.412,
+            baseline=0.021,
+            zscore=7.34,
+            resolved_at=LATER if state == "resolved" else None,
+        )
+
+    rules = {
+        "failed-job-rate": Rule("failed-job-rate", "failure_rate", ("model",), severity="critical"),
+        "total-failure-rate": Rule("total-failure-rate", "failure_rate"),
+    }
+    group = AlertGroup(
+        "g1",
+        "failed-job-rate",
+        "#a",
+        "firing",
+        AT,
+        AT,
+        (member("light"), member("pro", "resolved"), member("human", how="join")),
+    )
+    assert incidents.group_head(group, rules, "<!here>") == (
+        "<!here> :rotating_light: *failed-job-rate* is firing for 3 models: light, pro, human"
+    )
+    assert (
+        incidents.group_fallback(group) == "FIRING: failed-job-rate for 3 models: light, pro, human"
+    )
+    assert incidents.member_line(group.members[0], with_rule=False) == (
+        "• *model light*: 41.2% against a baseline of 2.1% (z 7.3)"
+    )
+    assert incidents.member_line(group.members[1], with_rule=True) == (
+        "• :white_check_mark: failed-job-rate for model pro: resolved at 11:05 UTC; "
+        "fired at 41.2% against a baseline of 2.1% (z 7.3)"
+    )
+    blocks = incidents.group_parent_blocks(group, rules, group.members[0])
+    assert [b["text"]["text"] for b in blocks[1:3]] == [  # type: ignore[index]
+        "*Since:* 2026-11-23 09:05 UTC · *1 of 3 resolved*",
+        "• *model light*: 41.2% against a baseline of 2.1% (z 7.3)\n"
+        "• :white_check_mark: model pro: resolved at 11:05 UTC; fired at 41.2% against a "
+        "baseline of 2.1% (z 7.3)\n"
+        "• *model human*: 41.2% against a baseline of 2.1% (z 7.3)",
+    ]
+    assert [e["text"] for b in blocks[3:5] for e in b["elements"]] == [  # type: ignore[attr-defined]
+        "Each alert's examples and chart are in the thread.",
+        "rule `failed-job-rate` · severity critical · usage-bot",
+    ]
+    folded = AlertGroup(
+        "g2",
+        "failed-job-rate",
+        "#a",
+        "resolved",
+        AT,
+        LATER,
+        (member("light", "resolved"), member("", "resolved")),
+    )
+    assert incidents.group_head(folded, rules, None) == (
+        ":white_check_mark: *total-failure-rate* resolved after 2 h for the account, "
+        "with *failed-job-rate* for model light"
+    )
+    assert incidents.group_fallback(folded) == (
+        "RESOLVED: total-failure-rate for the account, with failed-job-rate for model light"
+    )
+    t = Transition(
+        "failed-job-rate",
+        ("pro",),
+        ("model",),
+        "firing",
+        LATER,
+        0.5,
+        0.02,
+        9.04,
+        40.0,
+        AT,
+        9.04,
+        0.5,
+        900.0,
+    )
+    assert incidents.member_head(t, "failure_rate", 900.0, "open") == (
+        "*failed-job-rate for model pro*: 50.0% against a baseline of 2.0% (z 9.0) "
+        "in the 15 min ending 11:05 UTC"
+    )
+    assert incidents.member_head(t, "failure_rate", 900.0, "join", mention="<!here>") == (
+        "<!here> :heavy_plus_sign: *failed-job-rate for model pro* joined at 11:05 UTC: "
+        "50.0% against a baseline of 2.0% (z 9.0)"
+    )
+    assert incidents.member_head(
+        t, "failure_rate", 900.0, "fold", lead="total-failure-rate for the account"
+    ) == (
+        ":heavy_plus_sign: *failed-job-rate for model pro* folded in under "
+        "total-failure-rate for the account at 11:05 UTC: 50.0% against a baseline of 2.0% "
+        "(z 9.0)"
+    )
+    assert incidents.member_resolve_text(t, "failure_rate", 2, 4) == (
+        ":white_check_mark: *failed-job-rate for model pro* resolved at 2026-11-23 11:05 UTC "
+        "after 2 h: now 50.0% against a baseline of 2.0%. Peak 50.0% (z 9.0). 2 of 4 resolved."
+    )
+    assert incidents.member_resolve_text(t, "failure_rate", 4, 4).endswith(
+        "(z 9.0). All 4 resolved."
+    )
+    assert incidents.member_reminder_text(t, "still.") == "*failed-job-rate for model pro*: still."

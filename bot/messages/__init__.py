@@ -3,6 +3,7 @@ Slack Block Kit), no I/O. Operators' log lines stay where they are logged.
 
 * `reports`: the tables of `query` and `/usage` (summary, events), sparklines;
 * `alerts`: the plain-text alert, the `alerts` report, an alert's Slack messages;
+* `incidents`: the parent of several alert keys told together, the replies naming a key;
 * `commands`: the `/usage` help, corrections and fixed answers, with the bounds they state;
 * `notices`: ops notices (episodes opened and cleared) and how notices and posts show;
 * `transport`: what `serve` and Socket Mode answer themselves (apologies, HTTP errors);

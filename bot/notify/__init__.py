@@ -4,8 +4,9 @@ a later cycle (with backoff), a permanent one is recorded and reported once. Tra
 that a silence or an acknowledgement holds back are marked delivered without being told
 (the decision is `alerts.hold_back`; this module gathers its facts from the store).
 
-Slack (`notify.slack`): one parent message per alert key, everything later in its
-thread, each call recorded so that none is made twice; at a cold start it takes back
+Slack (`notify.slack`): one parent message per incident (an alert key, or several told
+together: `bot.grouping`), everything later in its thread, each call recorded so that
+none is made twice; at a cold start it takes back
 from Slack's message metadata what a fresh database lost (`recover`). The console
 notifier (`notify.console`) is the default when SLACK_BOT_TOKEN is unset.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -59,6 +60,11 @@ class Notifier(Protocol):
     def send(self, transition_id: int, transition: Transition) -> None:
         """Deliver one transition or raise NotifyError."""
 
+    def plan(self, pending: Sequence[tuple[int, Transition]], now: datetime | None) -> list[int]:
+        """Which of the pending transitions (oldest first, none held back) to send at
+        `now`; the others wait (Slack: for their incident, see `bot.grouping`). A
+        notifier without this method sends them all."""
+
     def recover(self, store: Store, now: datetime, cold: ColdStart | None = None) -> int:
         """On a fresh database, adopt alerts that are still open where they were told;
         with `cold` (the worker began on an empty database) also the budget events,
@@ -74,12 +80,22 @@ class Notifier(Protocol):
 def deliver(
     store: Store, notifier: Notifier, now: datetime, wall: Callable[[], float] = time.time
 ) -> int:
-    """Send undelivered transitions in order; stop at the first transient failure."""
+    """Send undelivered transitions in order; stop at the first transient failure.
+
+    Those a silence or an acknowledgement holds back are marked delivered first; the
+    notifier's plan then says which of the others are due (an incident's first parent
+    waits for its group_wait), and those are sent, oldest first."""
     sent = 0
+    pending = []
     for transition_id, transition in store.undelivered(wall()):
         if _held_back(store, transition, now) is not None:
             store.mark_delivered(transition_id, now)  # decided, and deliberately not told
             continue
+        pending.append((transition_id, transition))
+    due = _due(notifier, pending, now)
+    for transition_id, transition in pending:
+        if transition_id not in due:
+            continue  # waits for its incident; so does everything after it of its key
         try:
             try:
                 notifier.send(transition_id, transition)
@@ -154,6 +170,22 @@ def deliver(
         store.post_done(post.id, now)
         sent += 1
     return sent
+
+
+def _due(notifier: Notifier, pending: Sequence[tuple[int, Transition]], now: datetime) -> set[int]:
+    """The notifier's plan; without one (or when planning fails), everything is due and
+    each transition is sent on its own."""
+    plan = getattr(notifier, "plan", None)
+    if plan is None or not pending:
+        return {tid for tid, _ in pending}
+    try:
+        return set(plan(pending, now))
+    except BotError:
+        raise
+    except Exception:
+        # A bug in grouping must not hold back every alert: each is sent (and routed) alone.
+        log.exception("could not plan the delivery of %d alerts", len(pending))
+        return {tid for tid, _ in pending}
 
 
 def _held_back(store: Store, t: Transition, now: datetime) -> HoldReason | None:

@@ -4,7 +4,7 @@ default when SLACK_BOT_TOKEN is unset."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
 
@@ -26,6 +26,9 @@ class ConsoleNotifier:
         metric = rule.metric if rule else "spend"
         bucket = rule.bucket if rule else 3600.0
         print(messages.alert_text(transition, metric, bucket), file=self.out, flush=True)
+
+    def plan(self, pending: Sequence[tuple[int, Transition]], now: datetime | None) -> list[int]:
+        return [tid for tid, _ in pending]  # no threads here: nothing to wait for
 
     def recover(self, store: Store, now: datetime, cold: ColdStart | None = None) -> int:
         return 0  # nothing to read back from stdout

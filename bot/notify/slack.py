@@ -1,5 +1,6 @@
-"""The Slack notifier: one parent message per alert key, everything later in its
-thread, the parent edited on resolve; ops notices and budget/digest posts as top-level
+"""The Slack notifier: one parent message per incident (an alert key, or several told
+together: `bot.grouping` plans which, and when), everything later in its thread, the
+parent edited as keys join and resolve; ops notices and budget/digest posts as top-level
 messages.
 
 Every Slack call a transition needs is a recorded step: marked before the call and
@@ -7,8 +8,8 @@ completed with its `ts` after. A step found marked but not completed (the proces
 or the connection dropped, after Slack may have posted) is first looked up by its message
 metadata, and only posted if it is not there: nothing is posted twice. At a cold start
 (`recover`) the same metadata, read from the channels' history in one scan, gives back
-what an empty database lost: open alerts, budget posts with their events, digests and
-open ops episodes.
+what an empty database lost: open incidents (every key a parent lists), budget posts with
+their events, digests and open ops episodes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import http.client
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,15 +31,21 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot import breakdown, chart, messages
+from bot import breakdown, chart, grouping, messages
 from bot.errors import BotError, NotifyError
+from bot.grouping import Scope, scope_of
 from bot.messages import breakdown as breakdown_words
+from bot.messages import incidents
 from bot.models import (
     FIRING,
+    OPEN,
     REMINDER,
+    RESOLVED,
+    AlertGroup,
     AlertState,
     BudgetEvent,
     ColdStart,
+    GroupMember,
     Notice,
     Post,
     Rule,
@@ -114,6 +122,7 @@ class SlackNotifier:
         default_channel: str | None,
         mention: str = "<!here>",
         wall: Callable[[], float] = time.time,
+        inhibit: bool = True,
     ) -> None:
         self.reader = reader
         self.poster = poster
@@ -122,6 +131,8 @@ class SlackNotifier:
         self.default_channel = default_channel
         self.mention = mention
         self.wall = wall
+        self.inhibit = inhibit  # rules.yaml grouping.inhibit
+        self.scopes = {name: scope_of(rule, default_channel) for name, rule in rules.items()}
         self._channel_ids: dict[str, str] = {}
 
     # -- delivery ---------------------------------------------------------------------
@@ -142,24 +153,10 @@ class SlackNotifier:
                 self._resolve(transition_id, transition, rule, channel)
 
     def _fire(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
-        thread = self.store.thread(t.rule, t.group)
-        if thread is None or thread.status != "open":
-            mention = self.mention if rule.severity == "critical" else None
-            spark = messages.sparkline([point[1] for point in t.series][-24:])
-            blocks = messages.parent_blocks(t, rule, mention=mention, spark=spark)
-            channel_id, ts = self._once(
-                tid,
-                "parent",
-                channel,
-                lambda: self._post(
-                    channel, blocks, messages.alert_fallback(t, rule.metric), _meta(t, "parent")
-                ),
-                lambda since: self._find(channel, None, f"{t.idempotency_key}:parent", since),
-            )
-            thread = Thread(t.rule, t.group, channel_id, ts, "open")
-            self.store.save_thread(thread, t.at)
+        thread, group = self._incident(tid, t, rule, channel)
         events = self.store.events_by_request_id(t.request_ids)
         details = [*self._breakdown(t, rule), *messages.detail_blocks(t, events, rule.metric)]
+        details = self._member_head(group, t, rule) + details
         open_thread = thread
         self._once(
             tid,
@@ -222,6 +219,8 @@ class SlackNotifier:
             self._fire(tid, t, rule, channel)
             return
         text = messages.reminder_text(t, rule.metric)
+        if self._shared(thread):
+            text = incidents.member_reminder_text(t, text)
         events = self.store.events_by_request_id(t.request_ids)
         blocks = [messages.section(text), *messages.detail_blocks(t, events, rule.metric)[1:]]
         self._once(
@@ -239,6 +238,11 @@ class SlackNotifier:
     def _resolve(self, tid: int, t: Transition, rule: Rule, channel: str) -> None:
         thread = self.store.thread(t.rule, t.group)
         text = messages.resolve_text(t, rule.metric)
+        group = self.store.route(tid)
+        if group is not None and len(group.members) > 1:  # one of several keys: name it
+            told = grouping.as_of(group, tid)
+            done = sum(1 for m in told.members if m.state != FIRING)
+            text = incidents.member_resolve_text(t, rule.metric, done, len(told.members))
         if thread is None:  # the firing was never told (e.g. it failed for good)
             self._once(
                 tid,
@@ -263,19 +267,143 @@ class SlackNotifier:
                 thread.channel, thread.ts, f"{t.idempotency_key}:resolve", since
             ),
         )
+        if group is not None and len(group.members) > 1 and group.ts is not None:
+            self._edit_parent(grouping.as_of(group, tid))
+            self.store.save_thread(Thread(**{**thread.__dict__, "status": "resolved"}), t.at)
+            return
         # Editing the parent is idempotent: repeating it after a crash does no harm.
         firing = self._firing_of(thread, t)
         said = self.store.feedback(t.rule, t.group, t.since or firing.since or firing.at)
         note = messages.feedback.feedback_note(said)
         blocks = messages.parent_blocks(firing, rule, resolved=t, feedback=note)
+        metadata = (
+            _meta(firing, "parent", state="resolved")
+            if group is None  # a thread told before incidents
+            else _group_meta(grouping.as_of(group, tid), self.scopes)
+        )
         self.reader.chat_update(
             channel=thread.channel,
             ts=thread.ts,
             text=messages.alert_fallback(t, rule.metric),
             blocks=blocks,
-            metadata=_meta(firing, "parent", state="resolved"),
+            metadata=metadata,
         )
         self.store.save_thread(Thread(**{**thread.__dict__, "status": "resolved"}), t.at)
+
+    # -- incidents: several keys under one parent (bot.grouping decides) ----------------
+
+    def plan(self, pending: Sequence[tuple[int, Transition]], now: datetime | None) -> list[int]:
+        """Route the pending transitions to their incidents (stored before anything is
+        told) and return those due at `now`; the rest wait (group_wait, group_interval)."""
+        decided = grouping.plan(
+            pending,
+            self.store.groups_for([tid for tid, _ in pending]),
+            self.scopes,
+            inhibit=self.inhibit,
+            now=now,
+        )
+        self.store.save_groups(decided.changed)
+        return list(decided.due)
+
+    def _incident(
+        self, tid: int, t: Transition, rule: Rule, channel: str
+    ) -> tuple[Thread, AlertGroup]:
+        """The thread a firing is told in: its incident's parent, posted once (listing
+        every key of its first batch), or edited to list a key that joins it later."""
+        group = self.store.route(tid)
+        if group is None:  # sent without a plan: routed now, nothing waits
+            self.plan([(tid, t)], None)
+            group = self.store.route(tid)
+        member = group.member(t.rule, t.group) if group is not None else None
+        if group is None or member is None:
+            raise NotifyError(f"alert {t.rule} could not be routed to an incident", permanent=True)
+        group = grouping.as_of(group, tid)
+        if group.ts is None or group.thread_channel is None:
+            group = self._post_parent(group, tid, t, rule, channel)
+        elif member.how != OPEN and member.fired_tid == tid:
+            self._edit_parent(group)
+        assert group.thread_channel is not None and group.ts is not None
+        thread = Thread(t.rule, t.group, group.thread_channel, group.ts, "open")
+        self.store.save_thread(thread, t.at)
+        return thread, group
+
+    def _post_parent(
+        self, group: AlertGroup, tid: int, t: Transition, rule: Rule, channel: str
+    ) -> AlertGroup:
+        """The incident's parent, once: its first batch of keys (or the one key, as a
+        single alert's parent always looked); found by its metadata after a crash."""
+        critical = incidents.severity(group, self.rules) == "critical"
+        mention = self.mention if critical else None
+        if len(group.members) == 1:
+            spark = messages.sparkline([point[1] for point in t.series][-24:])
+            blocks = messages.parent_blocks(t, rule, mention=mention, spark=spark)
+            text = messages.alert_fallback(t, rule.metric)
+        else:
+            lead = grouping.lead(group, self.scopes)
+            blocks = incidents.group_parent_blocks(group, self.rules, lead, mention=mention)
+            text = incidents.group_fallback(group)
+        metadata = _group_meta(group, self.scopes)
+        opener = group.opened_by if group.opened_by is not None else tid
+        channel_id, ts = self._once(
+            opener,
+            "parent",
+            channel,
+            lambda: self._post(channel, blocks, text, metadata),
+            lambda since: self._find(channel, None, f"{group.id}:parent", since),
+        )
+        self.store.group_posted(group.id, channel_id, ts)
+        return replace(group, thread_channel=channel_id, ts=ts)
+
+    def _edit_parent(self, group: AlertGroup) -> None:
+        """Show the incident as it stands: who joined, how many resolved, resolved when
+        the last key is. Idempotent: repeating it after a crash does no harm."""
+        if len(group.members) < 2 or group.ts is None or group.thread_channel is None:
+            return
+        lead = grouping.lead(group, self.scopes)
+        critical = incidents.severity(group, self.rules) == "critical"
+        acked = self.store.acknowledgement(lead.rule, lead.group)
+        note = messages.commands.acknowledged_note(*acked) if acked else None
+        blocks = incidents.group_parent_blocks(
+            group, self.rules, lead, mention=self.mention if critical else None, note=note
+        )
+        self.reader.chat_update(
+            channel=group.thread_channel,
+            ts=group.ts,
+            text=incidents.group_fallback(group),
+            blocks=blocks,
+            metadata=_group_meta(group, self.scopes),
+        )
+
+    def _member_head(self, group: AlertGroup, t: Transition, rule: Rule) -> list[dict[str, object]]:
+        """In the thread of several keys, a key's details reply opens with its name and
+        how it came in; a key whose rule is critical joining an incident that was not
+        mentions on-call."""
+        if len(group.members) < 2:
+            return []
+        member = group.member(t.rule, t.group)
+        how = member.how if member is not None else OPEN
+        earlier = group.members[: group.members.index(member)] if member is not None else ()
+        mention = None
+        if how != OPEN and rule.severity == "critical":
+            if not any(self.rules.get(m.rule, rule).severity == "critical" for m in earlier):
+                mention = self.mention
+        head = grouping.lead(group, self.scopes)
+        lead = incidents.key_text(head.group_by, head.group)
+        text = incidents.member_head(
+            t,
+            rule.metric,
+            t.window or rule.bucket,
+            how,
+            lead=f"{head.rule} for {lead}",
+            mention=mention,
+        )
+        return [messages.section(text)]
+
+    def _shared(self, thread: Thread | None) -> bool:
+        """Whether a thread holds several keys (an incident's)."""
+        if thread is None:
+            return False
+        return any(g.ts == thread.ts and len(g.members) > 1 for g in self.store.open_groups())
 
     def _firing_of(self, thread: Thread, resolved: Transition) -> Transition:
         """The firing transition this resolve closes (for the edited parent's figures)."""
@@ -496,7 +624,7 @@ class SlackNotifier:
             notice_channel = self._notice_channel()
             if notice_channel:
                 roles.setdefault(notice_channel, set()).add("notices")
-        found = _Found()
+        found = _Found(self.scopes)
         for channel_id, wanted in self._by_id(roles).items():
             oldest = alert_since if wanted == {"alerts"} else told_since
             try:
@@ -530,8 +658,10 @@ class SlackNotifier:
 class _Found:
     """What a cold start's scan found in Slack, written to the store once all is read."""
 
-    def __init__(self) -> None:
-        self.alerts: dict[tuple[str, tuple[str, ...]], tuple[Thread, AlertState]] = {}
+    def __init__(self, scopes: Mapping[str, Scope]) -> None:
+        self.scopes = scopes
+        self.groups: dict[str, AlertGroup] = {}  # incidents told firing, oldest first
+        self.owner: dict[tuple[str, tuple[str, ...]], str] = {}  # key -> newest incident
         self.budget_events: list[tuple[str, tuple[BudgetEvent, ...], str, str]] = []
         self.posts: list[tuple[str, str, str, str]] = []
         self.episodes: dict[str, tuple[datetime, str] | None] = {}  # None: cleared last
@@ -578,26 +708,46 @@ class _Found:
         self, channel_id: str, message: Mapping[str, Any], now: datetime, rules: Mapping[str, Rule]
     ) -> None:
         payload = _payload(message, EVENT_TYPE)
-        if payload is None or payload.get("role") != "parent":
+        if payload is None or payload.get("role") != "parent" or payload.get("state") != "firing":
             return
-        key = (str(payload.get("rule")), tuple(payload.get("group") or ()))
-        if payload.get("state") != "firing" or key[0] not in rules:
+        group = _incident_of(payload, channel_id, str(message["ts"]), now, rules, self.scopes)
+        if group is None or not group.firing:
             return
-        since_at = parse_time(payload["since"]) if payload.get("since") else now
-        thread = Thread(key[0], key[1], channel_id, str(message["ts"]), "open")
-        zscore = float(payload.get("zscore") or 0.0)
-        state = AlertState(key[0], key[1], "firing", 1, 0, since_at, zscore, 0.0)
-        self.alerts[key] = (thread, state)
+        self.groups[group.id] = group
+        for member in group.firing:
+            self.owner[member.key] = group.id  # oldest first: the newest thread wins
 
     def adopt(self, store: Store, now: datetime) -> int:
-        for thread, state in self.alerts.values():
-            store.adopt(thread, state, state.since or now)
-            log.warning(
-                "adopted the open alert %s %s from Slack (ts %s)",
-                thread.rule,
-                list(thread.group),
-                thread.ts,
+        adopted = 0
+        for group in self.groups.values():
+            # A key firing again in a newer incident is no longer this one's.
+            members = tuple(
+                m
+                if m.state != FIRING or self.owner.get(m.key) == group.id
+                else replace(m, state=RESOLVED, resolved_at=now)
+                for m in group.members
             )
+            group = replace(group, members=members)
+            if not group.firing:
+                continue
+            assert group.thread_channel is not None and group.ts is not None
+            threads = [
+                Thread(m.rule, m.group, group.thread_channel, group.ts, "open")
+                for m in group.firing
+            ]
+            states = [
+                AlertState(m.rule, m.group, FIRING, 1, 0, m.since, abs(m.zscore), m.value)
+                for m in group.firing
+            ]
+            store.adopt_group(group, threads, states)
+            adopted += len(states)
+            for m in group.firing:
+                log.warning(
+                    "adopted the open alert %s %s from Slack (ts %s)",
+                    m.rule,
+                    list(m.group),
+                    group.ts,
+                )
         events = store.adopt_budget_events(self.budget_events, now)
         posts = store.adopt_posts(self.posts, now)
         opened = [(kind, *found) for kind, found in self.episodes.items() if found is not None]
@@ -610,7 +760,96 @@ class _Found:
                 posts,
                 episodes,
             )
-        return len(self.alerts) + events + posts + episodes
+        return adopted + events + posts + episodes
+
+
+def _incident_of(
+    payload: Mapping[str, Any],
+    channel_id: str,
+    ts: str,
+    now: datetime,
+    rules: Mapping[str, Rule],
+    scopes: Mapping[str, Scope],
+) -> AlertGroup | None:
+    """The incident a parent's metadata describes: its members as they were last told,
+    or (a parent posted before incidents, or cut short) its one key. Keys of rules no
+    longer configured are left out."""
+    listed = [m for m in payload.get("members") or () if isinstance(m, dict)]
+    try:
+        found = (
+            [_member_of(data, rules) for data in listed]
+            if listed
+            else [_single(payload, now, rules)]
+        )
+    except (KeyError, TypeError, ValueError):
+        log.warning("cold start: unreadable alert metadata on message %s, skipped", ts)
+        return None
+    kept = tuple(m for m in found if m is not None and m.rule in rules)
+    if not kept:
+        return None
+    first = kept[0]
+    scope = scopes[first.rule]
+    delivery = str(payload.get("delivery") or "")
+    partition = payload.get("partition")
+    if not isinstance(partition, str):
+        partition = grouping.partition(scope, first.group_by, first.group)
+    opened = min(m.at for m in kept)
+    return AlertGroup(
+        id=str(payload.get("incident") or delivery.removesuffix(":parent")),
+        partition=partition,
+        channel=scope.channel,
+        status=FIRING,
+        opened_at=opened,
+        updated_at=max(m.resolved_at or m.at for m in kept),
+        members=kept,
+        thread_channel=channel_id,
+        ts=ts,
+    )
+
+
+def _single(
+    payload: Mapping[str, Any], now: datetime, rules: Mapping[str, Rule]
+) -> GroupMember | None:
+    """The one key of a parent whose metadata lists no members (posted before incidents);
+    its figures are not in it (the resolve's edit shows the resolve's)."""
+    rule = rules.get(str(payload["rule"]))
+    if rule is None:
+        return None
+    since = parse_time(str(payload["since"])) if payload.get("since") else now
+    return GroupMember(
+        rule=rule.name,
+        group=tuple(str(v) for v in payload.get("group") or ()),
+        group_by=rule.group_by,
+        metric=rule.metric,
+        state=FIRING,
+        how=OPEN,
+        since=since,
+        at=since,
+        value=0.0,
+        baseline=0.0,
+        zscore=float(payload.get("zscore") or 0.0),
+    )
+
+
+def _member_of(data: Mapping[str, Any], rules: Mapping[str, Rule]) -> GroupMember | None:
+    rule = rules.get(str(data["rule"]))
+    if rule is None:
+        return None
+    resolved = data.get("resolved_at")
+    return GroupMember(
+        rule=rule.name,
+        group=tuple(str(v) for v in data["group"]),
+        group_by=tuple(str(f) for f in data.get("group_by") or rule.group_by),
+        metric=rule.metric,
+        state=FIRING if data.get("state") == FIRING else RESOLVED,
+        how=str(data.get("how") or OPEN),
+        since=parse_time(str(data["since"])),
+        at=parse_time(str(data["at"])),
+        value=float(data.get("value") or 0.0),
+        baseline=float(data.get("baseline") or 0.0),
+        zscore=float(data.get("zscore") or 0.0),
+        resolved_at=parse_time(str(resolved)) if resolved else None,
+    )
 
 
 def _chunks(text: str, size: int) -> list[str]:
@@ -641,6 +880,51 @@ def _meta(t: Transition, role: str, state: str | None = None) -> dict[str, Any]:
             "zscore": round(t.zscore, 2),
         },
     }
+
+
+MAX_META_MEMBERS = 50  # keys an incident's metadata carries (Slack caps metadata's size)
+
+
+def _group_meta(group: AlertGroup, scopes: Mapping[str, Scope]) -> dict[str, Any]:
+    """An incident parent's metadata: the fields of a single alert's parent (for its
+    lead key), and the incident with every member, so a fresh database can rebuild it."""
+    lead = grouping.lead(group, scopes)
+    names = [f.rsplit(".", 1)[-1] for f in lead.group_by]
+    return {
+        "event_type": EVENT_TYPE,
+        "event_payload": {
+            "delivery": f"{group.id}:parent",
+            "role": "parent",
+            "rule": lead.rule,
+            "group": list(lead.group),
+            "key": dict(zip(names, lead.group, strict=False)),
+            "state": group.status,
+            "since": format_time(min(m.since for m in group.members)),
+            "at": format_time(lead.at),
+            "zscore": round(lead.zscore, 2),
+            "incident": group.id,
+            "partition": group.partition,
+            "members": [_member_meta(m) for m in group.members[:MAX_META_MEMBERS]],
+        },
+    }
+
+
+def _member_meta(m: GroupMember) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "rule": m.rule,
+        "group": list(m.group),
+        "group_by": list(m.group_by),
+        "state": m.state,
+        "how": m.how,
+        "since": format_time(m.since),
+        "at": format_time(m.at),
+        "value": round(m.value, 6),
+        "baseline": round(m.baseline, 6),
+        "zscore": round(m.zscore, 2),
+    }
+    if m.resolved_at is not None:
+        data["resolved_at"] = format_time(m.resolved_at)
+    return data
 
 
 def _payload(message: Mapping[str, Any], event_type: str) -> dict[str, Any] | None:

@@ -212,7 +212,9 @@ class CompressedClock:
 
 def demo_incidents(start: datetime) -> list[Incident]:
     """The scripted story of `usage-bot demo`: 'pro' jobs start failing 1 h in (for 1 h),
-    then 'light' spend runs away 3 h in (for 1 h, 5x arrivals)."""
+    then 'light' spend runs away 3 h in (for 1 h, 5x arrivals), then every model fails
+    for a quarter of an hour 4 h in (one incident, the models joining it as each is
+    judged failing)."""
     return [
         Incident(
             "failure_spike",
@@ -227,6 +229,12 @@ def demo_incidents(start: datetime) -> list[Incident]:
             start + timedelta(hours=4),
             model="light",
             factor=5.0,
+        ),
+        Incident(
+            "failure_spike",
+            start + timedelta(hours=4),
+            start + timedelta(hours=4, minutes=15),
+            failure_rate=0.6,
         ),
     ]
 

@@ -19,6 +19,7 @@ from .coverage import CoverageMixin
 from .deliveries import DeliveriesMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
+from .groups import GroupsMixin
 from .hooks import HooksMixin
 from .leases import LeasesMixin
 from .notices import NoticesMixin
@@ -38,6 +39,7 @@ class Store(
     PollsMixin,
     AlertsMixin,
     DeliveriesMixin,
+    GroupsMixin,
     LeasesMixin,
     SilencesMixin,
     FeedbackMixin,

@@ -11,9 +11,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot.models import AlertState, Delivery, Thread, format_time
+from bot.models import Delivery, Thread, format_time
 
-from .alerts import state_row
 from .connection import Connection, translated
 
 
@@ -84,15 +83,14 @@ class DeliveriesMixin(Connection):
                 "status": thread.status,
                 "opened_at": format_time(opened_at),
             }
-            if old is None or old.ts != thread.ts:  # a new thread: nobody has acked it yet
-                row.update(acked_by=None, acked_at=None)
+            if old is None or old.ts != thread.ts:  # new to this thread: acked if it was
+                ack = self.db.execute(
+                    "select acked_by, acked_at from alert_threads where channel = ? and ts = ? "
+                    "and acked_by is not null",
+                    [thread.channel, thread.ts],
+                ).fetchone()
+                row.update(acked_by=ack[0] if ack else None, acked_at=ack[1] if ack else None)
             self.db.upsert_all("alert_threads", [row], pk=("rule", "group_key"))
-
-    def adopt(self, thread: Thread, state: AlertState, opened_at: datetime) -> None:
-        """A firing alert found in Slack on a fresh database: its thread and its state."""
-        with translated("adopting an alert"), self._atomic():
-            self.save_thread(thread, opened_at)
-            self.db.upsert_all("alert_states", [state_row(state)], pk=("rule", "group_key"))
 
 
 def _thread(row: dict[str, Any]) -> Thread:

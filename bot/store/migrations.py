@@ -384,6 +384,52 @@ def m013_poll_pace(db: Database) -> None:
 
 
 @migration
+def m014_alert_groups(db: Database) -> None:
+    # Incidents: alert keys told under one Slack parent (bot.grouping). A member row per
+    # key, with the figures it fired with and the transitions routed to it.
+    db.create_table(
+        "alert_groups",
+        {
+            "id": str,
+            "partition": str,
+            "channel": str,
+            "status": str,  # firing | resolved
+            "opened_at": str,
+            "updated_at": str,
+            "opened_by": int,
+            "thread_channel": str,
+            "ts": str,
+        },
+        pk="id",
+    )
+    db.create_index("alert_groups", ["status"])
+    db.create_table(
+        "alert_group_members",
+        {
+            "group_id": str,
+            "position": int,
+            "rule": str,
+            "group_key": str,
+            "group_by": str,
+            "metric": str,
+            "state": str,
+            "how": str,
+            "since": str,
+            "at": str,
+            "value": float,
+            "baseline": float,
+            "zscore": float,
+            "fired_tid": int,
+            "resolved_at": str,
+            "resolved_tid": int,
+        },
+        pk=("group_id", "rule", "group_key"),
+    )
+    db.create_index("alert_group_members", ["fired_tid"])
+    db.create_index("alert_group_members", ["resolved_tid"])
+
+
+@migration
 def m015_feedback(db: Database) -> None:
     # Feedback per alert episode (rule, group, the episode's first breach): the verdict of
     # the Expected / Noise buttons (the last click wins) and the first acknowledgement,

@@ -18,8 +18,8 @@ class RetentionMixin(Connection):
         """Delete what no baseline needs any more; the file stays bounded.
 
         Events older than `events_before`; poll log, gaps, summary snapshots, delivered
-        transitions' step records and notices older than `log_before`. Daily figures,
-        alert states, open threads and silences in force are kept.
+        transitions' step records, notices and resolved incidents older than `log_before`.
+        Daily figures, alert states, open threads and silences in force are kept.
         """
         cut_events, cut_log = format_time(events_before), format_time(log_before)
         statements = {
@@ -30,6 +30,15 @@ class RetentionMixin(Connection):
             "snapshot_days": ("delete from snapshot_days where polled_at < ?", cut_log),
             "notices": ("delete from notices where at < ? and notified_at is not null", cut_log),
             "silences": ("delete from silences where until < ?", cut_log),
+            "alert_group_members": (
+                "delete from alert_group_members where group_id in (select id from "
+                "alert_groups where status = 'resolved' and updated_at < ?)",
+                cut_log,
+            ),
+            "alert_groups": (
+                "delete from alert_groups where status = 'resolved' and updated_at < ?",
+                cut_log,
+            ),
         }
         removed = {}
         with translated("pruning old rows"), self._atomic():

@@ -72,11 +72,16 @@ class SilencesMixin(Connection):
         return None
 
     def acknowledge(self, rule: str, group: tuple[str, ...], by: str, now: datetime) -> bool:
+        """Acknowledge the alert's thread: every key told in it (an incident's keys share
+        its parent, and its button names only the first)."""
         with translated("acknowledging an alert"), self._atomic():
+            key = [rule, json.dumps(list(group))]
             cursor = self.db.execute(
                 "update alert_threads set acked_by = ?, acked_at = ? "
-                "where rule = ? and group_key = ?",
-                [by, format_time(now), rule, json.dumps(list(group))],
+                "where ts = (select ts from alert_threads where rule = ? and group_key = ?) "
+                "and channel = "
+                "(select channel from alert_threads where rule = ? and group_key = ?)",
+                [by, format_time(now), *key, *key],
             )
         return bool(cursor.rowcount)
 
