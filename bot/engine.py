@@ -208,6 +208,16 @@ class Engine:
             return _evaluations(rule, groups, first, scores, flags, windows)
         evidence, run_rate = self._evidence(rule, first, last, spans[0][1][4], held)
         flags = _with_evidence(rule, flags, evidence, run_rate)
+        # A rise proven where no span's window could be judged (hours not held whole):
+        # tell the proving run's rate against the normal rate it was proven over.
+        value, baseline, z, volume = scores
+        blind = flags[0] & ~np.isfinite(value)
+        if blind.any():
+            value = np.where(blind, run_rate, value)
+            baseline = np.where(blind & ~np.isfinite(baseline), spans[0][1][4], baseline)
+            volume = np.where(blind, np.nan_to_num(volume), volume)
+            z = np.where(blind & ~np.isfinite(z), 0.0, z)  # no window to score: the evidence speaks
+            scores = (value, baseline, z, volume)
         return _evaluations(rule, groups, first, scores, flags, windows, evidence)
 
     def _evidence(

@@ -23,7 +23,10 @@ def describe_key(t: Transition) -> str:
     return f"{t.rule} for {', '.join(parts)}"
 
 
-def format_metric(metric: str, value: float) -> str:
+def format_metric(metric: str, value: float | None) -> str:
+    # A figure the window could not hold (stored NaN reads back as NULL) is said as such.
+    if value is None or value != value:
+        return "n/a"
     if metric == "failure_rate":
         return f"{value:.1%}"
     if metric == "spend":
