@@ -39,6 +39,7 @@ from bot.models import (
     Transition,
     parse_time,
 )
+from bot.notify import SlackNotifier, make_web_clients
 from bot.server import make_server
 from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator
@@ -437,3 +438,65 @@ def seed_backlog(db: str | Path, now: datetime) -> None:
     states = [AlertState("failed-job-rate", (key,)) for key in KEYS]
     store.save_decisions(states, transitions, {}, now)
     store.close()
+
+
+# -- a worker telling Slack: the simulator in-process, the Slack stand-in over loopback --
+
+
+class Wall:
+    """Real-time stand-in for delivery backoff, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlackRig:
+    """One worker with its store and real Slack clients; Slack, the API and the clock
+    outlive it (a restart is a second rig on the same database)."""
+
+    def __init__(
+        self,
+        db: str | Path,
+        slack: SlackStandIn,
+        sim: Simulator,
+        clock: ManualClock,
+        rules: tuple[Rule, ...],
+        *,
+        poll: PollConfig,
+        channel: str = "#usage-alerts",
+        inhibit: bool = True,
+    ) -> None:
+        self.wall = Wall()
+        self.store = Store(db)
+        reader, poster = make_web_clients("xoxb-test", slack.url, timeout=3)
+        self.notifier = SlackNotifier(
+            reader=reader,
+            poster=poster,
+            store=self.store,
+            rules={rule.name: rule for rule in rules},
+            default_channel=channel,
+            wall=self.wall,
+            inhibit=inhibit,
+        )
+        self.http = httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle))
+        self.clock = clock
+        self.worker = Worker(
+            client=UsageClient(self.http, api_key="sim-key"),
+            store=self.store,
+            ruleset=RuleSet(poll=poll, rules=rules, inhibit=inhibit),
+            clock=clock,
+            notifier=self.notifier,
+            wall=self.wall,
+        )
+
+    def run_until(self, moment: datetime, step: timedelta = timedelta(minutes=2)) -> None:
+        while self.clock() < moment:
+            self.clock.advance(step)
+            self.worker.tick()
+
+    def close(self) -> None:
+        self.http.close()
+        self.store.close()

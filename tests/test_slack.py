@@ -3,7 +3,6 @@ stand-in of the Slack Web API, the worker against the simulator."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,12 +14,10 @@ import pytest
 from bot import messages
 from bot.models import PollConfig, Rule, RuleSet, Transition
 from bot.notify import SlackNotifier, make_web_clients
-from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.standins.slack import SlackStandIn
 from bot.store import Store
-from bot.worker import Worker
-from tests.helpers import second_looks
+from tests.helpers import SlackRig, second_looks
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
 SPIKE = Incident(
@@ -48,17 +45,7 @@ RULES = RuleSet(poll=PollConfig(events_every=60, summary_every=3600), rules=(RUL
 CHANNEL = "#usage-alerts"
 
 
-class Wall:
-    """Real-time stand-in for delivery backoff, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Rig:
+class Rig(SlackRig):
     def __init__(
         self,
         db: str | Path,
@@ -67,36 +54,7 @@ class Rig:
         clock: ManualClock,
         rule: Rule = RULE,
     ) -> None:
-        self.wall = Wall()
-        self.store = Store(db)
-        reader, poster = make_web_clients("xoxb-test", slack.url, timeout=3)
-        self.notifier = SlackNotifier(
-            reader=reader,
-            poster=poster,
-            store=self.store,
-            rules={rule.name: rule},
-            default_channel=CHANNEL,
-            wall=self.wall,
-        )
-        self.http = httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle))
-        self.clock = clock
-        self.worker = Worker(
-            client=UsageClient(self.http, api_key="sim-key"),
-            store=self.store,
-            ruleset=RuleSet(poll=RULES.poll, rules=(rule,)),
-            clock=clock,
-            notifier=self.notifier,
-            wall=self.wall,
-        )
-
-    def run_until(self, moment: datetime, step: timedelta = timedelta(minutes=2)) -> None:
-        while self.clock() < moment:
-            self.clock.advance(step)
-            self.worker.tick()
-
-    def close(self) -> None:
-        self.http.close()
-        self.store.close()
+        super().__init__(db, slack, sim, clock, (rule,), poll=RULES.poll, channel=CHANNEL)
 
 
 @pytest.fixture

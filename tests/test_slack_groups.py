@@ -20,17 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from bot.models import Grouping, PollConfig, Rule, RuleSet
-from bot.notify import EVENT_TYPE, SlackNotifier, make_web_clients
-from bot.source import UsageClient
+from bot.models import Grouping, PollConfig, Rule
+from bot.notify import EVENT_TYPE
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from bot.standins.slack import Message, SlackStandIn
 from bot.store import Store
-from bot.worker import Worker
-from tests.helpers import second_looks
+from tests.helpers import SlackRig, second_looks
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday
 OUTAGE = Incident(
@@ -59,15 +56,7 @@ POLL = PollConfig(events_every=60, summary_every=3600)
 CHANNEL = "#usage-alerts"
 
 
-class Wall:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Rig:
+class Rig(SlackRig):
     """One worker: its store, its Slack clients; Slack, the API and the clock outlive it."""
 
     def __init__(
@@ -80,37 +69,7 @@ class Rig:
         *,
         inhibit: bool = True,
     ) -> None:
-        self.wall = Wall()
-        self.store = Store(db)
-        reader, poster = make_web_clients("xoxb-test", slack.url, timeout=3)
-        self.notifier = SlackNotifier(
-            reader=reader,
-            poster=poster,
-            store=self.store,
-            rules={rule.name: rule for rule in rules},
-            default_channel=CHANNEL,
-            wall=self.wall,
-            inhibit=inhibit,
-        )
-        self.http = httpx.Client(base_url="http://sim", transport=httpx.MockTransport(sim.handle))
-        self.clock = clock
-        self.worker = Worker(
-            client=UsageClient(self.http, api_key="sim-key"),
-            store=self.store,
-            ruleset=RuleSet(poll=POLL, rules=rules, inhibit=inhibit),
-            clock=clock,
-            notifier=self.notifier,
-            wall=self.wall,
-        )
-
-    def run_until(self, moment: datetime, step: timedelta = timedelta(minutes=2)) -> None:
-        while self.clock() < moment:
-            self.clock.advance(step)
-            self.worker.tick()
-
-    def close(self) -> None:
-        self.http.close()
-        self.store.close()
+        super().__init__(db, slack, sim, clock, rules, poll=POLL, channel=CHANNEL, inhibit=inhibit)
 
 
 @pytest.fixture
