@@ -264,14 +264,26 @@ def rate_scores(
     `breaches(z, threshold, "up") & (finished >= min_volume) & (rate >= min_rate)`: tiny
     buckets then never alert, and neither do rates too low to matter however unusual.
     """
+    g0, tau2 = rate_baseline(failed, finished, window, method=method, min_periods=min_periods)
+    return rate_against(failed, finished, g0, tau2, band=band)
+
+
+def rate_baseline(
+    failed: npt.ArrayLike,
+    finished: npt.ArrayLike,
+    window: int,
+    *,
+    method: Method = "robust",
+    min_periods: int | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """The trailing baseline of `rate_scores` on the arcsine scale: (g0, tau^2), each
+    bucket's from the `window` buckets before it (so never from the bucket itself)."""
     f = _as_2d(failed)
     n = _as_2d(finished)
     if f.shape != n.shape:
         raise ValueError(f"failed {f.shape} and finished {n.shape} differ in shape")
     mp = _min_periods(window, min_periods)
     has_jobs = n > 0  # False for NaN too
-    rate = np.full(f.shape, np.nan)
-    np.divide(f, n, out=rate, where=has_jobs)
     g = _anscombe(f, n)
     g[~has_jobs] = np.nan
     if method == "robust":
@@ -303,19 +315,36 @@ def rate_scores(
         tau2 -= _lagged(bn.move_mean, past_binom, window, mp)
     del past_binom
     np.maximum(tau2, 0.0, out=tau2)  # NaN stays NaN
+    return g0, tau2
+
+
+def rate_against(
+    failed: npt.ArrayLike,
+    finished: npt.ArrayLike,
+    g0: npt.ArrayLike,
+    tau2: npt.ArrayLike,
+    *,
+    band: float = 2.0,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """`rate_scores` of buckets against a baseline (g0, tau^2) from `rate_baseline`:
+    (rate, base_rate, z, top), every array broadcast to the buckets' shape."""
+    f = np.asarray(failed, dtype=np.float64)
+    n = np.asarray(finished, dtype=np.float64)
+    has_jobs = n > 0  # False for NaN too
+    rate = np.full(f.shape, np.nan)
+    np.divide(f, n, out=rate, where=has_jobs)
+    g = _anscombe(f, n)
+    g[~has_jobs] = np.nan
+    g0 = np.broadcast_to(np.asarray(g0, dtype=np.float64), f.shape)
+    tau2 = np.asarray(tau2, dtype=np.float64)
     top = np.sin(np.minimum(g0 + band * np.sqrt(tau2), np.pi / 2)) ** 2
-    # tau2 becomes the denominator sqrt(1 / (4n + 2) + tau^2) in place.
     with np.errstate(divide="ignore"):
-        tau2 += np.reciprocal(4.0 * n + 2.0)
-    np.sqrt(tau2, out=tau2)
+        spread = np.sqrt(tau2 + np.reciprocal(4.0 * n + 2.0))
     z = g  # reuse: g is not needed any more
     z -= g0
-    z /= tau2
-    del tau2
-    base_rate = g0
-    np.sin(base_rate, out=base_rate)
-    np.square(base_rate, out=base_rate)
-    return rate, base_rate, z, top
+    z /= spread
+    base_rate = np.square(np.sin(g0))
+    return rate, base_rate, z, np.broadcast_to(top, f.shape)
 
 
 # The rises the evidence test weighs: a failure rate grown to r times its baseline. One

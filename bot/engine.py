@@ -14,7 +14,7 @@ is the windows one, two, ... buckets earlier (never overlapping the one judged).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -66,6 +66,9 @@ Scores = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # value, baselin
 Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..., band
 Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
+Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
+# groups, per span (value, baseline, z, volume, band), the evidence and its run's rate
+Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None]
 
 
 def slots_per_bucket(rule: Rule) -> int:
@@ -98,20 +101,34 @@ class Engine:
         # The usage per rule group (by the GROUP_FIELDS a rule picks), kept up to date as
         # events arrive: judging reads a slice instead of summing fine groups each time.
         self.projections: dict[tuple[int, ...], UsageCube] = {}
+        # Per rule, the baselines of the coming moment: a worker polling every second
+        # judges the same moment a few hundred times, and only its newest slot changes.
+        self.frozen: dict[str, Frozen] = {}
+        self._final: dict[tuple[date, str], DailyUsage] | None = None
+        self._models: list[tuple[str, ...]] | None = None
 
     # -- data in ------------------------------------------------------------------------
 
     def add_events(self, batch: EventBatch) -> None:
+        if len(batch) and self.frozen:
+            oldest = int(batch.epoch.min()) // STEP
+            # Frozen for moment k: slots up to k - 2 (k - 1 is the one still filling).
+            self.frozen = {r: f for r, f in self.frozen.items() if oldest > f.moment - 2}
         self.cube.add(batch)
         for picks, cube in self.projections.items():
             cube.add(_projected_batch(batch, picks))
 
     def add_daily(self, rows: Iterable[DailyUsage], final_before: date) -> None:
         """Daily summary rows; those dated before `final_before` are complete days."""
-        for row in rows:
-            self.daily[(row.date, row.model)] = row
+        self._final = self._models = None  # read again from `daily` when next needed
         if self.final_before is None or final_before > self.final_before:
             self.final_before = final_before
+            self.frozen.clear()
+        for row in rows:
+            key = (row.date, row.model)
+            if row.date < self.final_before and self.daily.get(key) != row:
+                self.frozen.clear()  # complete days stand in for events in failure rates
+            self.daily[key] = row
 
     def add_gaps(self, gaps: Iterable[Gap]) -> None:
         """Known events gaps: a window overlapping one is never judged as a drop."""
@@ -139,6 +156,7 @@ class Engine:
         )
 
     def forget_before(self, moment: datetime) -> None:
+        # What is forgotten lies beyond every rule's reach: frozen baselines stand.
         slot = int(moment.timestamp()) // STEP
         self.cube.forget_before(slot)
         for cube in self.projections.values():
@@ -179,11 +197,14 @@ class Engine:
         last = int(until.timestamp()) // STEP
         if last < first:
             return []
-        if rule.metric != "failure_rate":
-            judged = self._judge(rule, first, last)
-            if judged is None:
-                return []
-            groups, (value, baseline, z, volume, _) = judged
+        judged = (
+            self._judge_moment(rule, last) if first == last else self._judge_all(rule, first, last)
+        )
+        if judged is None:
+            return []
+        groups, spans, evidence, run_rate = judged
+        if len(spans) == 1:
+            value, baseline, z, volume, _ = spans[0]
             scores = (value, baseline, z, volume)
             flags = _gate(rule, *scores)
             windows = np.full(value.shape, rule.bucket)
@@ -191,22 +212,10 @@ class Engine:
         # A failure rate is also judged over 2 and 4 buckets: at quiet hours one bucket may
         # hold too few jobs to judge, and a modest rise needs more than one bucket of
         # evidence. Any breaching span pages; the figures told are those of the strongest.
-        # The widest span's history (and the evidence test's) reaches furthest back:
-        # project the usage onto the rule's groups once, and let each span take its part.
-        widest = self._reach(replace(rule, bucket=rule.bucket * RATE_SPANS[-1]), first)
-        held = (widest, *self._rule_counts(rule, widest, last))
-        spans = [
-            self._judge(replace(rule, bucket=rule.bucket * n), first, last, held)
-            for n in RATE_SPANS
-        ]
-        if spans[0] is None:
-            return []
-        groups = spans[0][0]
-        per_span = [(s[1][:4], _gate(rule, *s[1][:4])) for s in spans if s is not None]
+        per_span = [(s[:4], _gate(rule, *s[:4])) for s in spans]
         scores, flags, windows = _combine(per_span, rule)
-        if rule.direction != "up":  # the evidence test proves rises only
+        if evidence is None or run_rate is None:  # the evidence test proves rises only
             return _evaluations(rule, groups, first, scores, flags, windows)
-        evidence, run_rate = self._evidence(rule, first, last, spans[0][1][4], held)
         flags = _with_evidence(rule, flags, evidence, run_rate)
         # A rise proven where no span's window could be judged (hours not held whole):
         # tell the proving run's rate against the normal rate it was proven over.
@@ -214,11 +223,72 @@ class Engine:
         blind = flags[0] & ~np.isfinite(value)
         if blind.any():
             value = np.where(blind, run_rate, value)
-            baseline = np.where(blind & ~np.isfinite(baseline), spans[0][1][4], baseline)
+            baseline = np.where(blind & ~np.isfinite(baseline), spans[0][4], baseline)
             volume = np.where(blind, np.nan_to_num(volume), volume)
             z = np.where(blind & ~np.isfinite(z), 0.0, z)  # no window to score: the evidence speaks
             scores = (value, baseline, z, volume)
         return _evaluations(rule, groups, first, scores, flags, windows, evidence)
+
+    def _judge_all(self, rule: Rule, first: int, last: int) -> Judged | None:
+        """Every span of `rule` judged at moments first..last, each (groups, moments),
+        and for a failure rate watching a rise the evidence test too."""
+        if rule.metric != "failure_rate":
+            judged = self._judge(rule, first, last)
+            return None if judged is None else (judged[0], [judged[1]], None, None)
+        # The widest span's history (and the evidence test's) reaches furthest back:
+        # project the usage onto the rule's groups once, and let each span take its part.
+        widest = self._reach(replace(rule, bucket=rule.bucket * RATE_SPANS[-1]), first)
+        held = (widest, *self._rule_counts(rule, widest, last))
+        if not held[1]:
+            return None
+        spans = [self._judge(_span(rule, n), first, last, held) for n in RATE_SPANS]
+        banded = [s[1] for s in spans if s is not None]
+        if rule.direction != "up":
+            return held[1], banded, None, None
+        evidence, run_rate = self._evidence(rule, first, last, banded[0][4], held)
+        return held[1], banded, evidence, run_rate
+
+    def _judge_moment(self, rule: Rule, k: int) -> Judged | None:
+        """`_judge_all` for the one moment k, from the baselines frozen for it: only the
+        windows ending at k are summed and scored at each poll."""
+        spans = RATE_SPANS if rule.metric == "failure_rate" else (1,)
+        m = slots_per_bucket(rule)
+        groups, counts, known = self._rule_counts(rule, k - m * spans[-1], k)
+        if not groups:
+            return None
+        frozen = self.frozen.get(rule.name)
+        if frozen is None or frozen.moment != k or frozen.groups != groups:
+            frozen = self.frozen[rule.name] = self._freeze(rule, k, spans)
+        banded = []
+        for n, baseline in zip(spans, frozen.baselines, strict=True):
+            window = counts[..., -n * m :].sum(axis=-1, keepdims=True)
+            window[:, ~known[:, -n * m :].all(axis=-1)] = np.nan
+            banded.append(self._against(rule, window, baseline))
+        if frozen.threshold is None:
+            return groups, banded, None, None
+        failed = np.where(known, counts[FAILED], 0.0)[:, None, :]
+        done = np.where(known, counts[FINISHED], 0.0)[:, None, :]
+        evidence, run_rate = detect.bernoulli_evidence(
+            failed, done, banded[0][4], frozen.threshold, floor=rule.min_rate
+        )
+        return groups, banded, evidence, run_rate
+
+    def _freeze(self, rule: Rule, k: int, spans: Sequence[int]) -> Frozen:
+        """What judging moment k needs that its own newest slot (k - 1, filling while
+        the worker polls) cannot change: each span's baseline and the evidence test's
+        threshold. `add_events` drops it when events land in an older slot."""
+        widest = self._reach(_span(rule, spans[-1]), k)
+        held = (widest, *self._rule_counts(rule, widest, k))
+        baselines = []
+        prefix = _Prefix(held[2], held[3])
+        for n in spans:
+            rows = self._windows_before(_span(rule, n), k, widest, prefix)
+            center, spread = self._baseline(rule, rows, buckets_of_history(_span(rule, n)))
+            baselines.append((center[:, -1:], spread[:, -1:]))
+        threshold = None
+        if rule.metric == "failure_rate" and rule.direction == "up":
+            threshold = self._threshold(rule, k, k, held)
+        return Frozen(k, held[1], tuple(baselines), threshold)
 
     def _evidence(
         self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
@@ -231,20 +301,26 @@ class Engine:
         baseline's normal band, not its middle: the test assumes jobs fail independently,
         and real rates wander more than that (a hot afternoon is not an incident)."""
         memory = slots_per_bucket(rule) * RATE_SPANS[-1]
-        history = max(slots_per_bucket(rule) * buckets_of_history(rule), memory)
-        lo = first - history
-        groups, counts, known = _part(held, lo)
-        # The budget's threshold from each moment's trailing pace (the slots before it).
-        pace = detect.jobs_per_30_days(np.where(known, counts[FINISHED], np.nan), history, STEP)
-        h = detect.evidence_threshold(
-            pace[:, np.arange(first, last + 1) - 1 - lo], len(groups), rule.false_alerts
-        )
+        groups, counts, known = _part(held, first - memory)
         failed = np.where(known, counts[FAILED], 0.0)
         done = np.where(known, counts[FINISHED], 0.0)
-        start, stop = first - memory - lo, last - memory - lo + 1  # windows [k - memory, k)
-        runs_f = sliding_window_view(failed, memory, axis=-1)[:, start:stop]
-        runs_n = sliding_window_view(done, memory, axis=-1)[:, start:stop]
+        stop = last - first + 1  # windows [k - memory, k)
+        runs_f = sliding_window_view(failed, memory, axis=-1)[:, :stop]
+        runs_n = sliding_window_view(done, memory, axis=-1)[:, :stop]
+        h = self._threshold(rule, first, last, held)
         return detect.bernoulli_evidence(runs_f, runs_n, p0, h, floor=rule.min_rate)
+
+    def _threshold(self, rule: Rule, first: int, last: int, held: Held) -> FloatArray:
+        """The evidence threshold at moments first..last, (groups, moments): the budget
+        spread over the group's trailing pace of finished jobs, read up to the slot before
+        the moment's newest (which is still filling while the worker polls)."""
+        memory = slots_per_bucket(rule) * RATE_SPANS[-1]
+        history = max(slots_per_bucket(rule) * buckets_of_history(rule), memory)
+        lo = first - 1 - history
+        groups, counts, known = _part(held, lo)
+        pace = detect.jobs_per_30_days(np.where(known, counts[FINISHED], np.nan), history, STEP)
+        pace = pace[:, np.arange(first, last + 1) - 2 - lo]
+        return detect.evidence_threshold(pace, len(groups), rule.false_alerts)
 
     def _reach(self, rule: Rule, first: int) -> int:
         """The first slot `_judge` reads for moments from `first` on. The earliest
@@ -270,13 +346,15 @@ class Engine:
         fields = counts.shape[0]
         moments = last - first + 1
         if moments < m:
-            # A live cycle judges a moment or two: build only those moments' phase rows,
-            # each the windows ending at k, k - bucket, k - 2 bucket, ... (oldest first).
+            # A few moments (a live cycle judges one): build only those moments' phase
+            # rows, each the windows ending at k, k - bucket, k - 2 bucket, ... (oldest first).
             ends = np.arange(first, last + 1)[:, None] - m * np.arange(2 * history, -1, -1)
             rows = _gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
-            scores = self._score(rule, rows.reshape(fields, -1, rows.shape[-1]), history)
+            flat = rows.reshape(fields, -1, rows.shape[-1])
+            center, spread = self._baseline(rule, flat, history)
+            scores = self._against(rule, flat[..., -1:], (center[:, -1:], spread[:, -1:]))
             value, baseline, z, volume, band = (
-                a.reshape(len(groups), moments, -1)[:, :, -1] for a in scores
+                np.broadcast_to(a, (a.shape[0], 1)).reshape(len(groups), moments) for a in scores
             )
         else:
             windows = _window_sums(counts, m)  # window ending at moment lo + m + j
@@ -284,8 +362,10 @@ class Engine:
             length = windows.shape[-1]
             phased = np.stack([_by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
+            baseline_ = self._baseline(rule, phased, history)
             value, baseline, z, volume, band = (
-                _from_phase(a, m, length)[:, offset:] for a in self._score(rule, phased, history)
+                _from_phase(a, m, length)[:, offset:]
+                for a in self._against(rule, phased, baseline_)
             )
         return groups, (value, baseline, z, volume, band)
 
@@ -323,11 +403,10 @@ class Engine:
         if by_summary:
             # Before events were held, spread the daily summary over the slots.
             cut = hi - lo if covered_from is None else max(0, min(hi, covered_from) - lo)
-            for key in summary_keys:
+            final = self._final_daily() if cut else {}
+            for key in summary_keys if cut else ():
                 model = key[0] if key else TOTAL
-                filled, day_known = daily_slot_counts(
-                    self._final_daily(), model, lo, lo + cut, STEP
-                )
+                filled, day_known = daily_slot_counts(final, model, lo, lo + cut, STEP)
                 counts[:, index[key], :cut] += filled
                 known[index[key], :cut] |= day_known
         return groups, counts, known
@@ -335,43 +414,67 @@ class Engine:
     def _summary_keys(self, rule: Rule) -> list[tuple[str, ...]]:
         if not rule.group_by:
             return [()]
-        return sorted({(model,) for (_, model) in self.daily if model != TOTAL})
+        if self._models is None:
+            self._models = sorted({(model,) for (_, model) in self.daily if model != TOTAL})
+        return self._models
 
     def _final_daily(self) -> Mapping[tuple[date, str], DailyUsage]:
-        if self.final_before is None:
-            return {}
-        return {k: v for k, v in self.daily.items() if k[0] < self.final_before}
+        if self._final is None:
+            final_before = self.final_before
+            self._final = (
+                {}
+                if final_before is None
+                else {k: v for k, v in self.daily.items() if k[0] < final_before}
+            )
+        return self._final
 
-    def _score(self, rule: Rule, windows: FloatArray, history: int) -> Banded:
-        """value, baseline, z, volume and band for (fields, rows, buckets) windows, where
-        each row is one series in time (one group's one phase): rows are judged apart.
-        `band` is the top of a failure rate's normal band (`detect.rate_scores`), what
-        the evidence test takes as normal; the baseline again for other metrics."""
+    def _windows_before(self, rule: Rule, k: int, held: int, prefix: _Prefix) -> FloatArray:
+        """(fields, groups, 2H + 1): the windows of one `bucket` ending at k - 2H bucket,
+        ..., k - bucket, k, the history `_baseline` judges moment k against; `prefix`
+        holds the counts from slot `held` on."""
+        m = slots_per_bucket(rule)
+        ends = k - m * np.arange(2 * buckets_of_history(rule), -1, -1)
+        return prefix.windows(ends - held, m)
+
+    def _baseline(self, rule: Rule, windows: FloatArray, history: int) -> Baseline:
+        """The baseline of every window from the `history` windows before it, for
+        (fields, rows, buckets) windows where each row is one series in time (one group's
+        one phase): a failure rate's (g0, tau^2) on the arcsine scale
+        (`detect.rate_baseline`), else (center, scale) on the square-root scale."""
         method: detect.Method = "plain" if rule.method == "plain" else "robust"
         mp = _min_periods(history)
         if rule.metric == "failure_rate":
-            rate, base, z, top = detect.rate_scores(
+            return detect.rate_baseline(
                 windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
             )
-            return rate, base, z, windows[FINISHED], top
-        series = windows[CREDITS] if rule.metric == "spend" else windows[JOBS]
         # Spend and job counts are (compound) Poisson: their noise grows with the level, so
         # a night-time runaway would drown in daytime noise. On the square-root scale the
         # noise is about level-free (Anscombe), and one scale serves every hour.
+        root = np.sqrt(np.maximum(_series(rule, windows), 0.0))
+        if rule.seasonal == "none":
+            return detect.rolling_baseline(root, history, method=method, min_periods=mp)
+        period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
+        return detect.seasonal_baseline(
+            root,
+            period,
+            history,
+            method=method,
+            min_periods=mp,
+            min_seasons=_MIN_SEASONS,
+            seasons=max(_MIN_SEASONS, history // period),
+        )
+
+    def _against(self, rule: Rule, windows: FloatArray, baseline: Baseline) -> Banded:
+        """value, baseline, z, volume and band of (fields, rows, buckets) windows against
+        their `_baseline`. `band` is the top of a failure rate's normal band
+        (`detect.rate_against`), what the evidence test takes as normal; the baseline
+        again for other metrics."""
+        if rule.metric == "failure_rate":
+            rate, base, z, top = detect.rate_against(windows[FAILED], windows[FINISHED], *baseline)
+            return rate, base, z, windows[FINISHED], top
+        series = _series(rule, windows)
+        center, scale = baseline
         root = np.sqrt(np.maximum(series, 0.0))
-        if rule.seasonal != "none":
-            period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-            center, scale = detect.seasonal_baseline(
-                root,
-                period,
-                history,
-                method=method,
-                min_periods=mp,
-                min_seasons=_MIN_SEASONS,
-                seasons=max(_MIN_SEASONS, history // period),
-            )
-        else:
-            center, scale = detect.rolling_baseline(root, history, method=method, min_periods=mp)
         z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
         level = np.square(center)
         return series, level, z, series, level
@@ -413,7 +516,8 @@ class Engine:
                     else (0, 0, 0, 0.0)
                 )
                 counts[:, i, j] = figures
-        scores = self._score(rule, counts, buckets_of_history(rule))[:4]
+        history = buckets_of_history(rule)
+        scores = self._against(rule, counts, self._baseline(rule, counts, history))[:4]
         flags = _gate(rule, *scores)
         windows = np.full(scores[0].shape, float(DAY))
         out = []
@@ -425,6 +529,26 @@ class Engine:
 
 
 Held = tuple[int, Groups, FloatArray, BoolArray]  # from slot, groups, counts, known
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A rule's baselines for one coming moment (`Engine._freeze`)."""
+
+    moment: int  # k: the moment k * STEP
+    groups: Groups
+    baselines: tuple[Baseline, ...]  # per span, each array (groups, 1)
+    threshold: FloatArray | None  # the evidence test's, (groups, 1); None: no test
+
+
+def _span(rule: Rule, n: int) -> Rule:
+    return rule if n == 1 else replace(rule, bucket=rule.bucket * n)
+
+
+def _series(rule: Rule, windows: FloatArray) -> FloatArray:
+    """The figure a spend or volume rule judges: credits, or jobs started."""
+    series: FloatArray = windows[CREDITS] if rule.metric == "spend" else windows[JOBS]
+    return series
 
 
 def _projected_batch(batch: EventBatch, picks: tuple[int, ...]) -> EventBatch:
@@ -474,16 +598,27 @@ def _gathered_windows(
     The same numbers `_window_sums` gives, for just the windows asked for; a window with
     an unknown slot is NaN.
     """
-    cum = np.zeros((*counts.shape[:-1], counts.shape[-1] + 1))
-    np.cumsum(counts, axis=-1, out=cum[..., 1:])
-    missing = np.zeros((*known.shape[:-1], known.shape[-1] + 1))
-    np.cumsum(~known, axis=-1, out=missing[..., 1:])
-    inside = ends - m >= 0
-    at, before = np.where(inside, ends, 0), np.where(inside, ends - m, 0)
-    sums = cum[..., at] - cum[..., before]
-    unknown = (missing[..., at] - missing[..., before] > 0) | ~inside
-    sums[:, unknown] = np.nan
-    return sums
+    return _Prefix(counts, known).windows(ends, m)
+
+
+class _Prefix:
+    """Running totals of counts and of unknown slots, from which any window's sum is two
+    lookups: built once, read for every span."""
+
+    def __init__(self, counts: FloatArray, known: BoolArray) -> None:
+        self.cum = np.zeros((*counts.shape[:-1], counts.shape[-1] + 1))
+        np.cumsum(counts, axis=-1, out=self.cum[..., 1:])
+        self.missing = np.zeros((*known.shape[:-1], known.shape[-1] + 1))
+        np.cumsum(~known, axis=-1, out=self.missing[..., 1:])
+
+    def windows(self, ends: npt.NDArray[np.int64], m: int) -> FloatArray:
+        """Sums of the m slots before each offset in `ends`: (fields, groups, *ends.shape)."""
+        inside = ends - m >= 0
+        at, before = np.where(inside, ends, 0), np.where(inside, ends - m, 0)
+        sums = self.cum[..., at] - self.cum[..., before]
+        unknown = (self.missing[..., at] - self.missing[..., before] > 0) | ~inside
+        sums[:, unknown] = np.nan
+        return sums
 
 
 def _window_known(known: npt.NDArray[np.bool_], m: int) -> npt.NDArray[np.bool_]:
@@ -690,9 +825,10 @@ class Monitor:
         evaluation on the data held so far (its partial slot included). It can only bring
         a firing forward: a key that fires on it is saved firing; anything short of that
         is left for the mark to judge on the whole slot, so `for` and `recover_for` still
-        count evaluations at the marks. Failure-rate rules watching a rise only: a partial
-        window would read as a drop, and spend waits for its own short-window test (its
-        bucket's whole baseline rebuilt at every poll costs more than it gains).
+        count evaluations at the marks. Rules watching a rise only: a partial window
+        reads low, which is no rise but could look like a drop. Each poll sums the
+        windows ending at the mark and scores them against the baselines frozen for it
+        (`Engine._judge_moment`).
         """
         now = int(until.timestamp())
         if now % STEP == 0:
@@ -701,7 +837,7 @@ class Monitor:
         end = datetime.fromtimestamp(mark, UTC)
         found: list[Transition] = []
         for rule in self.engine.rules:
-            if rule.source == "summary" or rule.direction != "up" or rule.metric != "failure_rate":
+            if rule.source == "summary" or rule.direction != "up":
                 continue
             for ev in self.engine.evaluate(rule, end - timedelta(seconds=STEP), end):
                 ev = replace(ev, at=until, window=max(0.0, ev.window - (mark - now)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
+from bot.metrics import batch_from_items
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator
 from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
@@ -204,3 +205,43 @@ def test_a_volume_rule_catches_a_model_going_silent() -> None:
     assert [t.key for t in fired] == [{"model": "original"}]
     assert outage.start < fired[0].at <= outage.start + timedelta(hours=2)
     assert fired[0].value < fired[0].baseline / 3
+
+
+def test_polls_within_a_slot_judge_as_a_fresh_engine_does_late_events_included() -> None:
+    """The baselines frozen for the coming moment are only a cache: every poll's
+    evaluation equals that of an engine built from the same events at once, also when
+    events land in an older slot (which the frozen baselines read) or a new group starts."""
+    items, summary = traffic()
+    k = int((START + timedelta(days=2, hours=14, minutes=10)).timestamp()) // STEP
+    mark = datetime.fromtimestamp(k * STEP, UTC)
+    held = [i for i in items if i["created_at"] < _iso(mark - timedelta(minutes=8))]
+    polls = [
+        [i for i in items if _iso(mark - timedelta(minutes=8)) <= i["created_at"] < _iso(mark)],
+        # a late event for an older slot, and a model never seen before
+        [
+            {**items[-1], "created_at": _iso(mark - timedelta(hours=h)), "model": "pro"}
+            | {"status": "failed", "credits_used": 5000.0, "job_id": f"late-{h}"}
+            for h in (2, 3, 5)
+        ],
+        [{**items[-1], "created_at": _iso(mark - timedelta(minutes=1)), "model": "brand-new"}],
+    ]
+    rules = [FAILURES, SPEND]
+    live = engine_for(rules, held, summary)
+    so_far = list(held)
+    for batch in polls:
+        live.add_events(batch_from_items(batch))
+        so_far += batch
+        fresh = engine_for(rules, so_far, summary)
+        for rule in rules:
+            got = live.evaluate(rule, mark - timedelta(seconds=STEP), mark)
+            want = fresh.evaluate(rule, mark - timedelta(seconds=STEP), mark)
+            assert [e.group for e in got] == [e.group for e in want]
+            for a, b in zip(got, want, strict=True):
+                assert same(a.value, b.value) and same(a.baseline, b.baseline), (a, b)
+                assert same(a.zscore, b.zscore) and same(a.evidence, b.evidence), (a, b)
+                assert (a.breach, a.judged, a.calm) == (b.breach, b.judged, b.calm)
+        assert set(live.frozen) == {r.name for r in rules}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
