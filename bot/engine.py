@@ -49,6 +49,9 @@ from bot.models import (
 
 RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
 RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets
+# A spend or volume rule watching a rise is also judged over this window when its bucket
+# is longer: a runaway then shows within minutes, not when an hour's bucket fills.
+SHORT_WINDOW = 900
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
 DAY = 86400
 _SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
@@ -73,6 +76,15 @@ Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None]
 
 def slots_per_bucket(rule: Rule) -> int:
     return max(1, int(rule.bucket) // STEP)
+
+
+def spans_of(rule: Rule) -> tuple[int, ...]:
+    """The windows (seconds) an events rule is judged over, its own bucket first."""
+    if rule.metric == "failure_rate":
+        return tuple(int(rule.bucket) * n for n in RATE_SPANS)
+    if rule.direction == "up" and rule.bucket > SHORT_WINDOW:
+        return (int(rule.bucket), SHORT_WINDOW)
+    return (int(rule.bucket),)
 
 
 def buckets_of_history(rule: Rule) -> int:
@@ -209,9 +221,10 @@ class Engine:
             flags = _gate(rule, *scores)
             windows = np.full(value.shape, rule.bucket)
             return _evaluations(rule, groups, first, scores, flags, windows)
-        # A failure rate is also judged over 2 and 4 buckets: at quiet hours one bucket may
+        # A failure rate is also judged over 2 and 4 buckets (at quiet hours one bucket may
         # hold too few jobs to judge, and a modest rise needs more than one bucket of
-        # evidence. Any breaching span pages; the figures told are those of the strongest.
+        # evidence), a rise in spend or volume over SHORT_WINDOW too (a runaway shows
+        # in minutes). Any breaching span pages; the figures told are the strongest's.
         per_span = [(s[:4], _gate(rule, *s[:4])) for s in spans]
         scores, flags, windows = _combine(per_span, rule)
         if evidence is None or run_rate is None:  # the evidence test proves rises only
@@ -232,18 +245,20 @@ class Engine:
     def _judge_all(self, rule: Rule, first: int, last: int) -> Judged | None:
         """Every span of `rule` judged at moments first..last, each (groups, moments),
         and for a failure rate watching a rise the evidence test too."""
-        if rule.metric != "failure_rate":
+        spans = spans_of(rule)
+        if len(spans) == 1:
             judged = self._judge(rule, first, last)
             return None if judged is None else (judged[0], [judged[1]], None, None)
-        # The widest span's history (and the evidence test's) reaches furthest back:
-        # project the usage onto the rule's groups once, and let each span take its part.
-        widest = self._reach(replace(rule, bucket=rule.bucket * RATE_SPANS[-1]), first)
-        held = (widest, *self._rule_counts(rule, widest, last))
+        # The span reaching furthest back sets what to read: project the usage onto the
+        # rule's groups once, and let each span (and the evidence test) take its part.
+        lo = min(self._reach(_span(rule, s), first) for s in spans)
+        held = (lo, *self._rule_counts(rule, lo, last))
         if not held[1]:
             return None
-        spans = [self._judge(_span(rule, n), first, last, held) for n in RATE_SPANS]
-        banded = [s[1] for s in spans if s is not None]
-        if rule.direction != "up":
+        banded = [
+            judged[1] for s in spans if (judged := self._judge(_span(rule, s), first, last, held))
+        ]
+        if rule.metric != "failure_rate" or rule.direction != "up":
             return held[1], banded, None, None
         evidence, run_rate = self._evidence(rule, first, last, banded[0][4], held)
         return held[1], banded, evidence, run_rate
@@ -251,18 +266,19 @@ class Engine:
     def _judge_moment(self, rule: Rule, k: int) -> Judged | None:
         """`_judge_all` for the one moment k, from the baselines frozen for it: only the
         windows ending at k are summed and scored at each poll."""
-        spans = RATE_SPANS if rule.metric == "failure_rate" else (1,)
-        m = slots_per_bucket(rule)
-        groups, counts, known = self._rule_counts(rule, k - m * spans[-1], k)
+        spans = spans_of(rule)
+        recent = max(spans) // STEP  # the widest window, which the evidence's run matches
+        groups, counts, known = self._rule_counts(rule, k - recent, k)
         if not groups:
             return None
         frozen = self.frozen.get(rule.name)
         if frozen is None or frozen.moment != k or frozen.groups != groups:
             frozen = self.frozen[rule.name] = self._freeze(rule, k, spans)
         banded = []
-        for n, baseline in zip(spans, frozen.baselines, strict=True):
-            window = counts[..., -n * m :].sum(axis=-1, keepdims=True)
-            window[:, ~known[:, -n * m :].all(axis=-1)] = np.nan
+        for seconds, baseline in zip(spans, frozen.baselines, strict=True):
+            w = seconds // STEP
+            window = counts[..., -w:].sum(axis=-1, keepdims=True)
+            window[:, ~known[:, -w:].all(axis=-1)] = np.nan
             banded.append(self._against(rule, window, baseline))
         if frozen.threshold is None:
             return groups, banded, None, None
@@ -273,17 +289,18 @@ class Engine:
         )
         return groups, banded, evidence, run_rate
 
-    def _freeze(self, rule: Rule, k: int, spans: Sequence[int]) -> Frozen:
+    def _freeze(self, rule: Rule, k: int, spans: tuple[int, ...]) -> Frozen:
         """What judging moment k needs that its own newest slot (k - 1, filling while
         the worker polls) cannot change: each span's baseline and the evidence test's
         threshold. `add_events` drops it when events land in an older slot."""
-        widest = self._reach(_span(rule, spans[-1]), k)
-        held = (widest, *self._rule_counts(rule, widest, k))
+        lo = min(self._reach(_span(rule, s), k) for s in spans)
+        held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
         prefix = _Prefix(held[2], held[3])
-        for n in spans:
-            rows = self._windows_before(_span(rule, n), k, widest, prefix)
-            center, spread = self._baseline(rule, rows, buckets_of_history(_span(rule, n)))
+        for seconds in spans:
+            span = _span(rule, seconds)
+            rows = self._windows_before(span, k, lo, prefix)
+            center, spread = self._baseline(span, rows, buckets_of_history(span))
             baselines.append((center[:, -1:], spread[:, -1:]))
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
@@ -541,8 +558,9 @@ class Frozen:
     threshold: FloatArray | None  # the evidence test's, (groups, 1); None: no test
 
 
-def _span(rule: Rule, n: int) -> Rule:
-    return rule if n == 1 else replace(rule, bucket=rule.bucket * n)
+def _span(rule: Rule, seconds: int) -> Rule:
+    """The rule judged over windows of `seconds` instead of its bucket."""
+    return rule if seconds == rule.bucket else replace(rule, bucket=seconds)
 
 
 def _series(rule: Rule, windows: FloatArray) -> FloatArray:
@@ -694,7 +712,7 @@ def _combine(
     value, baseline, z, volume = (
         np.stack([s[i] for s, _ in per_span])[pick, cells[0], cells[1]] for i in range(4)
     )
-    spans = np.asarray([rule.bucket * n for n in RATE_SPANS[: len(per_span)]])[pick]
+    spans = np.asarray(spans_of(rule), dtype=np.float64)[pick]
     return (value, baseline, z, volume), (breach, judged_any, calm), spans
 
 
