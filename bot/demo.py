@@ -12,19 +12,21 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot import chart
 from bot.commands import events_text, summary_text
 from bot.logs import configure as configure_logging
-from bot.models import Budget, Event, EventsPage, Summary
+from bot.messages import describe_key
+from bot.models import Budget, Event, EventsPage, Summary, Transition
 from bot.notify import SlackNotifier, make_web_clients
 from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient, make_http_client
-from bot.standins.simulator import CompressedClock, Simulator, demo_incidents
+from bot.standins.simulator import CompressedClock, Incident, Simulator, demo_incidents
 from bot.standins.slack import SlackStandIn
 from bot.store import Store
 from bot.worker import TickReport, Worker, run
@@ -94,8 +96,9 @@ def run_demo(seconds: float = 33.0, speed: float = 600.0, out: TextIO = sys.stdo
                     client=client, store=store, ruleset=ruleset, clock=clock, notifier=notifier
                 )
                 worker.prepare(DEMO_START)
+                chart.warm()  # the first alert's chart would stall a cycle for minutes of data
                 clock.restart()  # data time starts now, not while history was loaded
-                progress = _Progress(say)
+                progress = _Progress(say, sim.incidents, speed)
                 cycles = run(worker, every=POLL_SECONDS, stop=stop, on_tick=progress.tick(clock))
             now = clock()
             say("")
@@ -179,10 +182,15 @@ def _save_charts(slack: SlackStandIn) -> Path | None:
 
 
 class _Progress:
-    """Prints one line per simulated half hour: events seen and failures per model."""
+    """Prints one line per simulated half hour (events seen, failures per model), and
+    each alert as it fires, with how long after its scripted onset."""
 
-    def __init__(self, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, say: Callable[[str], None], incidents: Sequence[Incident], speed: float
+    ) -> None:
         self.say = say
+        self.incidents = incidents
+        self.speed = speed
         self.period_start: datetime | None = None
         self.events = 0
         self.failed: dict[str, int] = {}
@@ -193,6 +201,8 @@ class _Progress:
             now = clock()
             if self.period_start is None:
                 self.period_start = now
+            for t in report.fired:
+                self.say(f"[{t.at:%H:%M:%S}] firing: {describe_key(t)}{self._since_onset(t)}")
             if report.delivered:
                 self.say(f"[{now:%H:%M}] {report.delivered} alert message(s) delivered to Slack")
             self.events += report.new_events
@@ -206,6 +216,22 @@ class _Progress:
                 self.period_start, self.events, self.failed, self.errors = now, 0, {}, 0
 
         return on_tick
+
+    def _since_onset(self, t: Transition) -> str:
+        """', 52 s of data after the scripted onset (0.09 s real)' for the incident the
+        alert is about, if one of the script's is running."""
+        model = dict(zip(t.group_by, t.group, strict=False)).get("model")
+        for incident in self.incidents:
+            if incident.start <= t.at <= incident.end and incident.model in (None, model):
+                lag = (t.at - incident.start).total_seconds()
+                spent = _duration(lag)
+                return f", {spent} of data after the scripted onset ({lag / self.speed:.2f} s real)"
+        return ""
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:

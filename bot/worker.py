@@ -31,7 +31,17 @@ from bot.errors import BotError, SchemaDrift, SourceError, StoreError
 from bot.hooks import send_hooks
 from bot.messages import notices
 from bot.metrics import batch_from_events
-from bot.models import ColdStart, DigestConfig, Event, Gap, PollRecord, RuleSet, Summary
+from bot.models import (
+    FIRING,
+    ColdStart,
+    DigestConfig,
+    Event,
+    Gap,
+    PollRecord,
+    RuleSet,
+    Summary,
+    Transition,
+)
 from bot.notify import BACKOFF, ConsoleNotifier, Notifier, deliver
 from bot.pace import Outcome, Pace, PaceSettings, next_pace
 from bot.source import UsageClient
@@ -64,6 +74,7 @@ class TickReport:
     failed_by_model: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     transitions: int = 0
+    fired: list[Transition] = field(default_factory=list)  # the firings among them
     delivered: int = 0
     budget_events: int = 0
     hooks: int = 0
@@ -366,6 +377,7 @@ class Worker:
             self.monitor = None
             raise
         report.transitions += added
+        report.fired += [t for t in transitions if t.state == FIRING]
         for t in transitions:
             log.info(
                 "alert %s: %s value=%.4g baseline=%.4g z=%.1f request_ids=%s job_ids=%s",

@@ -36,6 +36,17 @@ def test_the_demo_fires_an_alert_on_real_failed_jobs_and_resolves_it(tmp_path: P
     assert "Traceback" not in done.stderr
     channel = done.stdout.partition("── Slack #usage-alerts")[2]
     assert channel, done.stdout[-2000:]
+    # Each firing is printed as it happens, with its delay after the scripted onset: the
+    # pro spike (under a job a minute) is proven in about the jobs the evidence bound
+    # needs, a quarter of an hour of data at most.
+    told = re.search(
+        r"^\[09:(\d\d):\d\d\] firing: failed-job-rate for model pro, (\d+) min \d+ s of data "
+        r"after the scripted onset",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert told, done.stdout[:3000]
+    assert int(told[1]) == int(told[2]) <= 20
     parent = channel.partition("failed-job-rate for model pro is firing")[2]
     assert parent, channel
     thread = parent.partition("\n\n")[0]  # the parent, its thread and its edit

@@ -222,6 +222,7 @@ def demo_incidents(start: datetime) -> list[Incident]:
             start + timedelta(hours=2),
             model="pro",
             failure_rate=0.5,
+            sudden=True,  # the model breaks under running work: told within a minute or two
         ),
         Incident(
             "spend_runaway",
