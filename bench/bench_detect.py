@@ -5,8 +5,10 @@
 Scores groups x buckets (default 10,000 x 2,880: 30 days of 15-minute buckets) with our
 plain and robust baselines plus z-scores, and times pandas' `rolling().mean()/.std()` and
 `rolling().median()` (baselines only, no shift, no z) on the same data laid out as
-(buckets, groups). Also times the 2-D failure-rate z-score. Prints seconds, ratios and
-(with --memory) the peak memory each step allocates. pandas is a bench-only dependency.
+(buckets, groups). Also times the 2-D failure-rate z-score, and the robust baselines on
+bottleneck's median (what bot.detect ran before its compiled kernel), checked equal to the
+kernel's. Prints seconds, ratios and (with --memory) the peak memory each step allocates.
+pandas is a bench-only dependency.
 """
 
 from __future__ import annotations
@@ -101,18 +103,50 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
+    def on_bottleneck(fn: Callable[[], Any]) -> Callable[[], Any]:
+        """fn with every moving median on bottleneck, as before the compiled kernel."""
+
+        def run() -> Any:
+            saved = detect._COMPILED_MIN_CELLS
+            detect._COMPILED_MIN_CELLS = values.size + 1
+            try:
+                return fn()
+            finally:
+                detect._COMPILED_MIN_CELLS = saved
+
+        return run
+
+    def first_calls() -> None:
+        kernel = detect._compiled_median()
+        for dtype in (np.float64, np.float32):  # the centers' and the residuals' medians
+            kernel(values[:2, :200].astype(dtype), w, mp, np.empty((2, 200)))
+
+    # The kernel's one-off cost in a process: numba's import and the kernels' load from
+    # their on-disk cache (their compile too, the first time after an install), on a
+    # small batch. Every timed step below runs after it.
+    load, _ = timed(first_calls)
+    print(f"compiled median: first calls in this process {load:.2f} s (import and load)")
+
     steps = [  # (label, call, pandas step it is compared with)
         ("ours plain: mean/std + z", ours("plain"), "pandas rolling mean + std"),
         ("ours robust: median/MAD + z", ours("robust"), "pandas rolling median"),
         ("ours robust, one thread", single_thread(ours("robust")), "pandas rolling median"),
+        ("ours robust on bottleneck", on_bottleneck(ours("robust")), "pandas rolling median"),
+        (
+            "ours robust on bn, one thread",
+            single_thread(on_bottleneck(ours("robust"))),
+            "pandas rolling median",
+        ),
         ("pandas rolling mean + std", pandas_plain, None),
         ("pandas rolling median", pandas_median, None),
         ("ours rate z, plain (pooled)", rate("plain"), None),
         ("ours rate z, robust", rate("robust"), None),
         ("ours rate z, robust, one thread", single_thread(rate("robust")), None),
     ]
-    # the centers (pandas: mean, median) of these steps are compared below
+    # the centers (pandas: mean, median) of these steps are compared below, and the
+    # robust (center, z) on the kernel with the same on bottleneck
     checked = {label for label, _, against in steps[:2]} | {against for _, _, against in steps[:2]}
+    checked.add("ours robust on bottleneck")
     # Rounds over all steps, best run per step: a slow spell of the machine (shared or
     # throttled CPUs) then hits every step alike instead of whichever ran during it.
     timings = {label: float("inf") for label, _, _ in steps}
@@ -121,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, fn, _ in steps:
             seconds, result = timed(fn)
             timings[label] = min(timings[label], seconds)
+            if label in ("ours robust: median/MAD + z", "ours robust on bottleneck"):
+                kept[label + " z"] = result[1]
             if label in checked:
                 kept[label] = result[0] if isinstance(result, tuple) else result
             del result
@@ -139,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     d_mean = np.nanmax(np.abs(ours_mean[:, 1:] - mean[:, :-1]))
     same_median = np.array_equal(ours_median[:, 1:], median[:, :-1], equal_nan=True)
     print(f"\ncheck: max |our mean - pandas mean| = {d_mean:.2e}; medians identical: {same_median}")
+    robust = "ours robust: median/MAD + z"
+    same_kernel = all(
+        np.array_equal(kept[robust + end], kept["ours robust on bottleneck" + end], equal_nan=True)
+        for end in ("", " z")
+    )
+    print(f"check: robust center and z on the kernel identical to bottleneck's: {same_kernel}")
     return 0
 
 
