@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any, Literal
 
 import bottleneck as bn
@@ -558,8 +559,12 @@ def _lagged(
     return out
 
 
-def _compiled_median() -> Callable[[Any, int, int, FloatArray], None]:
-    """bot/_movemedian.py's `lagged_median`, imported (with numba) on first use."""
-    from bot import _movemedian
-
+@cache
+def _compiled_median() -> Callable[[Any, int, int, FloatArray], None] | None:
+    """bot/_movemedian.py's `lagged_median`, imported (with numba) on first use; None
+    where numba is not installed (the `fast` extra), and bottleneck does the work."""
+    try:
+        from bot import _movemedian
+    except ImportError:
+        return None
     return _movemedian.lagged_median
