@@ -100,6 +100,7 @@ def seasonal_baseline(
     min_seasons: int = 3,
     method: Method = "robust",
     min_periods: int | None = None,
+    scale_periods: int | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Baseline from the same phase of earlier periods where that predicts better.
 
@@ -126,6 +127,8 @@ def seasonal_baseline(
         min_seasons: valid same-phase points the seasonal center needs.
         method: "robust" or "plain", as in `rolling_baseline`.
         min_periods: as in `rolling_baseline`, for the residual scale and the fallback.
+        scale_periods: seasonal residuals the seasonal scale needs (default: min_seasons
+            periods of them, at most `window`).
 
     Returns:
         (center, scale), float64 arrays shaped like `values`.
@@ -153,7 +156,9 @@ def seasonal_baseline(
     # The seasonal scale is trusted only from `min_seasons` periods of residuals on: one
     # day of them is a noisy, often too small estimate, and the smaller scale is what
     # wins the choice below, so an early, lucky one would page on ordinary noise.
-    scale_mp = min(window, max(mp, min_seasons * period))
+    scale_mp = min(
+        window, max(mp, min_seasons * period if scale_periods is None else scale_periods)
+    )
     if method == "robust":
         scale = _lagged(bn.move_median, _abs_resid32(x, center), window, scale_mp)
         scale *= MAD_TO_SIGMA

@@ -56,6 +56,10 @@ STEP = 300  # seconds between evaluations; also the slot size. Buckets are multi
 DAY = 86400
 _SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
 _MIN_SEASONS = 3
+# Weeks of the same hour an `hour_of_day` rule's hour-of-week baseline takes (from the
+# third on), and days of its residuals it needs before its scale is trusted.
+_WEEKS = 3
+_WEEKLY_SCALE_DAYS = 3
 # Floors for spend and volume z-scores, on the square-root scale: a move must exceed
 # REL_FLOOR of the level per unit of z, so a flat history (or one rebuilt from daily totals)
 # does not page on noise; ABS_FLOOR keeps near-empty series quiet.
@@ -94,6 +98,18 @@ def buckets_of_history(rule: Rule) -> int:
         period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
         window = max(window, period * max(_MIN_SEASONS, window // period))
     return window
+
+
+def reach_buckets(rule: Rule) -> int:
+    """Buckets before a moment that its baseline reads. Each window of the history was
+    itself judged against as much again (robust scale, rate spread): two histories back
+    make every evaluation independent of where the held data happen to start. An
+    `hour_of_day` rule also reads WEEKS weeks back for the same hour of the week."""
+    history = buckets_of_history(rule)
+    reach = 2 * history + 1
+    if rule.seasonal == "hour_of_day":
+        reach = max(reach, _WEEKS * int(7 * DAY // rule.bucket) + history + 1)
+    return reach
 
 
 def _min_periods(window: int) -> int:
@@ -151,9 +167,7 @@ class Engine:
     def history_seconds(self) -> int:
         """How much event history the rules look back, at most (what to load and keep).
         Summary rules judge the daily figures, not events, so they do not count here."""
-        spans = [
-            (2 * buckets_of_history(r) + 2) * r.bucket for r in self.rules if r.source != "summary"
-        ]
+        spans = [(reach_buckets(r) + 1) * r.bucket for r in self.rules if r.source != "summary"]
         return int(max(spans, default=7 * DAY))
 
     def series(
@@ -344,7 +358,7 @@ class Engine:
         window's baseline spans the rule's history, and each of those windows was itself
         judged against as much again (robust scale, rate spread): two spans back make
         every evaluation independent of where the array happens to start."""
-        return first - slots_per_bucket(rule) * (2 * buckets_of_history(rule) + 1)
+        return first - slots_per_bucket(rule) * reach_buckets(rule)
 
     def _judge(
         self, rule: Rule, first: int, last: int, held: Held | None = None
@@ -365,7 +379,8 @@ class Engine:
         if moments < m:
             # A few moments (a live cycle judges one): build only those moments' phase
             # rows, each the windows ending at k, k - bucket, k - 2 bucket, ... (oldest first).
-            ends = np.arange(first, last + 1)[:, None] - m * np.arange(2 * history, -1, -1)
+            back = np.arange(reach_buckets(rule) - 1, -1, -1)
+            ends = np.arange(first, last + 1)[:, None] - m * back
             rows = _gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             flat = rows.reshape(fields, -1, rows.shape[-1])
             center, spread = self._baseline(rule, flat, history)
@@ -450,7 +465,7 @@ class Engine:
         ..., k - bucket, k, the history `_baseline` judges moment k against; `prefix`
         holds the counts from slot `held` on."""
         m = slots_per_bucket(rule)
-        ends = k - m * np.arange(2 * buckets_of_history(rule), -1, -1)
+        ends = k - m * np.arange(reach_buckets(rule) - 1, -1, -1)
         return prefix.windows(ends - held, m)
 
     def _baseline(self, rule: Rule, windows: FloatArray, history: int) -> Baseline:
@@ -471,7 +486,7 @@ class Engine:
         if rule.seasonal == "none":
             return detect.rolling_baseline(root, history, method=method, min_periods=mp)
         period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-        return detect.seasonal_baseline(
+        center, scale = detect.seasonal_baseline(
             root,
             period,
             history,
@@ -480,6 +495,24 @@ class Engine:
             min_seasons=_MIN_SEASONS,
             seasons=max(_MIN_SEASONS, history // period),
         )
+        if rule.seasonal == "hour_of_day":
+            # The same hour of the week, once WEEKS weeks of it are held, where it has
+            # predicted the recent past better: Sunday night is not judged by weekdays.
+            weekly = detect.seasonal_baseline(
+                root,
+                7 * period,
+                history,
+                method=method,
+                min_periods=mp,
+                min_seasons=_WEEKS,
+                seasons=_WEEKS,
+                scale_periods=_WEEKLY_SCALE_DAYS * period,
+            )
+            # Its scale, though, stays the daily one's, the larger: a median of three
+            # weeks is a noisy centre, and the smaller of two noisy scales would page on it.
+            better = weekly[1] < scale  # NaN compares False: the daily one stays
+            np.copyto(center, weekly[0], where=better)
+        return center, scale
 
     def _against(self, rule: Rule, windows: FloatArray, baseline: Baseline) -> Banded:
         """value, baseline, z, volume and band of (fields, rows, buckets) windows against

@@ -245,3 +245,30 @@ def test_polls_within_a_slot_judge_as_a_fresh_engine_does_late_events_included()
 
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_sunday_night_rise_is_judged_against_earlier_sundays() -> None:
+    """3x spend on a Sunday night, after three weeks of history: against the same hour of
+    the week it is a rise (against weekday nights, as an hour-of-day baseline saw it, it
+    was not), and nothing else in the four weeks pages."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
+    onset = start + timedelta(days=27, hours=22)  # the fourth Sunday, 22:00
+    end = onset + timedelta(hours=2)
+    runaway = Incident("spend_runaway", onset, onset + timedelta(hours=1), model="light", factor=3)
+    sim = Simulator(
+        start=start, clock=ManualClock(end), jobs_per_hour=150, incidents=[runaway], seed=3
+    )
+    rule = Rule(
+        name="spend",
+        metric="spend",
+        group_by=("model",),
+        bucket=3600,
+        baseline=7 * 86400,
+        seasonal="hour_of_day",
+        z=4,
+        min_credits=1000,
+    )
+    engine = engine_for([rule], sim.events_until(end), sim.summary(60))
+    firing = [t for t in Monitor(engine).run(end, start) if t.state == "firing"]
+    assert [(t.group, t.at >= onset) for t in firing] == [(("light",), True)], firing
+    assert firing[0].at - onset <= timedelta(hours=1)
