@@ -52,6 +52,14 @@ RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets
 # A spend or volume rule watching a rise is also judged over this window when its bucket
 # is longer: a runaway then shows within minutes, not when an hour's bucket fills.
 SHORT_WINDOW = 900
+# The creep test of a spend rule watching a rise: a one-sided CUSUM of its bucket's
+# z-scores over the last CREEP_SPAN seconds of whole buckets, S = max(0, S + z - REFERENCE),
+# proving a level shift that builds over days once S reaches THRESHOLD. Against a
+# reference of half a sigma, ordinary hours drift S back to 0; a rise of one sigma
+# sustained for a day (a 2x creep over three days, by its first day's end) reaches it.
+CREEP_SPAN = 3 * 86400
+CREEP_REFERENCE = 0.5
+CREEP_THRESHOLD = 12.0
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
 DAY = 86400
 _SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
@@ -75,7 +83,9 @@ Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
 Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
 # groups, per span (value, baseline, z, volume, band), the evidence and its run's rate
-Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None]
+Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, "Creep | None"]
+# the creep test: evidence (S / threshold), and the run's credits, normal credits, z, seconds
+Creep = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 def slots_per_bucket(rule: Rule) -> int:
@@ -109,7 +119,7 @@ def reach_buckets(rule: Rule) -> int:
     reach = 2 * history + 1
     if rule.seasonal == "hour_of_day":
         reach = max(reach, _WEEKS * int(7 * DAY // rule.bucket) + history + 1)
-    return reach
+    return reach + _creep_buckets(rule)  # the creep test's buckets, each judged in full
 
 
 def _min_periods(window: int) -> int:
@@ -228,7 +238,7 @@ class Engine:
         )
         if judged is None:
             return []
-        groups, spans, evidence, run_rate = judged
+        groups, spans, evidence, run_rate, creep = judged
         if len(spans) == 1:
             value, baseline, z, volume, _ = spans[0]
             scores = (value, baseline, z, volume)
@@ -241,6 +251,9 @@ class Engine:
         # in minutes). Any breaching span pages; the figures told are the strongest's.
         per_span = [(s[:4], _gate(rule, *s[:4])) for s in spans]
         scores, flags, windows = _combine(per_span, rule)
+        if creep is not None:
+            scores, flags, windows = _with_creep(rule, scores, flags, windows, creep)
+            return _evaluations(rule, groups, first, scores, flags, windows, creep[0])
         if evidence is None or run_rate is None:  # the evidence test proves rises only
             return _evaluations(rule, groups, first, scores, flags, windows)
         flags = _with_evidence(rule, flags, evidence, run_rate)
@@ -262,20 +275,36 @@ class Engine:
         spans = spans_of(rule)
         if len(spans) == 1:
             judged = self._judge(rule, first, last)
-            return None if judged is None else (judged[0], [judged[1]], None, None)
+            return None if judged is None else (judged[0], [judged[1]], None, None, None)
+        # The creep test reads the buckets of CREEP_SPAN before each moment too.
+        back = _creep_buckets(rule) * slots_per_bucket(rule)
         # The span reaching furthest back sets what to read: project the usage onto the
         # rule's groups once, and let each span (and the evidence test) take its part.
-        lo = min(self._reach(_span(rule, s), first) for s in spans)
+        lo = min(self._reach(_span(rule, s), first - back) for s in spans)
         held = (lo, *self._rule_counts(rule, lo, last))
         if not held[1]:
             return None
-        banded = [
-            judged[1] for s in spans if (judged := self._judge(_span(rule, s), first, last, held))
+        own = self._judge(rule, first - back, last, held)
+        assert own is not None  # held has groups
+        banded = [tuple(a[:, back:] for a in own[1])] + [
+            judged[1]
+            for s in spans[1:]
+            if (judged := self._judge(_span(rule, s), first, last, held))
         ]
+        if rule.metric == "spend" and back:
+            value, baseline, z = own[1][:3]
+            m = slots_per_bucket(rule)
+            # Column j of `own` is moment first - back + j; each moment's creep run reads
+            # the whole buckets before it: moments k - back, ..., k - m.
+            before = np.arange(back, back + last - first + 1)[:, None] - m * np.arange(
+                back // m, 0, -1
+            )
+            creep = _creep(rule, z[:, before], value[:, before], baseline[:, before])
+            return held[1], banded, None, None, creep  # type: ignore[return-value]
         if rule.metric != "failure_rate" or rule.direction != "up":
-            return held[1], banded, None, None
+            return held[1], banded, None, None, None  # type: ignore[return-value]
         evidence, run_rate = self._evidence(rule, first, last, banded[0][4], held)
-        return held[1], banded, evidence, run_rate
+        return held[1], banded, evidence, run_rate, None  # type: ignore[return-value]
 
     def _judge_moment(self, rule: Rule, k: int) -> Judged | None:
         """`_judge_all` for the one moment k, from the baselines frozen for it: only the
@@ -295,13 +324,13 @@ class Engine:
             window[:, ~known[:, -w:].all(axis=-1)] = np.nan
             banded.append(self._against(rule, window, baseline))
         if frozen.threshold is None:
-            return groups, banded, None, None
+            return groups, banded, None, None, frozen.creep
         failed = np.where(known, counts[FAILED], 0.0)[:, None, :]
         done = np.where(known, counts[FINISHED], 0.0)[:, None, :]
         evidence, run_rate = detect.bernoulli_evidence(
             failed, done, banded[0][4], frozen.threshold, floor=rule.min_rate
         )
-        return groups, banded, evidence, run_rate
+        return groups, banded, evidence, run_rate, None
 
     def _freeze(self, rule: Rule, k: int, spans: tuple[int, ...]) -> Frozen:
         """What judging moment k needs that its own newest slot (k - 1, filling while
@@ -311,15 +340,23 @@ class Engine:
         held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
         prefix = _Prefix(held[2], held[3])
+        creep = None
         for seconds in spans:
             span = _span(rule, seconds)
             rows = self._windows_before(span, k, lo, prefix)
             center, spread = self._baseline(span, rows, buckets_of_history(span))
             baselines.append((center[:, -1:], spread[:, -1:]))
+            if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
+                # The creep run ends with the last whole bucket, which no poll changes.
+                value, baseline, z = self._against(rule, rows, (center, spread))[:3]
+                past = slice(-1 - n, -1)
+                creep = _creep(
+                    rule, z[:, None, past], value[:, None, past], baseline[:, None, past]
+                )
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
-        return Frozen(k, held[1], tuple(baselines), threshold)
+        return Frozen(k, held[1], tuple(baselines), threshold, creep)
 
     def _evidence(
         self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
@@ -589,6 +626,61 @@ class Frozen:
     groups: Groups
     baselines: tuple[Baseline, ...]  # per span, each array (groups, 1)
     threshold: FloatArray | None  # the evidence test's, (groups, 1); None: no test
+    creep: Creep | None  # the creep test's, (groups, 1) each; None: no test
+
+
+def _creep_buckets(rule: Rule) -> int:
+    """Whole buckets the creep test reads before a moment (0: the rule has none)."""
+    if rule.metric != "spend" or len(spans_of(rule)) == 1:
+        return 0
+    return int(CREEP_SPAN // rule.bucket)
+
+
+def _creep(rule: Rule, z: FloatArray, value: FloatArray, baseline: FloatArray) -> Creep:
+    """The creep test over (groups, moments, buckets) arrays of each moment's whole
+    buckets before it, oldest first: (evidence, run credits, run normal credits, run z,
+    run seconds), each (groups, moments). The run is the buckets since S last was 0; its
+    z is their z-scores' sum over the root of their count (a mean shift in sigmas)."""
+    shape = z.shape[:2]
+    total, count, spent, normal, zs = (np.zeros(shape) for _ in range(5))
+    for t in range(z.shape[-1]):
+        ok = np.isfinite(z[..., t]) & np.isfinite(value[..., t]) & np.isfinite(baseline[..., t])
+        total = total + np.where(ok, z[..., t] - CREEP_REFERENCE, 0.0)
+        alive = total > 0
+        total = np.where(alive, total, 0.0)
+        count = np.where(alive, count + ok, 0.0)
+        spent = np.where(alive, spent + np.where(ok, value[..., t], 0.0), 0.0)
+        normal = np.where(alive, normal + np.where(ok, baseline[..., t], 0.0), 0.0)
+        zs = np.where(alive, zs + np.where(ok, z[..., t], 0.0), 0.0)
+    run_z = zs / np.sqrt(np.maximum(count, 1.0))
+    return total / CREEP_THRESHOLD, spent, normal, run_z, count * rule.bucket
+
+
+def _with_creep(
+    rule: Rule, scores: Scores, flags: Flags, windows: FloatArray, creep: Creep
+) -> tuple[Scores, Flags, FloatArray]:
+    """A spend rule's flags with the creep test added: proven (evidence >= 1) with the
+    run's excess at least `min_credits` is a breach, told with the run's figures where
+    no window breaches; calm also needs the evidence under RECOVER_FRACTION."""
+    evidence, spent, normal, run_z, seconds = creep
+    breach, judged, calm = flags
+    with np.errstate(invalid="ignore"):
+        matters = spent - normal >= rule.min_credits
+        creeping = (evidence >= 1.0) & matters
+        pressing = (evidence >= RECOVER_FRACTION) & matters
+    told = creeping & ~breach
+    value, baseline, z, volume = scores
+    scores = (
+        np.where(told, spent, value),
+        np.where(told, normal, baseline),
+        np.where(told, run_z, z),
+        np.where(told, spent, volume),
+    )
+    return (
+        scores,
+        (breach | creeping, judged | creeping, calm & ~pressing),
+        np.where(told, seconds, windows),
+    )
 
 
 def _span(rule: Rule, seconds: int) -> Rule:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -272,3 +273,30 @@ def test_a_sunday_night_rise_is_judged_against_earlier_sundays() -> None:
     firing = [t for t in Monitor(engine).run(end, start) if t.state == "firing"]
     assert [(t.group, t.at >= onset) for t in firing] == [(("light",), True)], firing
     assert firing[0].at - onset <= timedelta(hours=1)
+
+
+def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
+    """Spend on one model doubling over three days, never a jump an hour's window sees:
+    the creep test (a CUSUM of the hourly z-scores) fires within 24 h of the onset, told
+    with the run's credits against normal, and nothing fires in the ten days before."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    onset = start + timedelta(days=10, hours=9)
+    end = onset + timedelta(days=1)
+    steps = [
+        Incident(
+            "spend_runaway",
+            onset + timedelta(hours=6 * i),
+            onset + timedelta(hours=6 * (i + 1)),
+            model="original",
+            factor=1 + (i + 1) / 12,
+        )
+        for i in range(4)  # the first day of a 12-step ramp to 2x
+    ]
+    sim = Simulator(start=start, clock=ManualClock(end), jobs_per_hour=300, incidents=steps, seed=5)
+    rule = replace(SPEND, baseline=7 * 86400, seasonal="hour_of_day", min_credits=2000)
+    engine = engine_for([rule], sim.events_until(end), sim.summary(60))
+    firing = [t for t in Monitor(engine).run(end, start) if t.state == "firing"]
+    assert [t.group for t in firing] == [("original",)], firing
+    told = firing[0]
+    assert onset < told.at <= onset + timedelta(hours=24)
+    assert told.window > 6 * 3600 and told.value > told.baseline + 2000  # the run, not an hour
