@@ -60,6 +60,9 @@ SHORT_WINDOW = 900
 CREEP_SPAN = 3 * 86400
 CREEP_REFERENCE = 0.5
 CREEP_THRESHOLD = 12.0
+# Each bucket adds at most this many sigmas: a creep is many moderate hours, and a runaway
+# of an hour or three (told by the windows) must not hold the creep test up for days.
+CREEP_CLIP = 3.0
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
 DAY = 86400
 _SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
@@ -299,7 +302,8 @@ class Engine:
             before = np.arange(back, back + last - first + 1)[:, None] - m * np.arange(
                 back // m, 0, -1
             )
-            creep = _creep(rule, z[:, before], value[:, before], baseline[:, before])
+            settled = _settled(rule, held, first - back + before)
+            creep = _creep(rule, z[:, before], value[:, before], baseline[:, before], settled)
             return held[1], banded, None, None, creep  # type: ignore[return-value]
         if rule.metric != "failure_rate" or rule.direction != "up":
             return held[1], banded, None, None, None  # type: ignore[return-value]
@@ -350,8 +354,13 @@ class Engine:
                 # The creep run ends with the last whole bucket, which no poll changes.
                 value, baseline, z = self._against(rule, rows, (center, spread))[:3]
                 past = slice(-1 - n, -1)
+                ends = k - slots_per_bucket(rule) * np.arange(n, 0, -1)[None, :]
                 creep = _creep(
-                    rule, z[:, None, past], value[:, None, past], baseline[:, None, past]
+                    rule,
+                    z[:, None, past],
+                    value[:, None, past],
+                    baseline[:, None, past],
+                    _settled(rule, held, ends),
                 )
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
@@ -636,16 +645,20 @@ def _creep_buckets(rule: Rule) -> int:
     return int(CREEP_SPAN // rule.bucket)
 
 
-def _creep(rule: Rule, z: FloatArray, value: FloatArray, baseline: FloatArray) -> Creep:
+def _creep(
+    rule: Rule, z: FloatArray, value: FloatArray, baseline: FloatArray, settled: BoolArray
+) -> Creep:
     """The creep test over (groups, moments, buckets) arrays of each moment's whole
-    buckets before it, oldest first: (evidence, run credits, run normal credits, run z,
-    run seconds), each (groups, moments). The run is the buckets since S last was 0; its
-    z is their z-scores' sum over the root of their count (a mean shift in sigmas)."""
+    buckets before it, oldest first, counting the `settled` ones only: (evidence, run
+    credits, run normal credits, run z, run seconds), each (groups, moments). The run is
+    the buckets since S last was 0; its z is their z-scores' sum over the root of their
+    count (a mean shift in sigmas)."""
     shape = z.shape[:2]
     total, count, spent, normal, zs = (np.zeros(shape) for _ in range(5))
     for t in range(z.shape[-1]):
-        ok = np.isfinite(z[..., t]) & np.isfinite(value[..., t]) & np.isfinite(baseline[..., t])
-        total = total + np.where(ok, z[..., t] - CREEP_REFERENCE, 0.0)
+        ok = settled[..., t] & np.isfinite(z[..., t] + value[..., t] + baseline[..., t])
+        step = np.minimum(z[..., t], CREEP_CLIP) - CREEP_REFERENCE
+        total = total + np.where(ok, step, 0.0)
         alive = total > 0
         total = np.where(alive, total, 0.0)
         count = np.where(alive, count + ok, 0.0)
@@ -654,6 +667,14 @@ def _creep(rule: Rule, z: FloatArray, value: FloatArray, baseline: FloatArray) -
         zs = np.where(alive, zs + np.where(ok, z[..., t], 0.0), 0.0)
     run_z = zs / np.sqrt(np.maximum(count, 1.0))
     return total / CREEP_THRESHOLD, spent, normal, run_z, count * rule.bucket
+
+
+def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:
+    """(groups, *ends.shape): the group was held a whole baseline before each window
+    ending at a slot of `ends`. A new model's or customer's spend rises while it starts,
+    against a baseline of its first days: no creep to count there."""
+    lo, _, _, known = held
+    return known[:, ends - int(rule.baseline) // STEP - lo]
 
 
 def _with_creep(
