@@ -27,6 +27,7 @@ from bot.coverage import overlaps
 from bot.metrics import (
     CREDITS,
     FAILED,
+    FIELDS,
     FINISHED,
     GROUP_FIELDS,
     JOBS,
@@ -343,7 +344,7 @@ class Engine:
         lo = min(self._reach(_span(rule, s), k) for s in spans)
         held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
-        prefix = _Prefix(held[2], held[3])
+        prefix = _Prefix(held[2], held[3], _fields(rule))
         creep = None
         for seconds in spans:
             span = _span(rule, seconds)
@@ -455,7 +456,6 @@ class Engine:
         """
         picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
         cube = self._projection(picks)
-        fine = cube.counts(lo, hi)
         keys: list[tuple[str, ...]] = list(cube.groups)
         # An event without a model is an API call, not a job: no model group to judge.
         by_model = GROUP_FIELDS.index("model") in picks
@@ -469,9 +469,14 @@ class Engine:
         index = {g: i for i, g in enumerate(groups)}
         rows = [r for r, key in enumerate(keys) if key in index]
         targets = [index[keys[r]] for r in rows]
-        counts = np.zeros((fine.shape[0], len(groups), hi - lo))
         first_seen = np.full(len(groups), np.iinfo(np.int64).max)
-        counts[:, targets] = fine[:, rows]  # one projected row per rule group
+        if len(rows) == len(groups):  # every rule group has events: read them in order
+            order = sorted(range(len(rows)), key=targets.__getitem__)
+            rows, targets = [rows[i] for i in order], list(range(len(groups)))
+            counts = cube.counts(lo, hi, rows)
+        else:  # some groups are known from the daily summary only
+            counts = np.zeros((len(FIELDS), len(groups), hi - lo))
+            counts[:, targets] = cube.counts(lo, hi, rows)
         first_seen[targets] = cube.first_seen[rows]
         covered_from = cube.covered_from
         slots = np.arange(lo, hi)
@@ -541,12 +546,13 @@ class Engine:
             min_seasons=_MIN_SEASONS,
             seasons=max(_MIN_SEASONS, history // period),
         )
-        if rule.seasonal == "hour_of_day":
+        week = 7 * period
+        if rule.seasonal == "hour_of_day" and np.isfinite(root[:, : -_WEEKS * week]).any():
             # The same hour of the week, once WEEKS weeks of it are held, where it has
             # predicted the recent past better: Sunday night is not judged by weekdays.
             weekly = detect.seasonal_baseline(
                 root,
-                7 * period,
+                week,
                 history,
                 method=method,
                 min_periods=mp,
@@ -653,20 +659,29 @@ def _creep(
     credits, run normal credits, run z, run seconds), each (groups, moments). The run is
     the buckets since S last was 0; its z is their z-scores' sum over the root of their
     count (a mean shift in sigmas)."""
-    shape = z.shape[:2]
-    total, count, spent, normal, zs = (np.zeros(shape) for _ in range(5))
-    for t in range(z.shape[-1]):
-        ok = settled[..., t] & np.isfinite(z[..., t] + value[..., t] + baseline[..., t])
-        step = np.minimum(z[..., t], CREEP_CLIP) - CREEP_REFERENCE
-        total = total + np.where(ok, step, 0.0)
-        alive = total > 0
-        total = np.where(alive, total, 0.0)
-        count = np.where(alive, count + ok, 0.0)
-        spent = np.where(alive, spent + np.where(ok, value[..., t], 0.0), 0.0)
-        normal = np.where(alive, normal + np.where(ok, baseline[..., t], 0.0), 0.0)
-        zs = np.where(alive, zs + np.where(ok, z[..., t], 0.0), 0.0)
+    ok = settled & np.isfinite(z + value + baseline)
+    step = np.where(ok, np.minimum(z, CREEP_CLIP) - CREEP_REFERENCE, 0.0)
+    # S at the newest bucket is X_D - min(X_0..X_D), X the running sum of the steps
+    # (X_0 = 0); its run is the buckets after the last moment S was 0, where X was lowest.
+    totals = [
+        _running(a) for a in (step, ok, np.where(ok, value, 0.0), np.where(ok, baseline, 0.0))
+    ]
+    totals.append(_running(np.where(ok, z, 0.0)))
+    sums = totals[0]
+    start = sums.shape[-1] - 1 - np.argmin(sums[..., ::-1], axis=-1)[..., None]
+    total, count, spent, normal, zs = (
+        a[..., -1] - np.take_along_axis(a, start, axis=-1)[..., 0] for a in totals
+    )
     run_z = zs / np.sqrt(np.maximum(count, 1.0))
     return total / CREEP_THRESHOLD, spent, normal, run_z, count * rule.bucket
+
+
+def _running(x: npt.ArrayLike) -> FloatArray:
+    """Running sums along the last axis with a leading 0: (..., n) -> (..., n + 1)."""
+    a = np.asarray(x, dtype=np.float64)
+    out = np.zeros((*a.shape[:-1], a.shape[-1] + 1))
+    np.cumsum(a, axis=-1, out=out[..., 1:])
+    return out
 
 
 def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:
@@ -674,7 +689,8 @@ def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:
     ending at a slot of `ends`. A new model's or customer's spend rises while it starts,
     against a baseline of its first days: no creep to count there."""
     lo, _, _, known = held
-    return known[:, ends - int(rule.baseline) // STEP - lo]
+    settled: BoolArray = known[:, ends - int(rule.baseline) // STEP - lo]
+    return settled
 
 
 def _with_creep(
@@ -762,16 +778,26 @@ def _gathered_windows(
     The same numbers `_window_sums` gives, for just the windows asked for; a window with
     an unknown slot is NaN.
     """
-    return _Prefix(counts, known).windows(ends, m)
+    return _Prefix(counts, known, tuple(range(counts.shape[0]))).windows(ends, m)
+
+
+def _fields(rule: Rule) -> tuple[int, ...]:
+    """The count fields a rule's metric reads."""
+    if rule.metric == "failure_rate":
+        return (FINISHED, FAILED)
+    return (CREDITS,) if rule.metric == "spend" else (JOBS,)
 
 
 class _Prefix:
-    """Running totals of counts and of unknown slots, from which any window's sum is two
-    lookups: built once, read for every span."""
+    """Running totals of some count fields and of unknown slots, from which any window's
+    sum is two lookups: built once, read for every span. Other fields read as NaN."""
 
-    def __init__(self, counts: FloatArray, known: BoolArray) -> None:
-        self.cum = np.zeros((*counts.shape[:-1], counts.shape[-1] + 1))
-        np.cumsum(counts, axis=-1, out=self.cum[..., 1:])
+    def __init__(self, counts: FloatArray, known: BoolArray, fields: tuple[int, ...]) -> None:
+        self.fields = fields
+        self.width = counts.shape[0]
+        picked = counts[list(fields)]
+        self.cum = np.zeros((*picked.shape[:-1], picked.shape[-1] + 1))
+        np.cumsum(picked, axis=-1, out=self.cum[..., 1:])
         self.missing = np.zeros((*known.shape[:-1], known.shape[-1] + 1))
         np.cumsum(~known, axis=-1, out=self.missing[..., 1:])
 
@@ -779,9 +805,11 @@ class _Prefix:
         """Sums of the m slots before each offset in `ends`: (fields, groups, *ends.shape)."""
         inside = ends - m >= 0
         at, before = np.where(inside, ends, 0), np.where(inside, ends - m, 0)
-        sums = self.cum[..., at] - self.cum[..., before]
+        sums = np.full((self.width, *self.cum.shape[1:-1], *ends.shape), np.nan)
+        picked = self.cum[..., at] - self.cum[..., before]
         unknown = (self.missing[..., at] - self.missing[..., before] > 0) | ~inside
-        sums[:, unknown] = np.nan
+        picked[:, unknown] = np.nan
+        sums[list(self.fields)] = picked
         return sums
 
 

@@ -165,13 +165,14 @@ class UsageCube:
             if self.covered_from is not None:
                 self.covered_from = max(self.covered_from, slot)
 
-    def counts(self, lo: int, hi: int) -> FloatArray:
-        """(fields, fine groups, hi - lo) counts for slots [lo, hi), zero outside the cube."""
-        out = np.zeros((len(FIELDS), len(self.groups), hi - lo))
+    def counts(self, lo: int, hi: int, rows: Sequence[int] | None = None) -> FloatArray:
+        """(fields, groups, hi - lo) counts for slots [lo, hi), zero outside the cube: of
+        every group, or of the groups at `rows` (in that order)."""
+        picked: Any = slice(0, len(self.groups)) if rows is None else list(rows)
+        out = np.zeros((len(FIELDS), len(self.groups) if rows is None else len(rows), hi - lo))
         a, b = max(lo, self.origin), min(hi, self.end)
         if a < b:
-            held = self.data[:, : len(self.groups), a - self.origin : b - self.origin]
-            out[:, :, a - lo : b - lo] = held
+            out[:, :, a - lo : b - lo] = self.data[:, picked, a - self.origin : b - self.origin]
         return out
 
     def _row(self, group: FineGroup) -> int:
