@@ -306,6 +306,93 @@ def test_spend_runaway_multiplies_the_matching_models_spend() -> None:
     assert hot.summary(1)["credits_used"] > plain.summary(1)["credits_used"]
 
 
+def test_a_creep_ramps_its_factor_from_one_then_holds() -> None:
+    creep = Incident(
+        "spend_runaway",
+        MONDAY + timedelta(hours=1),
+        MONDAY + timedelta(hours=5),
+        model="pro",
+        factor=3.0,
+        ramp_hours=2,
+    )
+    start = creep.start.timestamp()
+    assert creep.factor_at(start) == 1.0
+    assert creep.factor_at(start + 3600) == pytest.approx(2.0)
+    assert creep.factor_at(start + 3 * 3600) == creep.factor_at(start + 2 * 3600) == 3.0
+    end = MONDAY + timedelta(hours=6)
+
+    def pro_jobs(sim: Simulator, lo: float, hi: float) -> int:
+        return sum(
+            1
+            for e in sim.events_until(end)
+            if e["status"] == "pending"
+            and e["model"] == "pro"
+            and lo <= _parse(e["created_at"]).timestamp() - start < hi
+        )
+
+    plain = _sim(end, jobs_per_hour=3000)
+    hot = _sim(end, jobs_per_hour=3000, incidents=[creep])
+    early = pro_jobs(hot, 0, 1800) / pro_jobs(plain, 0, 1800)
+    held = pro_jobs(hot, 2 * 3600, 4 * 3600) / pro_jobs(plain, 2 * 3600, 4 * 3600)
+    assert 1.0 < early < 1.6 and 2.6 < held < 3.4
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"kind": "failure_spike", "ramp_hours": 1.0},
+        {"kind": "spend_runaway", "ramp_hours": -1.0},
+        {"kind": "spend_runaway", "ramp_hours": 2.0},  # longer than the incident
+    ],
+)
+def test_invalid_ramps_are_rejected(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Incident(start=MONDAY, end=MONDAY + timedelta(hours=1), **kwargs)
+
+
+def test_a_busy_hour_doubles_weekday_arrivals_in_that_hour_and_the_history_knows_it() -> None:
+    saturday = MONDAY + timedelta(days=5)
+    end = saturday + timedelta(days=1)
+    plain, busy = _sim(end), _sim(end, busy_hour=(9, 2.0))
+
+    def by_hour(sim: Simulator) -> Counter[tuple[int, int]]:
+        return Counter(
+            (_parse(e["created_at"]).weekday(), _parse(e["created_at"]).hour)
+            for e in sim.events_until(end)
+            if e["status"] == "pending"
+        )
+
+    a, b = by_hour(plain), by_hour(busy)
+    weekday_nine = sum(b[(d, 9)] for d in range(5)) / sum(a[(d, 9)] for d in range(5))
+    assert 1.8 < weekday_nine < 2.2
+    assert b[(5, 9)] == a[(5, 9)] and b[(2, 10)] == a[(2, 10)]  # weekends, other hours
+    # the synthetic history has the busy hour's extra jobs on weekdays only
+    flat = {d["date"]: d["total_jobs"] for d in plain.summary(20)["daily"]}
+    for day in busy.summary(20)["daily"]:
+        when = datetime.fromisoformat(day["date"])
+        if when.date() < MONDAY.date():
+            extra = day["total_jobs"] - flat[day["date"]]
+            assert extra > 0 if when.weekday() < 5 else extra == 0, day["date"]
+
+
+def test_customer_shares_give_a_big_customer_its_share_and_keep_the_model_mix() -> None:
+    end = MONDAY + timedelta(hours=12)
+    jobs = [
+        e
+        for e in _sim(end, customer_shares={"acme": 0.5}, jobs_per_hour=1200).events_until(end)
+        if e["status"] == "pending"
+    ]
+    customers = Counter(e["metadata"]["customer_id"] if e["metadata"] else None for e in jobs)
+    assert customers["acme"] / len(jobs) == pytest.approx(0.5, abs=0.03)
+    assert customers["globex"] / len(jobs) == pytest.approx(0.13 * 0.5 / 0.85, abs=0.02)
+    models = Counter(e["model"] for e in jobs)
+    assert models["original"] / len(jobs) == pytest.approx(0.45, abs=0.03)
+    with pytest.raises(ValueError):
+        _sim(end, customer_shares={"nobody": 0.5})
+    with pytest.raises(ValueError):
+        _sim(end, customer_shares={"acme": 0.7, "globex": 0.4})
+
+
 def test_outage_stops_matching_arrivals() -> None:
     outage = Incident(
         "outage", MONDAY + timedelta(hours=9), MONDAY + timedelta(hours=11), segment="enterprise"

@@ -10,10 +10,18 @@ Every `firing` transition is sorted into:
 - co-alert: a firing of another rule for the same model (or the account total) whose
   window overlaps the incident, e.g. total-spend during a spend runaway: legitimate;
 - repeat: the expected rule firing again for the same incident (a flap);
-- false alert: any other firing.
+- false alert: any other firing (charged to every trap whose window holds it).
+
+Each labelled incident also gets its evidence bound (`../shared/detection-bound.md`): how
+many jobs (failure rate, Bernoulli CUSUM) or how many minutes (spend, compound Poisson
+in the Gaussian approximation) a one-sided CUSUM at the false-alert budget needs to prove
+it, computed from the stream's own baseline, beside the jobs and minutes the product
+took (`Row`). `run_suite(..., reference=...)` runs the same streams, event for event,
+through another checkout's `bot.backtest` in a subprocess (`bot/standins/reference.py`):
+the previous engine's table in the same run.
 
 `report` aggregates recall, false alerts per 30 simulated days, median and max TTD, per
-incident kind. `bench/scenarios.py` prints the full table; tests/test_scenarios.py holds
+incident kind. `bench/scenarios.py` prints the tables; tests/test_scenarios.py holds
 the floors on the reduced `QUICK` set. A stand-in for real traffic, shared by both.
 """
 
@@ -22,22 +30,30 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bot import backtest
-from bot.models import FIRING, Rule, Transition
+from bot.models import FIRING, PollConfig, Rule, Transition
+from bot.pace import FILL
 from bot.rules import default_rules_text, parse_rules
+from bot.standins.bound import BUDGET, Bound, Traffic, failure_bound, spend_bound
 from bot.standins.simulator import Incident, ManualClock, Simulator
 
 __all__ = [
+    "CLASSIC",
     "FULL",
     "QUICK",
     "START",
@@ -45,24 +61,35 @@ __all__ = [
     "Labelled",
     "Outcome",
     "Peak",
+    "Reference",
     "Report",
+    "Row",
     "Scenario",
     "ScenarioResult",
     "at",
+    "band",
+    "band_medians",
     "bucket_seconds",
     "build_stream",
+    "busy_hours",
+    "creep",
     "default_rules",
     "describe",
     "false_alert_lines",
     "match",
     "outage",
     "problem_lines",
+    "reference_report",
     "report",
     "run_scenario",
     "run_suite",
     "runaway",
     "spike",
+    "targets",
+    "weekends",
     "when",
+    "window",
+    "worker_pace",
 ]
 
 # A Monday: days 5 and 6 are a weekend and day 7 is the busy Monday after it.
@@ -71,6 +98,13 @@ DAY = 86400
 SUMMARY_DAYS = 90  # so failure-rate baselines have daily history before the events start
 FAILURE_RULE = "failed-job-rate"
 SPEND_RULE = "spend-per-model"
+# Volume bands, finished jobs per minute of the incident's group at normal traffic.
+BANDS: tuple[tuple[str, float], ...] = (
+    ("< 1/min", 1.0),
+    ("1-10/min", 10.0),
+    ("10/min-1/s", 60.0),
+    (">= 1/s", math.inf),
+)
 
 
 def default_rules() -> tuple[Rule, ...]:
@@ -83,6 +117,26 @@ def bucket_seconds(rule: Rule) -> int:
     return DAY if rule.source == "summary" else int(rule.bucket)
 
 
+def worker_pace(events_per_second: float) -> float:
+    """Seconds between the worker's events polls at a steady `events_per_second`, as
+    `bot.pace` keeps it with the default poll settings: pages of `events_limit` about
+    half new, at most `events_every` apart, no sooner than the floor and the ceiling's
+    spacing allow."""
+    poll = PollConfig()
+    shortest = max(poll.events_floor, 60 / poll.max_requests_per_minute)
+    if events_per_second <= 0:
+        return poll.events_every
+    return min(poll.events_every, max(shortest, FILL * poll.events_limit / events_per_second))
+
+
+def band(volume: float) -> str:
+    """The volume band of a group's normal finished jobs per minute."""
+    for name, below in BANDS:
+        if volume < below:
+            return name
+    return BANDS[-1][0]
+
+
 # --- labels -------------------------------------------------------------------------------
 
 
@@ -91,26 +145,33 @@ class Labelled:
     """An incident and what should page for it.
 
     `rule` None marks a benign trap (e.g. an outage, or a model's first appearance): no
-    rule is expected, and any firing it causes is a false alert.
+    rule is expected, and any firing it causes is a false alert. `simulated` False: a
+    label over traffic the stream has anyway (a weekend, a busy hour, a big customer):
+    its incident only names the window, the simulator is not told of it.
     """
 
     incident: Incident
     rule: str | None
     note: str = ""
+    simulated: bool = True
 
     @property
     def kind(self) -> str:
         if self.rule is None:
             return f"trap: {self.note or self.incident.kind}"
+        if self.incident.kind == "spend_runaway" and self.incident.ramp_hours:
+            return "spend_creep"
         return self.incident.kind
 
     @property
     def size(self) -> str:
         i = self.incident
+        if not self.simulated:
+            return "-"
         if i.kind == "failure_spike":
-            return f"rate {i.failure_rate:g}"
+            return f"rate {i.failure_rate:g}" + (" now" if i.sudden else "")
         if i.kind == "spend_runaway":
-            return f"x{i.factor:g}"
+            return f"x{i.factor:g}" + (f"/{i.ramp_hours:g}h" if i.ramp_hours else "")
         return "no jobs"
 
 
@@ -120,28 +181,61 @@ class Scenario:
 
     `launch`: a model whose events only start later (cover its first days with an outage
     labelled as a trap) and which is also absent from the daily summary before then, as
-    for a model released during the run.
+    for a model released during the run. `steady`: the same rate at every hour (the
+    simulator's `events_per_second`), for busy accounts over short streams. `busy_hour`
+    and `customer_shares`: normal traffic's shape (`Simulator`). `replay`: "pace" judges
+    the stream as the worker polling at `worker_pace` would; "marks" only at the 5-minute
+    marks, as `usage-bot backtest` does by default (cheaper; no judging between marks).
     """
 
     name: str
     seed: int
-    days: int
+    days: float
     jobs_per_hour: float = 300.0
     incidents: tuple[Labelled, ...] = ()
     launch: str | None = None
+    steady: bool = False
+    busy_hour: tuple[int, float] | None = None
+    customer_shares: tuple[tuple[str, float], ...] = ()
+    replay: str = "pace"
 
     @property
     def end(self) -> datetime:
         return START + timedelta(days=self.days)
 
+    @property
+    def events_per_second(self) -> float:
+        """The stream's mean events a second (two per job)."""
+        return self.jobs_per_hour * 2 / 3600
 
-def at(day: int, hour: float) -> datetime:
+    @property
+    def pace(self) -> float:
+        """Seconds between the worker's polls of this stream (`worker_pace`)."""
+        return worker_pace(self.events_per_second)
+
+    @property
+    def poll(self) -> float | None:
+        """What `backtest.run` is given: the pace, or None for the marks."""
+        return self.pace if self.replay == "pace" else None
+
+
+def at(day: float, hour: float) -> datetime:
     """Day `day` of the run (0 = START, a Monday) at `hour` UTC."""
     return START + timedelta(days=day, hours=hour)
 
 
-def spike(day: int, hour: float, minutes: int, model: str, rate: float, note: str = "") -> Labelled:
-    """A failure spike that failed-job-rate should page on for `model`."""
+def spike(
+    day: int,
+    hour: float,
+    minutes: int,
+    model: str,
+    rate: float,
+    note: str = "",
+    *,
+    sudden: bool = False,
+) -> Labelled:
+    """A failure spike that failed-job-rate should page on for `model`; `sudden`: jobs
+    finishing in the window fail (the rate jumps at the start), else jobs created in it."""
     start = at(day, hour)
     incident = Incident(
         "failure_spike",
@@ -149,6 +243,7 @@ def spike(day: int, hour: float, minutes: int, model: str, rate: float, note: st
         start + timedelta(minutes=minutes),
         model=model,
         failure_rate=rate,
+        sudden=sudden,
     )
     return Labelled(incident, FAILURE_RULE, note)
 
@@ -164,6 +259,24 @@ def runaway(
     return Labelled(incident, SPEND_RULE, note)
 
 
+def creep(
+    day: int,
+    hour: float,
+    model: str,
+    factor: float,
+    ramp_hours: float = 72,
+    hold_hours: float = 24,
+    note: str = "",
+) -> Labelled:
+    """A spend creep: arrivals rise linearly to `factor` x over `ramp_hours`, then hold."""
+    start = at(day, hour)
+    end = start + timedelta(hours=ramp_hours + hold_hours)
+    incident = Incident(
+        "spend_runaway", start, end, model=model, factor=factor, ramp_hours=ramp_hours
+    )
+    return Labelled(incident, SPEND_RULE, note)
+
+
 def outage(day: int, hour: float, minutes: int, model: str, note: str) -> Labelled:
     """A benign trap: `model` sees no jobs at all for a while."""
     start = at(day, hour)
@@ -171,129 +284,166 @@ def outage(day: int, hour: float, minutes: int, model: str, note: str) -> Labell
     return Labelled(incident, None, note)
 
 
+def window(start: datetime, end: datetime, note: str, model: str | None = None) -> Labelled:
+    """A benign trap over traffic as simulated (nothing added): any alert in it is false."""
+    incident = Incident("spend_runaway", start, end, model=model, factor=1.0)
+    return Labelled(incident, None, note, simulated=False)
+
+
+def weekends(days: float) -> tuple[Labelled, ...]:
+    """Trap windows over each weekend of a `days`-long stream and the Monday morning
+    after it (Saturday 00:00 to Monday 12:00): quiet days, then a weekday's jump."""
+    end = START + timedelta(days=days)
+    return tuple(
+        window(at(d, 0), min(at(d + 2, 12), end), "weekend, Monday morning")
+        for d in range(5, math.ceil(days), 7)
+    )
+
+
+def busy_hours(days: float, hour: int, factor: float) -> tuple[Labelled, ...]:
+    """Trap windows over each weekday's busy hour (`Scenario.busy_hour`): normal."""
+    end = START + timedelta(days=days)
+    return tuple(
+        window(at(d, hour), at(d, hour + 1), f"busy hour x{factor:g}")
+        for d in range(math.ceil(days))
+        if (START + timedelta(days=d)).weekday() < 5 and at(d, hour + 1) <= end
+    )
+
+
 # --- the labelled set ---------------------------------------------------------------------
 
-# Failure spikes: rates 0.15 / 0.3 / 0.6, lengths 30 min / 1 h / 3 h, every model, busy
-# afternoons and quiet nights, weekdays and the weekend.
-_SPIKES_A = Scenario(
-    "spikes-a",
-    seed=101,
+# Across volumes: a model's normal finished jobs per minute run from about 0.3 (pro and
+# human at 120 jobs/h, quiet hours) to 5 a second (original at 40,000 jobs/h). Failure
+# spikes are mostly sudden (the failure rate of finished jobs jumps at the start) at
+# rates 0.25 to 0.5; spend spikes 5x and 10x; two 3-day creeps; a 3x rise on a Sunday
+# night after three weeks of history. Traps: weekends and the Mondays after them, a busy
+# hour every weekday, a big customer, sparse traffic, a model launch, outages.
+_LOW_200 = Scenario(
+    "low-200/h",
+    seed=2101,
     days=10,
+    jobs_per_hour=200,
     incidents=(
-        spike(3, 14, 30, "pro", 0.6),
-        spike(4, 10, 60, "original", 0.15),
-        spike(5, 3, 180, "light", 0.3),
-        spike(7, 15, 60, "human", 0.3),
-        spike(8, 2, 30, "original", 0.6),
-        spike(9, 13, 180, "light", 0.15),
+        spike(3, 14, 120, "pro", 0.5, sudden=True),
+        spike(4, 10, 180, "human", 0.25, sudden=True),
+        spike(5, 3, 180, "light", 0.5, "weekend night", sudden=True),
+        runaway(6, 14, 60, "pro", 10),
+        runaway(7, 11, 60, "original", 5),
+        spike(8, 2, 180, "original", 0.15, "created in it, mild"),
+        runaway(8, 15, 60, "human", 5),
+        runaway(9, 13, 60, "light", 3),
+        spike(9, 20, 120, "pro", 0.25, sudden=True),
+        *weekends(10),
     ),
 )
-_SPIKES_B = Scenario(
-    "spikes-b",
-    seed=202,
+_LOW_120 = Scenario(
+    "low-120/h",
+    seed=2202,
     days=10,
+    jobs_per_hour=120,
     incidents=(
-        spike(3, 3, 60, "pro", 0.3),
-        spike(4, 14, 60, "light", 0.6),
-        spike(6, 12, 30, "original", 0.3),
-        spike(7, 4, 180, "human", 0.6),
-        spike(8, 16, 180, "pro", 0.15),
-        spike(9, 11, 30, "original", 0.15),
+        spike(3, 9, 180, "original", 0.5, sudden=True),
+        spike(4, 14, 180, "light", 0.25, sudden=True),
+        spike(5, 13, 240, "pro", 0.4, "weekend", sudden=True),
+        runaway(6, 12, 120, "original", 5),
+        outage(7, 2, 240, "pro", "outage 4 h"),
+        spike(7, 13, 180, "human", 0.4, sudden=True),
+        runaway(8, 14, 60, "pro", 10),
+        runaway(9, 10, 60, "light", 5),
+        *weekends(10),
     ),
 )
-_SPIKES_C = Scenario(
-    "spikes-c",
-    seed=303,
-    days=10,
+_MEDIUM = Scenario(
+    "medium-1500/h",
+    seed=2303,
+    days=8,
+    jobs_per_hour=1500,
+    customer_shares=(("acme", 0.5),),
     incidents=(
-        spike(3, 11, 180, "human", 0.15),
-        spike(4, 1, 60, "original", 0.3),
-        spike(5, 15, 30, "light", 0.6),
-        spike(7, 9, 30, "pro", 0.3),
-        spike(8, 20, 60, "pro", 0.6),
-        spike(9, 14, 60, "original", 0.6),
+        spike(3, 14, 60, "pro", 0.5, sudden=True),
+        spike(4, 3, 60, "human", 0.25, "night", sudden=True),
+        runaway(5, 15, 60, "light", 10),
+        runaway(6, 3, 60, "pro", 5, "weekend night"),
+        spike(6, 10, 30, "original", 0.4, sudden=True),
+        spike(7, 9, 60, "light", 0.15, "created in it, mild"),
+        runaway(7, 14, 60, "original", 5),
+        window(START, at(8, 0), "big customer: acme 50% of jobs"),
+        *weekends(8),
     ),
 )
-# Spend runaways: factors 3 / 5 / 10, 1 h and 3 h, every model; one on day 4, before the
-# hour-of-day baseline has much history, the rest from day 6 on.
-_RUNAWAYS_A = Scenario(
-    "runaways-a",
-    seed=404,
-    days=10,
+_HIGH = Scenario(
+    "high-4/s",
+    seed=2404,
+    days=2.25,
+    jobs_per_hour=14400,
+    steady=True,
     incidents=(
-        runaway(4, 14, 60, "human", 5, "early: little seasonal history"),
-        runaway(7, 14, 60, "pro", 3),
-        runaway(8, 3, 180, "light", 5),
-        runaway(9, 10, 60, "original", 10),
+        spike(0, 3, 20, "human", 0.5, sudden=True),
+        spike(0, 6, 20, "pro", 0.25, sudden=True),
+        spike(0, 12, 15, "original", 0.4, sudden=True),
+        spike(1, 18, 20, "light", 0.25, sudden=True),
+        # Spend after two days: a spend baseline and its spread take a day each.
+        runaway(2, 2, 60, "original", 5),
+        runaway(2, 3.5, 30, "light", 10),
+        runaway(2, 4.5, 30, "pro", 5),
     ),
 )
-_RUNAWAYS_B = Scenario(
-    "runaways-b",
-    seed=505,
-    days=10,
+_VERY_HIGH = Scenario(
+    "very-high-11/s",
+    seed=2505,
+    days=0.25,
+    jobs_per_hour=40000,
+    steady=True,
     incidents=(
-        runaway(6, 13, 60, "human", 5),
-        runaway(7, 2, 180, "pro", 10),
-        runaway(8, 15, 180, "original", 3),
-        runaway(9, 9, 60, "light", 10),
+        spike(0, 1, 15, "original", 0.5, sudden=True),
+        spike(0, 2, 15, "light", 0.25, sudden=True),
+        spike(0, 3, 15, "pro", 0.4, sudden=True),
+        spike(0, 4, 15, "human", 0.25, sudden=True),
+        spike(0, 5, 15, "original", 0.25, sudden=True),
     ),
 )
-_RUNAWAYS_C = Scenario(
-    "runaways-c",
-    seed=606,
-    days=10,
+_SEASONS = Scenario(
+    "seasons-300/h",
+    seed=2606,
+    days=21.25,
+    jobs_per_hour=300,
+    busy_hour=(9, 2.0),
     incidents=(
-        runaway(6, 22, 60, "light", 3),
-        runaway(7, 10, 180, "human", 3),
-        runaway(8, 14, 60, "original", 5),
-        runaway(9, 4, 60, "pro", 5),
+        creep(7, 0, "light", 2.0),
+        creep(14, 12, "pro", 3.0),
+        runaway(20, 21, 240, "original", 3, "Sunday night"),
+        *busy_hours(21.25, 9, 2.0),
+        *weekends(21.25),
     ),
 )
-# Benign traps.
-_PLAIN = Scenario("plain-traffic", seed=707, days=14)
-_PLAIN_LOW = Scenario("plain-traffic-120/h", seed=808, days=10, jobs_per_hour=120)
-_SPARSE = Scenario("sparse-traffic-40/h", seed=909, days=10, jobs_per_hour=40)
-_NEW_MODEL = Scenario(
-    "new-model-events",
-    seed=1010,
-    days=10,
-    incidents=(outage(0, 0, 4 * 24 * 60 + 9 * 60, "human", "absent from events d0-d4"),),
-)
-_LAUNCH = Scenario(
+_SPARSE_TRAP = Scenario("sparse-40/h", seed=909, days=8, jobs_per_hour=40, incidents=weekends(8))
+_LAUNCH_TRAP = Scenario(
     "model-launch",
     seed=1111,
-    days=10,
-    incidents=(outage(0, 0, 4 * 24 * 60 + 9 * 60, "pro", "launched d4 09:00"),),
-    launch="pro",
-)
-_OUTAGES = Scenario(
-    "outages",
-    seed=1212,
-    days=10,
+    days=8,
     incidents=(
-        outage(7, 13, 180, "pro", "outage 3 h"),
-        outage(8, 2, 240, "original", "outage 4 h"),
+        outage(0, 0, 4 * 24 * 60 + 9 * 60, "pro", "launched d4 09:00"),
+        outage(0, 0, 3 * 24 * 60 + 12 * 60, "human", "absent from events d0-d3"),
+        *weekends(8),
     ),
+    launch="pro",
 )
 
 FULL: tuple[Scenario, ...] = (
-    _SPIKES_A,
-    _SPIKES_B,
-    _SPIKES_C,
-    _RUNAWAYS_A,
-    _RUNAWAYS_B,
-    _RUNAWAYS_C,
-    _PLAIN,
-    _PLAIN_LOW,
-    _SPARSE,
-    _NEW_MODEL,
-    _LAUNCH,
-    _OUTAGES,
+    _SEASONS,  # longest first: two processes finish together
+    _HIGH,
+    _LOW_200,
+    _LOW_120,
+    _MEDIUM,
+    _VERY_HIGH,
+    _SPARSE_TRAP,
+    _LAUNCH_TRAP,
 )
 
-# The CI set: a stratified sample of FULL in four 8-day streams (both incident kinds, every
-# size class, busy and quiet hours, the weekend), a launched model, an outage and sparse
-# traffic. About 30 s on 2 CPUs.
+# The CI set: a stratified sample in four 8-day streams judged at the marks (both incident
+# kinds, every size class, busy and quiet hours, the weekend), a launched model, an outage
+# and sparse traffic; a busy hour every weekday; and a busy account (5 finished jobs a
+# second on its top model) whose models start failing, judged as the polling worker would.
 QUICK: tuple[Scenario, ...] = (
     Scenario(
         "quick-mixed-a",
@@ -306,7 +456,9 @@ QUICK: tuple[Scenario, ...] = (
             runaway(5, 13, 60, "light", 10),
             spike(6, 12, 180, "human", 0.3),
             runaway(7, 15, 60, "pro", 3),
+            *weekends(8),
         ),
+        replay="marks",
     ),
     Scenario(
         "quick-mixed-b",
@@ -318,7 +470,28 @@ QUICK: tuple[Scenario, ...] = (
             runaway(6, 3, 180, "human", 5),
             spike(7, 3, 60, "pro", 0.3),
             runaway(7, 10, 60, "original", 5),
+            *weekends(8),
         ),
+        replay="marks",
+    ),
+    Scenario(
+        "quick-busy-11/s",
+        seed=55,
+        days=1.25 / 24,
+        jobs_per_hour=40000,
+        steady=True,
+        incidents=(
+            spike(0, 0.5, 15, "original", 0.5, sudden=True),
+            spike(0, 50 / 60, 15, "light", 0.25, sudden=True),
+        ),
+    ),
+    Scenario(
+        "quick-busy-hour",
+        seed=66,
+        days=8,
+        busy_hour=(9, 2.0),
+        incidents=(*busy_hours(8, 9, 2.0), *weekends(8)),
+        replay="marks",
     ),
     Scenario(
         "quick-launch",
@@ -326,8 +499,126 @@ QUICK: tuple[Scenario, ...] = (
         days=8,
         incidents=(outage(0, 0, 3 * 24 * 60 + 9 * 60, "light", "launched d3 09:00"),),
         launch="light",
+        replay="marks",
     ),
-    Scenario("quick-sparse-40/h", seed=44, days=8, jobs_per_hour=40),
+    Scenario("quick-sparse-40/h", seed=44, days=8, jobs_per_hour=40, replay="marks"),
+)
+
+# The suite before it spanned volumes (README figures up to issue 12's first part): twelve
+# 10-day streams at 40 to 300 jobs an hour, judged at the marks.
+_CLASSIC_SPIKES = (
+    (
+        101,
+        (
+            (3, 14, 30, "pro", 0.6),
+            (4, 10, 60, "original", 0.15),
+            (5, 3, 180, "light", 0.3),
+            (7, 15, 60, "human", 0.3),
+            (8, 2, 30, "original", 0.6),
+            (9, 13, 180, "light", 0.15),
+        ),
+    ),
+    (
+        202,
+        (
+            (3, 3, 60, "pro", 0.3),
+            (4, 14, 60, "light", 0.6),
+            (6, 12, 30, "original", 0.3),
+            (7, 4, 180, "human", 0.6),
+            (8, 16, 180, "pro", 0.15),
+            (9, 11, 30, "original", 0.15),
+        ),
+    ),
+    (
+        303,
+        (
+            (3, 11, 180, "human", 0.15),
+            (4, 1, 60, "original", 0.3),
+            (5, 15, 30, "light", 0.6),
+            (7, 9, 30, "pro", 0.3),
+            (8, 20, 60, "pro", 0.6),
+            (9, 14, 60, "original", 0.6),
+        ),
+    ),
+)
+_CLASSIC_RUNAWAYS = (
+    (
+        404,
+        (
+            (4, 14, 60, "human", 5, "early: little seasonal history"),
+            (7, 14, 60, "pro", 3, ""),
+            (8, 3, 180, "light", 5, ""),
+            (9, 10, 60, "original", 10, ""),
+        ),
+    ),
+    (
+        505,
+        (
+            (6, 13, 60, "human", 5, ""),
+            (7, 2, 180, "pro", 10, ""),
+            (8, 15, 180, "original", 3, ""),
+            (9, 9, 60, "light", 10, ""),
+        ),
+    ),
+    (
+        606,
+        (
+            (6, 22, 60, "light", 3, ""),
+            (7, 10, 180, "human", 3, ""),
+            (8, 14, 60, "original", 5, ""),
+            (9, 4, 60, "pro", 5, ""),
+        ),
+    ),
+)
+CLASSIC: tuple[Scenario, ...] = (
+    *(
+        Scenario(
+            f"spikes-{'abc'[k]}",
+            seed=seed,
+            days=10,
+            incidents=tuple(spike(*args) for args in spikes),
+            replay="marks",
+        )
+        for k, (seed, spikes) in enumerate(_CLASSIC_SPIKES)
+    ),
+    *(
+        Scenario(
+            f"runaways-{'abc'[k]}",
+            seed=seed,
+            days=10,
+            incidents=tuple(runaway(*args) for args in runaways),
+            replay="marks",
+        )
+        for k, (seed, runaways) in enumerate(_CLASSIC_RUNAWAYS)
+    ),
+    Scenario("plain-traffic", seed=707, days=14, replay="marks"),
+    Scenario("plain-traffic-120/h", seed=808, days=10, jobs_per_hour=120, replay="marks"),
+    Scenario("sparse-traffic-40/h", seed=909, days=10, jobs_per_hour=40, replay="marks"),
+    Scenario(
+        "new-model-events",
+        seed=1010,
+        days=10,
+        incidents=(outage(0, 0, 4 * 24 * 60 + 9 * 60, "human", "absent from events d0-d4"),),
+        replay="marks",
+    ),
+    Scenario(
+        "model-launch",
+        seed=1111,
+        days=10,
+        incidents=(outage(0, 0, 4 * 24 * 60 + 9 * 60, "pro", "launched d4 09:00"),),
+        launch="pro",
+        replay="marks",
+    ),
+    Scenario(
+        "outages",
+        seed=1212,
+        days=10,
+        incidents=(
+            outage(7, 13, 180, "pro", "outage 3 h"),
+            outage(8, 2, 240, "original", "outage 4 h"),
+        ),
+        replay="marks",
+    ),
 )
 
 
@@ -364,9 +655,78 @@ class Outcome:
         return self.detection.at - self.labelled.incident.start
 
 
+@dataclass(frozen=True)
+class Row:
+    """One labelled incident against its bound: what the product took, what was possible.
+
+    `jobs`: finished jobs of the group from the start to the firing (None: missed).
+    `ratio`: failure rate, jobs / bound jobs; spend, minutes / bound minutes.
+    """
+
+    scenario: str
+    labelled: Labelled
+    bound: Bound
+    fired: datetime | None
+    jobs: int | None
+
+    @property
+    def family(self) -> str:
+        return "failure" if self.labelled.incident.kind == "failure_spike" else "spend"
+
+    @property
+    def size(self) -> float:
+        i = self.labelled.incident
+        return i.failure_rate if i.kind == "failure_spike" else i.factor
+
+    @property
+    def band(self) -> str:
+        return band(self.bound.volume)
+
+    @property
+    def minutes(self) -> float | None:
+        if self.fired is None:
+            return None
+        return (self.fired - self.labelled.incident.start).total_seconds() / 60
+
+    @property
+    def ratio(self) -> float | None:
+        if self.jobs is None or self.minutes is None:
+            return None
+        if self.family == "failure":
+            return self.jobs / self.bound.jobs if self.bound.jobs > 0 else None
+        if not 0 < self.bound.minutes < math.inf:
+            return None
+        return self.minutes / self.bound.minutes
+
+    def as_dict(self) -> dict[str, Any]:
+        i = self.labelled.incident
+        return {
+            "scenario": self.scenario,
+            "kind": self.labelled.kind,
+            "model": i.model,
+            "start": i.start.isoformat(),
+            "note": self.labelled.note,
+            "volume_per_min": _finite(self.bound.volume),
+            "band": self.band,
+            "p1_or_multiplier": self.size,
+            "baseline": _finite(self.bound.baseline),
+            "h": _finite(self.bound.h),
+            "kl": _finite(self.bound.kl),
+            "bound_jobs": _finite(self.bound.jobs),
+            "bound_minutes": _finite(self.bound.minutes),
+            "jobs": self.jobs,
+            "minutes": self.minutes,
+            "ratio": self.ratio,
+        }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 @dataclass
 class ScenarioResult:
-    """A scenario's transitions, matched against its labels."""
+    """A scenario's transitions from one engine, matched against its labels."""
 
     scenario: Scenario
     outcomes: list[Outcome]
@@ -375,6 +735,21 @@ class ScenarioResult:
     half_failed_windows: int  # trap exercise: 15-min windows with >= half of <= 4 jobs failed
     seconds: float
     job_events_per_day: dict[date, int] = field(default_factory=dict)  # by UTC day
+    cpu_seconds: float = 0.0  # of the process that generated, judged and scored it
+    rows: list[Row] = field(default_factory=list)  # labelled incidents against the bound
+    replay: str = ""  # how it was judged: at the marks, or polls every N s
+    reference: ScenarioResult | None = None  # the same stream through `Reference`
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Another checkout of the project (`tree`, e.g. a previous commit's worktree) whose
+    `bot.backtest` judges the same streams in a subprocess; `rules`: a rules file, None
+    for that tree's own default rules."""
+
+    tree: Path
+    rules: Path | None = None
+    label: str = "reference"
 
 
 def build_stream(scenario: Scenario) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -385,7 +760,10 @@ def build_stream(scenario: Scenario) -> tuple[list[dict[str, Any]], dict[str, An
         clock=ManualClock(end),
         seed=scenario.seed,
         jobs_per_hour=scenario.jobs_per_hour,
-        incidents=[lab.incident for lab in scenario.incidents],
+        incidents=[lab.incident for lab in scenario.incidents if lab.simulated],
+        events_per_second=scenario.events_per_second if scenario.steady else None,
+        busy_hour=scenario.busy_hour,
+        customer_shares=dict(scenario.customer_shares),
     )
     events = sim.events_until(end)
     summary = sim.summary(SUMMARY_DAYS)
@@ -423,32 +801,165 @@ def _hide_before(summary: dict[str, Any], model: str, first_date: str) -> None:
             row["credits_used"] = round(row["credits_used"], 2)
 
 
-def run_scenario(scenario: Scenario, rules: Sequence[Rule] | None = None) -> ScenarioResult:
-    """Generate, backtest and score one scenario."""
-    began = time.perf_counter()
+def run_scenario(
+    scenario: Scenario,
+    rules: Sequence[Rule] | None = None,
+    reference: Reference | None = None,
+) -> ScenarioResult:
+    """Generate, backtest and score one scenario (and replay it through `reference`)."""
+    began, cpu = time.perf_counter(), time.process_time()
     rules = tuple(rules or default_rules())
     events, summary = build_stream(scenario)
     lines = [json.dumps(e) for e in events]
     recording = backtest.load(rules, lines, summary)
-    transitions = backtest.run(recording)
+    transitions = backtest.run(recording, poll_every=scenario.poll)
     by_name = {r.name: r for r in rules}
     outcomes, false_alerts = match(scenario, transitions, by_name)
     for outcome in outcomes:
         outcome.peak = _peak(recording, outcome.labelled, by_name)
-    half_failed = _half_failed_windows(events)
+    del recording
+    traffic = Traffic(events, summary, START)
+    bounds = _bounds(scenario, traffic, by_name)
+    result = ScenarioResult(
+        scenario,
+        outcomes,
+        false_alerts,
+        transitions,
+        _half_failed_windows(events),
+        time.perf_counter() - began,
+        _job_events_per_day(events),
+        time.process_time() - cpu,
+        _rows(scenario, outcomes, bounds, traffic),
+        "5-minute marks" if scenario.poll is None else f"polls every {scenario.poll:.3g} s",
+    )
+    del events
+    if reference is not None:
+        result.reference = _run_reference(scenario, reference, lines, summary, bounds, traffic)
+    return result
+
+
+def _bounds(scenario: Scenario, traffic: Traffic, rules: Mapping[str, Rule]) -> list[Bound]:
+    """The bound of each labelled incident (traps: none), in label order."""
+    out = []
+    for lab in scenario.incidents:
+        i = lab.incident
+        if lab.rule is None:
+            out.append(Bound(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan))
+        elif i.kind == "failure_spike":
+            rule = rules.get(lab.rule)
+            budget = rule.false_alerts if rule is not None else BUDGET
+            out.append(failure_bound(traffic, i, budget, scenario.pace))
+        else:
+            others = [lab.incident for lab in scenario.incidents if lab.simulated]
+            out.append(
+                spend_bound(traffic, i, scenario.pace, steady=scenario.steady, others=others)
+            )
+    return out
+
+
+def _rows(
+    scenario: Scenario, outcomes: Sequence[Outcome], bounds: Sequence[Bound], traffic: Traffic
+) -> list[Row]:
+    rows = []
+    for outcome, bound in zip(outcomes, bounds, strict=True):
+        lab = outcome.labelled
+        if lab.rule is None:
+            continue
+        fired = outcome.detection.at if outcome.detection is not None else None
+        jobs = None
+        if fired is not None:
+            jobs = traffic.count(
+                lab.incident.model or "", lab.incident.start.timestamp(), fired.timestamp()
+            )
+        rows.append(Row(scenario.name, lab, bound, fired, jobs))
+    return rows
+
+
+def _run_reference(
+    scenario: Scenario,
+    reference: Reference,
+    lines: Sequence[str],
+    summary: Mapping[str, Any],
+    bounds: Sequence[Bound],
+    traffic: Traffic,
+) -> ScenarioResult:
+    """The same events through `reference.tree`'s backtest (bot/standins/reference.py)."""
+    began = time.perf_counter()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory(prefix="scenario-ref-") as folder:
+        base = Path(folder)
+        (base / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (base / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+        spec = {
+            "events": str(base / "events.jsonl"),
+            "summary": str(base / "summary.json"),
+            "poll": scenario.poll,
+            "rules": None if reference.rules is None else str(reference.rules),
+        }
+        (base / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": str(reference.tree)}
+        runner = Path(__file__).with_name("reference.py")
+        done = subprocess.run(
+            [sys.executable, "-P", str(runner), str(base / "spec.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    if done.returncode != 0:
+        raise RuntimeError(f"{reference.label} failed on {scenario.name}:\n{done.stderr}")
+    head, *rest = done.stdout.splitlines()
+    meta = json.loads(head)
+    if Path(meta["bot"]) != (reference.tree / "bot").resolve():
+        raise RuntimeError(f"{reference.label} imported {meta['bot']}, not {reference.tree}")
+    rules = {
+        r["name"]: Rule(
+            name=r["name"],
+            metric="spend",
+            source=r["source"],
+            bucket=r["bucket"],
+            group_by=tuple(r["group_by"]),
+        )
+        for r in meta["rules"]
+    }
+    transitions = [_transition(json.loads(line)) for line in rest if line.strip()]
+    outcomes, false_alerts = match(scenario, transitions, rules)
     return ScenarioResult(
         scenario,
         outcomes,
         false_alerts,
         transitions,
-        half_failed,
+        0,
         time.perf_counter() - began,
-        _job_events_per_day(events),
+        cpu_seconds=cpu,
+        rows=_rows(scenario, outcomes, bounds, traffic),
+        replay=meta["replay"],
+    )
+
+
+def _transition(item: Mapping[str, Any]) -> Transition:
+    """A transition as reference.py prints it (the figures matching and printing read)."""
+    moment = datetime.fromisoformat(item["at"])
+    return Transition(
+        rule=item["rule"],
+        group=tuple(item["group"]),
+        group_by=tuple(item["group_by"]),
+        state=item["state"],
+        at=moment,
+        value=float(item["value"]),
+        baseline=float(item["baseline"]),
+        zscore=float(item["zscore"]),
+        volume=float(item["volume"]),
+        since=None,
+        peak_zscore=float(item["zscore"]),
+        peak_value=float(item["value"]),
     )
 
 
 def match(
-    scenario: Scenario, transitions: Iterable[Transition], rules: dict[str, Rule]
+    scenario: Scenario, transitions: Iterable[Transition], rules: Mapping[str, Rule]
 ) -> tuple[list[Outcome], list[Transition]]:
     """Sort each firing into detection, repeat, co-alert or false alert (module docstring)."""
     outcomes = [Outcome(lab) for lab in scenario.incidents]
@@ -477,7 +988,7 @@ def match(
         leftover.append(t)
         for trap in (o for o in outcomes if o.labelled.rule is None):
             i = trap.labelled.incident
-            if i.start <= t.at <= i.end + reach and model in (None, i.model):
+            if i.start <= t.at <= i.end + reach and (i.model is None or model in (None, i.model)):
                 trap.paged.append(t)
     return outcomes, leftover
 
@@ -545,10 +1056,11 @@ def run_suite(
     scenarios: Sequence[Scenario],
     workers: int | None = None,
     rules: Sequence[Rule] | None = None,
+    reference: Reference | None = None,
 ) -> list[ScenarioResult]:
     """Run scenarios in parallel processes (generation is pure Python), in input order."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(scenarios)))
-    run = partial(run_scenario, rules=tuple(rules or default_rules()))
+    run = partial(run_scenario, rules=tuple(rules or default_rules()), reference=reference)
     if workers == 1:
         return [run(s) for s in scenarios]
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -587,7 +1099,7 @@ class Report:
     results: list[ScenarioResult]
     kinds: dict[str, KindFigures]
     overall: KindFigures
-    days: int
+    days: float
     false_alerts: int
     co_alerts: int
     repeats: int
@@ -598,6 +1110,14 @@ class Report:
     @property
     def false_per_30_days(self) -> float:
         return 30 * self.false_alerts / self.days if self.days else math.nan
+
+    @property
+    def rows(self) -> list[Row]:
+        return [row for r in self.results for row in r.rows]
+
+    @property
+    def traps(self) -> list[Outcome]:
+        return [o for r in self.results for o in r.outcomes if o.labelled.rule is None]
 
 
 def report(results: Sequence[ScenarioResult], rules: Sequence[Rule] | None = None) -> Report:
@@ -674,12 +1194,17 @@ def problem_lines(rep: Report) -> list[str]:
             i, p = o.labelled.incident, o.peak
             ttd = o.ttd
             after = "" if ttd is None else f" after {ttd.total_seconds() / 60:.0f} min"
+            peak = (
+                f"; {o.labelled.rule} peak z {p.zscore:.2f} (value {p.value:.4g} vs baseline "
+                f"{p.baseline:.4g}, volume {p.volume:.4g}), judged {p.judged} of "
+                f"{p.evaluations} evaluations"
+                if p.evaluations
+                else ""  # a reference engine's evaluations are not at hand
+            )
             lines.append(
                 f"{tag}{after}: {result.scenario.name} {i.model} {o.labelled.kind} "
                 f"{o.labelled.size} for {(i.end - i.start).total_seconds() / 60:.0f} min at "
-                f"{when(i.start)}; {o.labelled.rule} peak z {p.zscore:.2f} (value "
-                f"{p.value:.4g} vs baseline {p.baseline:.4g}, volume {p.volume:.4g}), judged "
-                f"{p.judged} of {p.evaluations} evaluations"
+                f"{when(i.start)}{peak}"
             )
             rule = rules.get(o.labelled.rule or "")
             bucket = timedelta(seconds=bucket_seconds(rule) if rule else 0)
@@ -694,3 +1219,131 @@ def problem_lines(rep: Report) -> list[str]:
             if not near:
                 lines.append(f"    no {o.labelled.rule} transition for {i.model} near it")
     return lines
+
+
+def reference_report(results: Sequence[ScenarioResult]) -> Report | None:
+    """The reference engine's report over the same streams, if it ran."""
+    refs = [r.reference for r in results if r.reference is not None]
+    if not refs:
+        return None
+    names = {t.rule for r in refs for t in r.transitions} | {
+        lab.rule for r in refs for lab in r.scenario.incidents if lab.rule
+    }
+    buckets = {r.name: r for r in default_rules()}
+    rules = tuple(buckets.get(n) or Rule(name=n, metric="spend") for n in sorted(names))
+    return report(refs, rules)
+
+
+def band_medians(rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """Per family (failure, spend) and volume band: incidents, detected, the median
+    ratio to the bound and the median minutes to detect."""
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[(row.family, row.band)].append(row)
+    order = {name: k for k, (name, _) in enumerate(BANDS)}
+    out = []
+    for (family, name), found in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
+        ratios = [r.ratio for r in found if r.ratio is not None]
+        minutes = [r.minutes for r in found if r.minutes is not None]
+        out.append(
+            {
+                "family": family,
+                "band": name,
+                "incidents": len(found),
+                "detected": len(minutes),
+                "median_ratio": statistics.median(ratios) if ratios else None,
+                "median_minutes": statistics.median(minutes) if minutes else None,
+                "median_bound_minutes": _finite(
+                    statistics.median(
+                        [r.bound.minutes for r in found if math.isfinite(r.bound.minutes)]
+                        or [math.nan]
+                    )
+                ),
+            }
+        )
+    return out
+
+
+def targets(rep: Report) -> list[tuple[str, str, bool | None]]:
+    """Issue 12's targets on this report: (what, measured, met)."""
+    rows = rep.rows
+    out: list[tuple[str, str, bool | None]] = []
+    quiet = [o for o in rep.traps if not o.paged]
+    out.append(
+        (
+            "recall 1.0",
+            f"{rep.overall.recall:.2f} ({rep.overall.detected} of {rep.overall.incidents})",
+            rep.overall.detected == rep.overall.incidents,
+        )
+    )
+    out.append(
+        (
+            "<= 0.5 false alerts per 30 days, every trap quiet",
+            f"{rep.false_per_30_days:.2f} ({rep.false_alerts} in {rep.days:.1f} days); "
+            f"traps quiet {len(quiet)} of {len(rep.traps)}",
+            rep.false_per_30_days <= 0.5 and len(quiet) == len(rep.traps),
+        )
+    )
+    bounded = [r for r in rows if r.ratio is not None]
+    within = [r for r in bounded if r.ratio is not None and r.ratio <= 1.5]
+    out.append(
+        (
+            "each incident within 1.5x of its bound",
+            f"{len(within)} of {len(rows)} (detected with a finite bound: {len(bounded)})",
+            len(within) == len(rows),
+        )
+    )
+    busy = [
+        r.minutes
+        for r in rows
+        if r.family == "failure" and r.bound.volume >= 60 and r.minutes is not None
+    ]
+    busy_all = [r for r in rows if r.family == "failure" and r.bound.volume >= 60]
+    if busy_all:
+        median = statistics.median(busy) if len(busy) == len(busy_all) else math.inf
+        out.append(
+            (
+                "median failure-spike TTD <= 2 min at >= 1 job/s",
+                f"{median:.1f} min over {len(busy_all)} ({len(busy_all) - len(busy)} missed)",
+                median <= 2,
+            )
+        )
+    quiet_rows = [r for r in rows if r.family == "failure" and r.bound.volume < 60]
+    if quiet_rows:
+        found = [r.minutes for r in quiet_rows if r.minutes is not None]
+        out.append(
+            (
+                "median failure-spike TTD below 1 job/s (no worse than before)",
+                f"{statistics.median(found):.1f} min over {len(found)} detected"
+                if found
+                else "none detected",
+                None,
+            )
+        )
+    steps = [r for r in rows if r.labelled.kind == "spend_runaway" and r.size >= 5]
+    if steps:
+        fast = [r for r in steps if r.minutes is not None and r.minutes <= 15]
+        out.append(
+            (
+                "spend spikes >= 5x within 15 min",
+                f"{len(fast)} of {len(steps)}",
+                len(fast) == len(steps),
+            )
+        )
+    for r in (r for r in rows if r.labelled.kind == "spend_creep"):
+        out.append(
+            (
+                f"{r.size:g}x creep over {r.labelled.incident.ramp_hours:g} h within 24 h",
+                "missed" if r.minutes is None else f"{r.minutes / 60:.1f} h",
+                r.minutes is not None and r.minutes <= 24 * 60,
+            )
+        )
+    for r in (r for r in rows if "Sunday" in r.labelled.note):
+        out.append(
+            (
+                f"the Sunday-night {r.size:g}x caught",
+                "missed" if r.minutes is None else f"after {r.minutes:.0f} min",
+                r.minutes is not None,
+            )
+        )
+    return out

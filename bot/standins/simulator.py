@@ -138,6 +138,9 @@ class Incident:
     # finished (a model that breaks under running work), instead of jobs created then
     # failing a while later: the failure rate of finished jobs jumps at `start`.
     sudden: bool = False
+    # spend_runaway: a creep instead of a step. The factor rises linearly from 1 at
+    # `start` to `factor` at `start + ramp_hours`, then holds until `end`.
+    ramp_hours: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("failure_spike", "spend_runaway", "outage"):
@@ -156,6 +159,20 @@ class Incident:
             raise ValueError("failure_rate must be within 0..1")
         if self.factor < 1.0:
             raise ValueError("factor must be at least 1 (use an outage to stop traffic)")
+        if self.ramp_hours < 0:
+            raise ValueError("ramp_hours must not be negative")
+        if self.ramp_hours and self.kind != "spend_runaway":
+            raise ValueError("only a spend_runaway ramps")
+        if timedelta(hours=self.ramp_hours) > self.end - self.start:
+            raise ValueError("the ramp must end by the incident's end")
+
+    def factor_at(self, moment: float) -> float:
+        """A spend_runaway's factor at `moment` (epoch seconds) inside its window: `factor`,
+        or on its ramp the part of the way from 1 it has come by then."""
+        if not self.ramp_hours:
+            return self.factor
+        done = (moment - self.start.timestamp()) / (self.ramp_hours * 3600)
+        return 1.0 + (self.factor - 1.0) * min(1.0, max(0.0, done))
 
 
 class RequestRecord(NamedTuple):
@@ -335,6 +352,12 @@ class Simulator:
     second at every hour (jobs at half that rate, no rhythm), each shown at its own moment
     within its second rather than all of a second's events at once. Completions trail
     their jobs by up to 15 minutes, so the full rate holds from 00:15 of `start`'s date.
+
+    Two shapes of normal traffic, in the synthetic history too (they are how the account
+    always was, not incidents): `busy_hour` (UTC hour, factor) multiplies arrivals in that
+    hour of every weekday (a daily batch, a stand-up); `customer_shares` gives named
+    customers that share of all jobs, every minute (a big customer), the others keeping
+    their relative weights in the rest. Neither changes the model mix.
     """
 
     def __init__(
@@ -349,9 +372,15 @@ class Simulator:
         history_days: int = 90,
         hang_seconds: float = 5.0,
         events_per_second: float | None = None,
+        busy_hour: tuple[int, float] | None = None,
+        customer_shares: Mapping[str, float] | None = None,
     ) -> None:
         if jobs_per_hour < 0:
             raise ValueError("jobs_per_hour must not be negative")
+        if busy_hour is not None and not (0 <= busy_hour[0] < 24 and busy_hour[1] > 0):
+            raise ValueError("busy_hour must be (an hour 0..23, a positive factor)")
+        self.busy_hour = busy_hour
+        self._customer_cum = _customer_cumulative(customer_shares or {})
         if events_per_second is not None and events_per_second < 0:
             raise ValueError("events_per_second must not be negative")
         self.events_per_second = events_per_second
@@ -491,7 +520,9 @@ class Simulator:
     def _generate_minute(self, minute: int) -> None:
         rng = random.Random(f"{self.seed}:{minute}")
         base_rate = self._base_rate(minute)
-        drafts = [_draw_job(rng, minute, i) for i in range(_poisson(rng, base_rate))]
+        drafts = [
+            _draw_job(rng, minute, i, self._customer_cum) for i in range(_poisson(rng, base_rate))
+        ]
         # Drawn after the jobs so that it never shifts their random draws.
         if rng.random() < _NON_JOB_EVENT_PROB:
             self._add(_non_job_event(rng, minute))
@@ -509,8 +540,9 @@ class Simulator:
             if not (start_ts < (minute + 1) * 60 and end_ts > minute * 60):
                 continue
             rng = random.Random(f"{self.seed}:{minute}:runaway:{k}")
-            for _ in range(_poisson(rng, base_rate * (incident.factor - 1))):
-                draft = _draw_job(rng, minute, next_index)
+            factor = incident.factor_at(max(start_ts, minute * 60.0) + 30.0)
+            for _ in range(_poisson(rng, base_rate * (factor - 1))):
+                draft = _draw_job(rng, minute, next_index, self._customer_cum)
                 next_index += 1
                 if _matches(incident, start_ts, end_ts, draft):
                     extras.append(draft)
@@ -585,9 +617,18 @@ class Simulator:
         return bucket
 
     def _base_rate(self, minute: int) -> float:
+        busy = self._busy(minute)
         if self.events_per_second is not None:
-            return self.jobs_per_hour / 60  # steady: no daily or weekly rhythm
-        return self.jobs_per_hour / 60 * _rhythm(minute)
+            return self.jobs_per_hour / 60 * busy  # steady: no daily or weekly rhythm
+        return self.jobs_per_hour / 60 * _rhythm(minute) * busy
+
+    def _busy(self, minute: int) -> float:
+        """The busy hour's factor at `minute` (epoch minutes), 1 outside it."""
+        if self.busy_hour is None:
+            return 1.0
+        hour, factor = self.busy_hour
+        weekday = (minute // 1440 + 3) % 7  # 1970-01-01 was a Thursday (weekday 3)
+        return factor if weekday < 5 and minute % 1440 // 60 == hour else 1.0
 
     def forget_before(self, moment: datetime) -> None:
         """Drop generated events of whole days before `moment`, keeping their daily totals,
@@ -648,6 +689,11 @@ class Simulator:
         weekend = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
         # The cosine swing sums to zero over a day, leaving the day's mean rate.
         expected = 24 * self.jobs_per_hour * weekend / _WEEK_MEAN
+        if self.busy_hour is not None:  # the busy hour's extra arrivals, minute by minute
+            first = _day_start_ts(day) // 60 + 60 * self.busy_hour[0]
+            expected += sum(
+                self._base_rate(m) * (1 - 1 / self._busy(m)) for m in range(first, first + 60)
+            )
         agg: _Agg = {}
         for model, share in MODEL_MIX.items():
             total = _poisson(rng, expected * share)
@@ -894,12 +940,32 @@ def _pick(rng: random.Random, choices: Sequence[_T], cumulative: Sequence[float]
     return choices[bisect.bisect(cumulative, rng.random())]
 
 
-def _draw_job(rng: random.Random, minute: int, index: int) -> _Draft:
+def _customer_cumulative(shares: Mapping[str, float]) -> list[float]:
+    """`_pick`'s weights for the customers, with `shares` of the jobs for the named ones
+    and the rest spread over the others (and no metadata) by their usual weights."""
+    known = {c for c, _, _ in CUSTOMERS}
+    if not set(shares) <= known:
+        raise ValueError(f"unknown customers {sorted(set(shares) - known)}")
+    if any(v < 0 for v in shares.values()) or sum(shares.values()) > 1:
+        raise ValueError("customer shares must be at least 0 and sum to at most 1")
+    if not shares:
+        return _CUSTOMER_CUM
+    weights = [w for c, _, w in CUSTOMERS if c not in shares] + [NO_METADATA_SHARE]
+    scale = (1 - sum(shares.values())) / sum(weights)
+    return _cumulative(
+        [shares[c] if c in shares else w * scale for c, _, w in CUSTOMERS]
+        + [NO_METADATA_SHARE * scale]
+    )
+
+
+def _draw_job(
+    rng: random.Random, minute: int, index: int, customers: Sequence[float] = ()
+) -> _Draft:
     # Every draw happens unconditionally and in a fixed order, so incidents (which only
     # read these values) never shift the random stream of the jobs that follow.
     ts = minute * 60 + rng.randrange(60)
     model = _pick(rng, _MODELS, _MODEL_CUM)
-    customer = _pick(rng, _CUSTOMER_CHOICES, _CUSTOMER_CUM)
+    customer = _pick(rng, _CUSTOMER_CHOICES, customers or _CUSTOMER_CUM)
     output_format = _pick(rng, _FORMATS, _FORMAT_CUM)
     duration = round(min(max(rng.lognormvariate(_DURATION_MU, _DURATION_SIGMA), 1.0), 1800.0), 1)
     u_fail = rng.random()

@@ -1,0 +1,268 @@
+"""The evidence bound of `../shared/detection-bound.md`: how early an alert can honestly
+be, for one labelled incident of a simulated stream (`bot.standins.scenarios`).
+
+A detector cannot fire before the data prove the change. For a failure-rate spike the
+yardstick is a one-sided Bernoulli CUSUM: h / KL(p1 || p0) finished jobs, with p0 and the
+pace N0 from the week before and h = ln(N0 / B) for a budget of B false alerts per 30
+days (Wald's bound). For a spend rise it is a CUSUM on the credits per 5-minute slot in
+the Gaussian approximation of a compound Poisson: KL = (m1 - m0)^2 / (2 v0) per slot,
+m0 and v0 from the same season of the baseline, h = ln(slots in 30 days / B). The time
+bound adds the poll interval. Pure arithmetic over a stream's figures (`Traffic`).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.standins.simulator import Incident
+
+__all__ = [
+    "BUDGET",
+    "SLOT",
+    "Bound",
+    "Traffic",
+    "bernoulli_kl",
+    "failure_bound",
+    "failure_bound_jobs",
+    "ramp_mean_multiplier",
+    "spend_bound",
+    "spend_kl",
+    "threshold",
+]
+
+DAY = 86400
+SLOT = 300  # the engine's slot: the spend bound's evaluation slot (Δ)
+BUDGET = 0.5  # false alerts per 30 days per rule (detection-bound.md, issue 12)
+
+
+def bernoulli_kl(p0: float, p1: float) -> float:
+    """KL(p1 || p0) in nats per job: what one finished job adds on average to the
+    one-sided Bernoulli CUSUM once the failure rate is p1 instead of p0."""
+    return p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
+
+
+def threshold(per_30_days: float, budget: float = BUDGET) -> float:
+    """h = ln(N0 / B): the CUSUM threshold for `budget` false alerts per 30 days when
+    `per_30_days` observations (jobs, or slots) arrive in 30 days (Wald's bound)."""
+    return math.log(per_30_days / budget)
+
+
+def failure_bound_jobs(p0: float, p1: float, jobs_per_30_days: float, budget: float) -> float:
+    """bound_jobs = h / KL: the finished jobs a CUSUM needs, on average, to prove p1."""
+    return threshold(jobs_per_30_days, budget) / bernoulli_kl(p0, p1)
+
+
+def spend_kl(m0: float, v0: float, multiplier: float) -> float:
+    """KL per slot of a Gaussian mean shift from m0 to multiplier x m0, variance v0."""
+    return ((multiplier - 1) * m0) ** 2 / (2 * v0)
+
+
+def ramp_mean_multiplier(factor: float, ramp_hours: float, over_hours: float = 24) -> float:
+    """The mean multiplier over the first `over_hours` of a linear ramp from 1 to
+    `factor` in `ramp_hours` (then flat): a creep's m1 / m0 for its bound."""
+    if ramp_hours <= 0:
+        return factor
+    rising = min(over_hours, ramp_hours)
+    top = rising / ramp_hours  # the fraction of the ramp climbed by `rising`
+    area = rising * top / 2 + (over_hours - rising) * 1.0
+    return 1 + (factor - 1) * area / over_hours
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The evidence bound of one labelled incident.
+
+    `jobs`: failure rate, h / KL finished jobs (NaN for spend, bounded in slots);
+    `minutes`: the time bound plus the worker's poll interval (inf: the incident ends
+    before even a perfect detector has proven it); `kl` per job or per slot; `baseline`
+    p0, or the credits m0 of the incident's first slot; `volume`: the group's normal
+    finished jobs per minute (the failure-rate's during the incident, for spend that of
+    the same season in the baseline).
+    """
+
+    h: float
+    kl: float
+    baseline: float
+    jobs: float
+    minutes: float
+    volume: float
+
+
+class Traffic:
+    """A stream as the bound needs it, per model: finished jobs' times (epoch seconds,
+    sorted), failed jobs' times, finished jobs and credits per 5-minute slot from
+    `origin` (midnight UTC, where the events begin), and the summary's daily rows before
+    that day."""
+
+    def __init__(
+        self, events: Iterable[Mapping[str, Any]], summary: Mapping[str, Any], origin: datetime
+    ) -> None:
+        self.origin = origin
+        finished: dict[str, list[float]] = defaultdict(list)
+        failed: dict[str, list[float]] = defaultdict(list)
+        credits: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        minutes: dict[str, float] = {}
+        for e in events:
+            status = e.get("status")
+            if status not in ("completed", "failed") or not e.get("model"):
+                continue
+            stamp = e["created_at"]
+            base = minutes.get(stamp[:16])
+            if base is None:
+                base = minutes[stamp[:16]] = datetime.fromisoformat(
+                    stamp[:16] + "+00:00"
+                ).timestamp()
+            epoch = base + int(stamp[17:19])
+            model = e["model"]
+            finished[model].append(epoch)
+            if status == "failed":
+                failed[model].append(epoch)
+            credits[model].append(
+                (int((epoch - origin.timestamp()) // SLOT), float(e["credits_used"]))
+            )
+        self.finished = {m: sorted(v) for m, v in finished.items()}
+        self.failed = {m: sorted(v) for m, v in failed.items()}
+        slots = 1 + max((s for rows in credits.values() for s, _ in rows), default=0)
+        self.slots = slots
+        self.credits: dict[str, npt.NDArray[np.float64]] = {}
+        self.jobs: dict[str, npt.NDArray[np.float64]] = {}
+        for model, rows in credits.items():
+            index = np.fromiter((s for s, _ in rows), np.int64, len(rows))
+            values = np.fromiter((c for _, c in rows), np.float64, len(rows))
+            keep = index >= 0
+            self.credits[model] = np.bincount(index[keep], values[keep], slots).astype(np.float64)
+            self.jobs[model] = np.bincount(index[keep], minlength=slots).astype(np.float64)
+        self.daily: dict[tuple[date, str], tuple[int, int]] = {}
+        for day in summary.get("daily", ()):
+            when_ = date.fromisoformat(day["date"])
+            if when_ >= origin.date():
+                continue  # from the events themselves
+            for row in day["by_model"]:
+                done = row["completed_jobs"] + row["failed_jobs"]
+                self.daily[(when_, row["model"])] = (done, row["failed_jobs"])
+
+    def count(self, model: str, start: float, end: float, *, failed: bool = False) -> int:
+        """Finished (or failed) jobs of `model` at epoch seconds in [start, end]."""
+        times = (self.failed if failed else self.finished).get(model, [])
+        return bisect_right(times, end) - bisect_left(times, start)
+
+
+def failure_bound(
+    traffic: Traffic, incident: Incident, budget: float, poll_seconds: float
+) -> Bound:
+    """The Bernoulli bound of a failure spike: p0 and the pace N0 from the 7 days before
+    it (the events, and the summary's days before them), h = ln(N0 / budget)."""
+    model = incident.model or ""
+    start, end = incident.start.timestamp(), incident.end.timestamp()
+    first_day = (incident.start - timedelta(days=7)).date()
+    lo = datetime.combine(first_day, datetime.min.time(), UTC).timestamp()
+    done = traffic.count(model, lo, start - 1e-6)
+    bad = traffic.count(model, lo, start - 1e-6, failed=True)
+    for (day, name), (n, f) in traffic.daily.items():
+        if name == model and day >= first_day:
+            done, bad = done + n, bad + f
+    held = start - lo
+    volume = traffic.count(model, start, end - 1e-6) / ((end - start) / 60)
+    if not done or not bad:
+        return Bound(math.nan, math.nan, math.nan, math.nan, math.nan, volume)
+    p0 = bad / done
+    h = threshold(done / held * 30 * DAY, budget)
+    kl = bernoulli_kl(p0, incident.failure_rate)
+    jobs = h / kl
+    provable = traffic.count(model, start, end - 1e-6) >= jobs
+    minutes = jobs / volume + poll_seconds / 60 if provable and volume else math.inf
+    return Bound(h, kl, p0, jobs, minutes, volume)
+
+
+def spend_bound(
+    traffic: Traffic,
+    incident: Incident,
+    poll_seconds: float,
+    *,
+    steady: bool = False,
+    others: Iterable[Incident] = (),
+    budget: float = BUDGET,
+) -> Bound:
+    """The compound-Poisson (Gaussian) bound of a spend rise, per 5-minute slot: m0 and
+    v0 for each slot of the incident from the same season of the 21 days before it (the
+    same hour, on days of the same kind, weekday or weekend; for a `steady` stream any
+    slot of the 7 days before), outside `others` (the stream's incidents) of that model;
+    the multiplier is the incident's factor (a creep: its mean over the ramp's first
+    day). The bound is where the slots' KL adds up to h = ln(slots in 30 days / budget):
+    h / KL for a constant shift."""
+    model = incident.model or ""
+    credits = traffic.credits.get(model)
+    jobs = traffic.jobs.get(model)
+    nan = Bound(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+    if credits is None or jobs is None:
+        return nan
+    origin = traffic.origin.timestamp()
+    first = int((incident.start.timestamp() - origin) // SLOT)
+    last = min(traffic.slots, math.ceil((incident.end.timestamp() - origin) / SLOT))
+    slots = np.arange(traffic.slots)
+    usable = (slots < first) & (slots >= max(3, first - 21 * DAY // SLOT))  # whole completions
+    for i in others:
+        if i.model in (None, model):
+            a = int((i.start.timestamp() - origin) // SLOT)
+            b = math.ceil((i.end.timestamp() - origin + 900) / SLOT)  # completions trail
+            usable[max(a, 0) : max(b, 0)] = False
+    hour = (slots * SLOT // 3600) % 24
+    weekend = np.array(
+        [
+            (traffic.origin + timedelta(seconds=int(s) * SLOT)).weekday() >= 5
+            for s in range(0, traffic.slots, 288)
+        ]
+    ).repeat(288)[: traffic.slots]
+    recent = slots >= first - 7 * DAY // SLOT
+    multiplier = (
+        ramp_mean_multiplier(incident.factor, incident.ramp_hours)
+        if incident.ramp_hours
+        else incident.factor
+    )
+    h = threshold(30 * DAY / SLOT, budget)
+    seasons: dict[tuple[int, bool], tuple[float, float, float]] = {}
+
+    def season(k: int) -> tuple[float, float, float]:
+        """(m0, v0, finished jobs) per slot of slot k's season."""
+        key = (-1, False) if steady else (int(hour[k]), bool(weekend[k]))
+        if key not in seasons:
+            picks = usable & recent if steady else usable & (hour == key[0])
+            if not steady:
+                same_kind = picks & (weekend == key[1])
+                picks = same_kind if same_kind.sum() >= 6 else picks
+            if picks.sum() < 6:
+                picks = usable
+            chosen = credits[picks]
+            if len(chosen) < 2:
+                seasons[key] = (math.nan, math.nan, math.nan)
+            else:
+                seasons[key] = (
+                    float(chosen.mean()),
+                    float(chosen.var(ddof=1)),
+                    float(jobs[picks].mean()),
+                )
+        return seasons[key]
+
+    m0, v0, per_slot = season(first) if first < traffic.slots else (math.nan,) * 3
+    if not (math.isfinite(m0) and v0 > 0):
+        return nan
+    kl0 = spend_kl(m0, v0, multiplier)
+    total, needed = 0.0, math.inf
+    for k in range(first, last):
+        m, v, _ = season(k)
+        kl = spend_kl(m, v, multiplier) if v > 0 else 0.0
+        if total + kl >= h:
+            needed = (k - first) + (h - total) / kl
+            break
+        total += kl
+    minutes = needed * SLOT / 60 + poll_seconds / 60
+    return Bound(h, kl0, m0, math.nan, minutes, per_slot / (SLOT / 60))
