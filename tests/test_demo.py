@@ -20,7 +20,7 @@ from pathlib import Path
 from bot.demo import DEMO_START
 from bot.standins.simulator import ManualClock, Simulator, demo_incidents
 
-SECONDS, SPEED = 17, 1200
+SECONDS, SPEED = 20, 1200  # to 14:40: the 12:00 outage resolves by about 13:30
 DETAIL = re.compile(r"• (req_[0-9a-f]+) · job (job_[0-9a-f]+) · pro · ")
 
 
