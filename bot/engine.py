@@ -91,9 +91,9 @@ Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
 Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
 # groups, per span (value, baseline, z, volume, band), the evidence and its run's rate
-Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, "Creep | None"]
 # the creep test: evidence (S / threshold), and the run's credits, normal credits, z, seconds
 Creep = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, Creep | None]
 
 
 def slots_per_bucket(rule: Rule) -> int:
@@ -331,7 +331,8 @@ class Engine:
             return None
         own = self._judge(rule, first - back, last, held)
         assert own is not None  # held has groups
-        banded = [tuple(a[:, back:] for a in own[1])] + [
+        value, baseline, z, volume, band = (a[:, back:] for a in own[1])
+        banded: list[Banded] = [(value, baseline, z, volume, band)] + [
             judged[1]
             for s in spans[1:]
             if (judged := self._judge(_span(rule, s), first, last, held))
@@ -346,11 +347,11 @@ class Engine:
             )
             settled = _settled(rule, held, first - back + before)
             creep = _creep(rule, z[:, before], value[:, before], baseline[:, before], settled)
-            return held[1], banded, None, None, creep  # type: ignore[return-value]
+            return held[1], banded, None, None, creep
         if rule.metric != "failure_rate" or rule.direction != "up":
-            return held[1], banded, None, None, None  # type: ignore[return-value]
+            return held[1], banded, None, None, None
         evidence, run_rate = self._evidence(rule, first, last, banded[0][4], held)
-        return held[1], banded, evidence, run_rate, None  # type: ignore[return-value]
+        return held[1], banded, evidence, run_rate, None
 
     def _judge_moment(self, rule: Rule, k: int) -> Judged | None:
         """`_judge_all` for the one moment k, from the baselines frozen for it: only the
