@@ -290,14 +290,15 @@ class Engine:
             return None
         own = self._judge(rule, first - back, last, held)
         assert own is not None  # held has groups
-        value, baseline, z, volume, band = (a[:, back:] for a in own[1])
-        banded: list[Banded] = [(value, baseline, z, volume, band)] + [
+        value, baseline, z, volume, band = own[1]  # from moment first - back on
+        banded: list[Banded] = [
+            (value[:, back:], baseline[:, back:], z[:, back:], volume[:, back:], band[:, back:])
+        ] + [
             judged[1]
             for s in spans[1:]
             if (judged := self._judge(_span(rule, s), first, last, held))
         ]
         if rule.metric == "spend" and back:
-            value, baseline, z = own[1][:3]
             m = slots_per_bucket(rule)
             # Column j of `own` is moment first - back + j; each moment's creep run reads
             # the whole buckets before it: moments k - back, ..., k - m.
