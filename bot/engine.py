@@ -53,6 +53,10 @@ RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets
 # A spend or volume rule watching a rise is also judged over this window when its bucket
 # is longer: a runaway then shows within minutes, not when an hour's bucket fills.
 SHORT_WINDOW = 900
+# The evidence test reads the newest FINE_SLOTS slots in steps of FINE seconds: its run may
+# then start at the onset, not at the slot's start among the slot's earlier, normal jobs.
+FINE = 15
+FINE_SLOTS = 2
 # The creep test of a spend rule watching a rise: a one-sided CUSUM of its bucket's
 # z-scores over the last CREEP_SPAN seconds of whole buckets, S = max(0, S + z - REFERENCE),
 # proving a level shift that builds over days once S reaches THRESHOLD. Against a
@@ -146,6 +150,9 @@ class Engine:
         # Per rule, the baselines of the coming moment: a worker polling every second
         # judges the same moment a few hundred times, and only its newest slot changes.
         self.frozen: dict[str, Frozen] = {}
+        # The newest slots again, counted every FINE seconds (for the evidence test).
+        self.fine = UsageCube(FINE)
+        self.newest = 0  # the newest slot any event has been in
         self._final: dict[tuple[date, str], DailyUsage] | None = None
         self._models: list[tuple[str, ...]] | None = None
 
@@ -157,8 +164,42 @@ class Engine:
             # Frozen for moment k: slots up to k - 2 (k - 1 is the one still filling).
             self.frozen = {r: f for r, f in self.frozen.items() if oldest > f.moment - 2}
         self.cube.add(batch)
+        self._add_fine(batch)
         for picks, cube in self.projections.items():
             cube.add(_projected_batch(batch, picks))
+
+    def _add_fine(self, batch: EventBatch) -> None:
+        """Keep the newest FINE_SLOTS slots (and the one filling) at the fine step."""
+        if not len(batch):
+            return
+        self.newest = max(self.newest, int(batch.epoch.max()) // STEP)
+        horizon = (self.newest - FINE_SLOTS) * STEP
+        keep = np.flatnonzero(batch.epoch >= horizon)
+        if len(keep):
+            self.fine.add(
+                EventBatch(
+                    batch.epoch[keep],
+                    [batch.group[i] for i in keep.tolist()],
+                    batch.kind[keep],
+                    batch.credits[keep],
+                )
+            )
+        self.fine.forget_before(horizon // FINE)
+        self.fine.trim((self.newest + 2) * STEP // FINE)  # the slot filling and the next
+
+    def _fine_counts(self, rule: Rule, groups: Groups, lo: int, hi: int) -> FloatArray:
+        """(fields, groups, hi - lo) counts of the rule's groups in fine steps [lo, hi)."""
+        picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
+        index = {g: i for i, g in enumerate(groups)}
+        owner = [index.get(tuple(g[i] for i in picks), -1) for g in self.fine.groups]
+        rows = [r for r, o in enumerate(owner) if o >= 0]
+        out = np.zeros((len(FIELDS), len(groups), hi - lo))
+        if rows:
+            held = self.fine.counts(lo, hi, rows)
+            targets = np.asarray([owner[r] for r in rows])
+            for field in range(len(FIELDS)):
+                np.add.at(out[field], targets, held[field])
+        return out
 
     def add_daily(self, rows: Iterable[DailyUsage], final_before: date) -> None:
         """Daily summary rows; those dated before `final_before` are complete days."""
@@ -332,11 +373,40 @@ class Engine:
             banded.append(self._against(rule, window, baseline))
         if frozen.threshold is None:
             return groups, banded, None, None, frozen.creep
-        failed = np.where(known, counts[FAILED], 0.0)[:, None, :]
-        done = np.where(known, counts[FINISHED], 0.0)[:, None, :]
+        # Older slots whole, the newest FINE_SLOTS in fine steps: a run may start at any.
+        # (A moment whose slots the fine counts no longer hold is judged by slots.)
+        per_slot = STEP // FINE if k - FINE_SLOTS >= self.newest - FINE_SLOTS else 1
+        if per_slot > 1:
+            fine = self._fine_counts(rule, groups, (k - FINE_SLOTS) * per_slot, k * per_slot)
+        else:
+            fine = counts[..., -FINE_SLOTS:]
+        fine_known = np.repeat(known[:, -FINE_SLOTS:], per_slot, axis=1)
+        failed, done = (
+            np.concatenate(
+                [
+                    np.where(known[:, :-FINE_SLOTS], counts[f][:, :-FINE_SLOTS], 0.0),
+                    np.where(fine_known, fine[f], 0.0),
+                ],
+                axis=1,
+            )[:, None, :]
+            for f in (FAILED, FINISHED)
+        )
         evidence, run_rate = detect.bernoulli_evidence(
             failed, done, banded[0][4], frozen.threshold, floor=rule.min_rate
         )
+        # Runs from any 15-second step prove a rise sooner; whether it has passed (calm
+        # needs the evidence under half its threshold) is judged on whole slots, as at the
+        # marks: a short run of two chance failures is no reason to hold an alert open.
+        steady, steady_rate = detect.bernoulli_evidence(
+            np.where(known, counts[FAILED], 0.0)[:, None, :],
+            np.where(known, counts[FINISHED], 0.0)[:, None, :],
+            banded[0][4],
+            frozen.threshold,
+            floor=rule.min_rate,
+        )
+        proven = np.nan_to_num(evidence) >= 1.0
+        evidence = np.where(proven, evidence, steady)
+        run_rate = np.where(proven, run_rate, steady_rate)
         return groups, banded, evidence, run_rate, None
 
     def _freeze(self, rule: Rule, k: int, spans: tuple[int, ...]) -> Frozen:

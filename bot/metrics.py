@@ -165,6 +165,13 @@ class UsageCube:
             if self.covered_from is not None:
                 self.covered_from = max(self.covered_from, slot)
 
+    def trim(self, end: int) -> None:
+        """Give back the room reserved past slot `end`: a cube that forgets as fast as it
+        grows (a window of the newest slots) would otherwise widen at every growth."""
+        width = end - self.origin
+        if 0 <= width < self.data.shape[2]:
+            self.data = np.ascontiguousarray(self.data[:, :, :width])
+
     def counts(self, lo: int, hi: int, rows: Sequence[int] | None = None) -> FloatArray:
         """(fields, groups, hi - lo) counts for slots [lo, hi), zero outside the cube: of
         every group, or of the groups at `rows` (in that order)."""

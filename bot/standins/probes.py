@@ -3,11 +3,14 @@ memory, open file descriptors, and a text sink that counts the lines written to 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import io
 import os
 from pathlib import Path
 
-__all__ = ["Discard", "open_fds", "rss_mib"]
+__all__ = ["Discard", "live_rss_mib", "open_fds", "rss_mib"]
 
 
 def rss_mib() -> float:
@@ -20,6 +23,20 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def live_rss_mib() -> float:
+    """The resident set once garbage is collected and the C allocator has given its free
+    pages back: what the process still holds. Plain RSS also counts memory freed but kept
+    by glibc's arenas, which steps up and down by megabytes as numpy arrays regrow and
+    SQLite's page cache churns, and would hide (or fake) a slow leak."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc is not None:
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
+        if trim is not None:  # glibc only
+            trim(0)
+    return rss_mib()
 
 
 def open_fds() -> int:
