@@ -53,10 +53,10 @@ RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets
 # A spend or volume rule watching a rise is also judged over this window when its bucket
 # is longer: a runaway then shows within minutes, not when an hour's bucket fills.
 SHORT_WINDOW = 900
-# The evidence test reads the newest FINE_SLOTS slots in steps of FINE seconds: its run may
-# then start at the onset, not at the slot's start among the slot's earlier, normal jobs.
-FINE = 15
-FINE_SLOTS = 2
+# The evidence test reads the newest RECENT_SLOTS slots in steps of RECENT_STEP seconds: its
+# run may then start at the onset, not at the slot's start among its earlier, normal jobs.
+RECENT_STEP = 5
+RECENT_SLOTS = 2
 # The creep test of a spend rule watching a rise: a one-sided CUSUM of its bucket's
 # z-scores over the last CREEP_SPAN seconds of whole buckets, S = max(0, S + z - REFERENCE),
 # proving a level shift that builds over days once S reaches THRESHOLD. Against a
@@ -150,8 +150,8 @@ class Engine:
         # Per rule, the baselines of the coming moment: a worker polling every second
         # judges the same moment a few hundred times, and only its newest slot changes.
         self.frozen: dict[str, Frozen] = {}
-        # The newest slots again, counted every FINE seconds (for the evidence test).
-        self.fine = UsageCube(FINE)
+        # The newest slots again, counted every RECENT_STEP seconds (for the evidence test).
+        self.recent = UsageCube(RECENT_STEP)
         self.newest = 0  # the newest slot any event has been in
         self._final: dict[tuple[date, str], DailyUsage] | None = None
         self._models: list[tuple[str, ...]] | None = None
@@ -164,19 +164,19 @@ class Engine:
             # Frozen for moment k: slots up to k - 2 (k - 1 is the one still filling).
             self.frozen = {r: f for r, f in self.frozen.items() if oldest > f.moment - 2}
         self.cube.add(batch)
-        self._add_fine(batch)
+        self._add_recent(batch)
         for picks, cube in self.projections.items():
             cube.add(_projected_batch(batch, picks))
 
-    def _add_fine(self, batch: EventBatch) -> None:
-        """Keep the newest FINE_SLOTS slots (and the one filling) at the fine step."""
+    def _add_recent(self, batch: EventBatch) -> None:
+        """Keep the newest RECENT_SLOTS slots (and the one filling) in RECENT_STEP steps."""
         if not len(batch):
             return
         self.newest = max(self.newest, int(batch.epoch.max()) // STEP)
-        horizon = (self.newest - FINE_SLOTS) * STEP
+        horizon = (self.newest - RECENT_SLOTS) * STEP
         keep = np.flatnonzero(batch.epoch >= horizon)
         if len(keep):
-            self.fine.add(
+            self.recent.add(
                 EventBatch(
                     batch.epoch[keep],
                     [batch.group[i] for i in keep.tolist()],
@@ -184,18 +184,19 @@ class Engine:
                     batch.credits[keep],
                 )
             )
-        self.fine.forget_before(horizon // FINE)
-        self.fine.trim((self.newest + 2) * STEP // FINE)  # the slot filling and the next
+        self.recent.forget_before(horizon // RECENT_STEP)
+        # Room for the slot filling and the next only.
+        self.recent.trim((self.newest + 2) * STEP // RECENT_STEP)
 
-    def _fine_counts(self, rule: Rule, groups: Groups, lo: int, hi: int) -> FloatArray:
-        """(fields, groups, hi - lo) counts of the rule's groups in fine steps [lo, hi)."""
+    def _recent_counts(self, rule: Rule, groups: Groups, lo: int, hi: int) -> FloatArray:
+        """(fields, groups, hi - lo) counts of the rule's groups in recent steps [lo, hi)."""
         picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
         index = {g: i for i, g in enumerate(groups)}
-        owner = [index.get(tuple(g[i] for i in picks), -1) for g in self.fine.groups]
+        owner = [index.get(tuple(g[i] for i in picks), -1) for g in self.recent.groups]
         rows = [r for r, o in enumerate(owner) if o >= 0]
         out = np.zeros((len(FIELDS), len(groups), hi - lo))
         if rows:
-            held = self.fine.counts(lo, hi, rows)
+            held = self.recent.counts(lo, hi, rows)
             targets = np.asarray([owner[r] for r in rows])
             for field in range(len(FIELDS)):
                 np.add.at(out[field], targets, held[field])
@@ -358,8 +359,8 @@ class Engine:
         """`_judge_all` for the one moment k, from the baselines frozen for it: only the
         windows ending at k are summed and scored at each poll."""
         spans = spans_of(rule)
-        recent = max(spans) // STEP  # the widest window, which the evidence's run matches
-        groups, counts, known = self._rule_counts(rule, k - recent, k)
+        reach = max(spans) // STEP  # the widest window, which the evidence's run matches
+        groups, counts, known = self._rule_counts(rule, k - reach, k)
         if not groups:
             return None
         frozen = self.frozen.get(rule.name)
@@ -373,18 +374,18 @@ class Engine:
             banded.append(self._against(rule, window, baseline))
         if frozen.threshold is None:
             return groups, banded, None, None, frozen.creep
-        # Older slots whole, the newest FINE_SLOTS in fine steps: a run may start at any.
-        # (A moment whose slots the fine counts no longer hold is judged by slots.)
-        per_slot = STEP // FINE if k - FINE_SLOTS >= self.newest - FINE_SLOTS else 1
+        # Older slots whole, the newest RECENT_SLOTS in recent steps: a run may start at any.
+        # (A moment whose slots the recent counts no longer hold is judged by slots.)
+        per_slot = STEP // RECENT_STEP if k >= self.newest else 1
         if per_slot > 1:
-            fine = self._fine_counts(rule, groups, (k - FINE_SLOTS) * per_slot, k * per_slot)
+            fine = self._recent_counts(rule, groups, (k - RECENT_SLOTS) * per_slot, k * per_slot)
         else:
-            fine = counts[..., -FINE_SLOTS:]
-        fine_known = np.repeat(known[:, -FINE_SLOTS:], per_slot, axis=1)
+            fine = counts[..., -RECENT_SLOTS:]
+        fine_known = np.repeat(known[:, -RECENT_SLOTS:], per_slot, axis=1)
         failed, done = (
             np.concatenate(
                 [
-                    np.where(known[:, :-FINE_SLOTS], counts[f][:, :-FINE_SLOTS], 0.0),
+                    np.where(known[:, :-RECENT_SLOTS], counts[f][:, :-RECENT_SLOTS], 0.0),
                     np.where(fine_known, fine[f], 0.0),
                 ],
                 axis=1,
@@ -394,7 +395,7 @@ class Engine:
         evidence, run_rate = detect.bernoulli_evidence(
             failed, done, banded[0][4], frozen.threshold, floor=rule.min_rate
         )
-        # Runs from any 15-second step prove a rise sooner; whether it has passed (calm
+        # Runs from any 5-second step prove a rise sooner; whether it has passed (calm
         # needs the evidence under half its threshold) is judged on whole slots, as at the
         # marks: a short run of two chance failures is no reason to hold an alert open.
         steady, steady_rate = detect.bernoulli_evidence(
@@ -820,7 +821,7 @@ def _project(fine: UsageCube, picks: tuple[int, ...]) -> UsageCube:
     cube.data = np.zeros((held.shape[0], len(cube.groups), held.shape[2]))
     for field in range(held.shape[0]):
         np.add.at(cube.data[field], owner, held[field])
-    cube.origin = fine.origin
+    cube.origin, cube.floor = fine.origin, fine.floor
     cube.covered_from = fine.covered_from
     first = np.full(len(cube.groups), np.iinfo(np.int64).max)
     np.minimum.at(first, owner, fine.first_seen[: len(fine.groups)])

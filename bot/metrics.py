@@ -128,6 +128,7 @@ class UsageCube:
         self.groups: list[FineGroup] = []
         self._index: dict[FineGroup, int] = {}
         self.origin = 0  # slot number of column 0
+        self.floor = 0  # slots before this one are forgotten (some may still be held)
         self.data = np.zeros((len(FIELDS), 0, 0))
         self.covered_from: int | None = None
         self.first_seen = np.zeros(0, dtype=np.int64)  # per group: slot of its first event
@@ -141,6 +142,9 @@ class UsageCube:
         if not len(batch):
             return
         slots = np.floor_divide(batch.epoch, self.step).astype(np.int64)
+        if int(slots.min()) < self.floor:  # events from before what was forgotten
+            self._cut()
+            self.floor = int(slots.min())
         rows = np.fromiter((self._row(g) for g in batch.group), np.int64, len(batch))
         self._reserve(int(slots.min()), int(slots.max()) + 1)
         cols = slots - self.origin
@@ -157,13 +161,23 @@ class UsageCube:
         self.covered_from = low if self.covered_from is None else min(self.covered_from, low)
 
     def forget_before(self, slot: int) -> None:
-        """Drop slots older than `slot` (live memory stays bounded)."""
-        cut = slot - self.origin
+        """Drop slots older than `slot` (live memory stays bounded). The room goes back a
+        quarter of the width at a time: cutting at every new slot would copy the whole
+        cube (a week of every group) once per slot."""
+        if slot <= self.floor:
+            return
+        self.floor = slot
+        if self.covered_from is not None:
+            self.covered_from = max(self.covered_from, slot)
+        if 4 * (slot - self.origin) >= self.data.shape[2]:
+            self._cut()
+
+    def _cut(self) -> None:
+        """Give back the slots before `floor`."""
+        cut = self.floor - self.origin
         if cut > 0:
             self.data = np.ascontiguousarray(self.data[:, :, cut:])
-            self.origin = slot
-            if self.covered_from is not None:
-                self.covered_from = max(self.covered_from, slot)
+            self.origin = self.floor
 
     def trim(self, end: int) -> None:
         """Give back the room reserved past slot `end`: a cube that forgets as fast as it
@@ -177,7 +191,7 @@ class UsageCube:
         every group, or of the groups at `rows` (in that order)."""
         picked: Any = slice(0, len(self.groups)) if rows is None else list(rows)
         out = np.zeros((len(FIELDS), len(self.groups) if rows is None else len(rows), hi - lo))
-        a, b = max(lo, self.origin), min(hi, self.end)
+        a, b = max(lo, self.origin, self.floor), min(hi, self.end)
         if a < b:
             out[:, :, a - lo : b - lo] = self.data[:, picked, a - self.origin : b - self.origin]
         return out
