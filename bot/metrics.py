@@ -34,6 +34,7 @@ _KINDS = {
 # The fine group of an event: what any rule's group_by may select from.
 GROUP_FIELDS = ("model", "metadata.segment", "metadata.customer_id")
 FineGroup = tuple[str, str, str]
+Row = tuple[float, FineGroup, int, float]  # one event: epoch, fine group, kind, credits
 NONE = ""  # an event without that field (shown as "(none)")
 
 FloatArray = npt.NDArray[np.float64]
@@ -62,26 +63,27 @@ def batch_from_events(events: Iterable[Event]) -> EventBatch:
         )
         for e in events
     ]
-    return _batch(rows)
+    return batch_of(rows)
 
 
 def batch_from_items(items: Iterable[Mapping[str, Any]]) -> EventBatch:
     """From API-shaped dicts (usage-api.md 3b), e.g. a backtest's JSON Lines."""
-    rows = [
-        (
-            datetime.fromisoformat(item["created_at"]).timestamp(),
-            _fine_group(item.get("model"), item.get("metadata")),
-            _KINDS.get(item.get("status") or "", KIND_OTHER),
-            float(item.get("credits_used") or 0.0),
-        )
-        for item in items
-    ]
-    return _batch(rows)
+    return batch_of([item_row(item) for item in items])
+
+
+def item_row(item: Mapping[str, Any]) -> Row:
+    """One API-shaped dict as a row of `batch_of` (a backtest collects them line by line)."""
+    return (
+        datetime.fromisoformat(item["created_at"]).timestamp(),
+        _fine_group(item.get("model"), item.get("metadata")),
+        _KINDS.get(item.get("status") or "", KIND_OTHER),
+        float(item.get("credits_used") or 0.0),
+    )
 
 
 def batch_from_rows(rows: Iterable[Sequence[Any]]) -> EventBatch:
     """From stored rows: (created_at text, model, segment, customer_id, status, credits)."""
-    return _batch(
+    return batch_of(
         [
             (
                 datetime.fromisoformat(created).timestamp(),
@@ -94,7 +96,8 @@ def batch_from_rows(rows: Iterable[Sequence[Any]]) -> EventBatch:
     )
 
 
-def _batch(rows: list[tuple[float, FineGroup, int, float]]) -> EventBatch:
+def batch_of(rows: list[Row]) -> EventBatch:
+    """Rows of (epoch, fine group, kind, credits) as columns."""
     if not rows:
         return EventBatch(np.zeros(0), [], np.zeros(0, np.int8), np.zeros(0))
     epoch, group, kind, credits = zip(*rows, strict=True)

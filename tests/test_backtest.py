@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from bot import backtest
-from bot.models import RuleSet
+from bot.api_schema import EVENT_SCHEMA
+from bot.metrics import item_row
+from bot.models import Event, RuleSet
 from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
 from bot.standins.simulator import Incident, ManualClock, Simulator
@@ -133,3 +136,53 @@ def test_backtest_reports_missing_files_clearly(tmp_path: Path, missing: str) ->
     args[missing] = str(tmp_path / "nope.json")
     done = run_cli(*[x for pair in args.items() for x in pair])
     assert done.returncode == 1 and "nope.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_quick_check_knows_every_field_of_the_event_schema() -> None:
+    """A field added to the schema must be added to the quick check too (else its
+    values would go unchecked on the quick path)."""
+    assert list(backtest._PLAIN) == list(EVENT_SCHEMA["properties"])
+    assert set(EVENT_SCHEMA["required"]) <= set(backtest._PLAIN)
+
+
+def test_the_apis_events_take_the_quick_path() -> None:
+    """The simulator's events (every status, with and without a model or metadata) and
+    the worker's own exports pass the quick check: the full validator is the exception."""
+    end = START + timedelta(hours=6)
+    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=200, incidents=[SPIKE])
+    items = json.loads(json.dumps(sim.events_until(end)))
+    assert {i["status"] for i in items} >= {"pending", "completed", "failed"}
+    stored = [Event.from_api(i).to_api() for i in items]
+    odd = [{**items[0], "model": None, "metadata": None, "credits_used": 3, "status": None}]
+    for item in [*items, *stored, *odd]:
+        assert backtest._plain_row(item) == item_row(item)
+
+
+def test_lines_past_the_quick_check_count_the_same(tmp_path: Path) -> None:
+    """Events the quick check leaves to the validator (another UTC offset, a fraction of
+    a second, fields left out) are counted exactly as the same events written plainly."""
+    end = START + timedelta(days=1)
+    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=200, incidents=[SPIKE])
+    plain = sim.events_until(end)
+    odd = []
+    for n, item in enumerate(plain):
+        moment = datetime.fromisoformat(item["created_at"])
+        if n % 3 == 0:
+            item = {
+                **item,
+                "created_at": moment.astimezone(
+                    timezone(timedelta(hours=5, minutes=30))
+                ).isoformat(),
+            }
+        elif n % 3 == 1:
+            item = {**item, "created_at": moment.strftime("%Y-%m-%dT%H:%M:%S.000000Z")}
+        if n % 5 == 0:
+            item = {k: v for k, v in item.items() if k not in ("request_id", "duration_seconds")}
+        odd.append(item)
+    assert all(backtest._plain_row(i) is None for i in odd[::3])
+    rules = parse_rules(default_rules_text()).rules
+    a = backtest.load(rules, [json.dumps(i) for i in plain])
+    b = backtest.load(rules, [json.dumps(i) for i in odd])
+    assert (a.first, a.last, a.engine.cube.groups) == (b.first, b.last, b.engine.cube.groups)
+    assert np.array_equal(a.engine.cube.data, b.engine.cube.data)
+    assert backtest.run(a) == backtest.run(b)

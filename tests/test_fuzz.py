@@ -27,7 +27,7 @@ from bot.commands import Action, Reply, handle_action, handle_command
 from bot.config import Settings
 from bot.errors import ConfigError, SourceError
 from bot.metrics import EventBatch, UsageCube
-from bot.models import Budget, EventsPage, RuleSet, Summary
+from bot.models import Budget, EventsPage, RuleSet, Summary, parse_time
 from bot.rules import default_rules_text, parse_rules
 from bot.source import UsageClient
 from bot.store import Store
@@ -456,6 +456,35 @@ def test_backtest_load_is_a_recording_or_a_config_error(lines: list[str], summar
         return
     assert isinstance(recording, backtest.Recording)
     backtest.run(recording)  # whatever load accepted, run can judge
+
+
+BT_ITEM = {**EVENT, "metadata": {"segment": "enterprise", "customer_id": "acme"}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=mutated(BT_ITEM, BT_NASTY)
+    | mutated(BT_ITEM, NASTY)
+    | (NASTY_TEXT | st.text(max_size=40)).map(lambda t: {**BT_ITEM, "created_at": t})
+)
+@example({**BT_ITEM, "credits_used": "@raw:nan"})  # NaN passes the schema: left to it
+@example({**BT_ITEM, "status_code": 200.0})  # an integer to the schema, not to the check
+@example({**BT_ITEM, "created_at": "2026-02-30T10:00:00Z"})
+@example({**BT_ITEM, "created_at": "2026-11-29T10:00:00.1234567890Z"})
+@example({**BT_ITEM, "created_at": "0001-01-01T00:00:00Z"})
+@example({**BT_ITEM, "created_at": "0001-01-01T00:00:00+01:00"})  # out of range in UTC
+@example({**BT_ITEM, "duration_seconds": True})
+def test_backtest_quick_check_passes_only_what_the_validator_passes(raw: Any) -> None:
+    """`backtest._plain_row` skips the schema validator: whatever it passes, the
+    validator and parse_time pass too (the other way round is allowed: it may leave
+    a valid event to them)."""
+    try:
+        item = json.loads(dump(raw))  # as a line arrives: NaN, 1e400 and all
+    except RecursionError:
+        return
+    if backtest._plain_row(item) is not None:
+        backtest._event_validator()(item)
+        parse_time(item["created_at"])
 
 
 # -- 5. slash-command text ---------------------------------------------------------------
