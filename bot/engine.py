@@ -153,7 +153,11 @@ class Engine:
         # The newest slots again, counted every RECENT_STEP seconds (for the evidence test).
         self.recent = UsageCube(RECENT_STEP)
         self.newest = 0  # the newest slot any event has been in
+        # Per model, the slot of its first event held: a model that starts after events
+        # were held is a launch, which a total's baseline has never seen (`_launched`).
+        self.model_first: dict[str, int] = {}
         self._final: dict[tuple[date, str], DailyUsage] | None = None
+        self._final_days: list[date] | None = None  # the days `_final` holds, in order
         self._models: list[tuple[str, ...]] | None = None
 
     # -- data in ------------------------------------------------------------------------
@@ -165,6 +169,9 @@ class Engine:
             self.frozen = {r: f for r, f in self.frozen.items() if oldest > f.moment - 2}
         self.cube.add(batch)
         self._add_recent(batch)
+        for fine in set(batch.group):
+            seen = self.cube.first_slot(fine)
+            self.model_first[fine[0]] = min(self.model_first.get(fine[0], seen), seen)
         for picks, cube in self.projections.items():
             cube.add(_projected_batch(batch, picks))
 
@@ -204,7 +211,8 @@ class Engine:
 
     def add_daily(self, rows: Iterable[DailyUsage], final_before: date) -> None:
         """Daily summary rows; those dated before `final_before` are complete days."""
-        self._final = self._models = None  # read again from `daily` when next needed
+        # Read again from `daily` when next needed.
+        self._final = self._final_days = self._models = None
         if self.final_before is None or final_before > self.final_before:
             self.final_before = final_before
             self.frozen.clear()
@@ -279,6 +287,19 @@ class Engine:
         last = int(until.timestamp()) // STEP
         if last < first:
             return []
+        changes = [c for c in self._mix_changes(rule) if first < c <= last]
+        if changes:  # a launched model joins the totals: judge each stretch on its own
+            ends = [c - 1 for c in changes] + [last]
+            starts = [first, *changes]
+            return [
+                ev
+                for a, b in zip(starts, ends, strict=True)
+                for ev in self._evaluate_events(
+                    rule,
+                    datetime.fromtimestamp((a - 1) * STEP, UTC),
+                    datetime.fromtimestamp(b * STEP, UTC),
+                )
+            ]
         judged = (
             self._judge_moment(rule, last) if first == last else self._judge_all(rule, first, last)
         )
@@ -526,6 +547,8 @@ class Engine:
 
         A slot is known for a group once events are held and the group has been seen:
         before its first event a new model or customer has no history, not a zero one.
+        A spend or volume total leaves out the models launched less than a baseline
+        before `hi` (`_launched`).
         """
         picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
         cube = self._projection(picks)
@@ -551,6 +574,8 @@ class Engine:
             counts = np.zeros((len(FIELDS), len(groups), hi - lo))
             counts[:, targets] = cube.counts(lo, hi, rows)
         first_seen[targets] = cube.first_seen[rows]
+        if launched := self._launched(rule, hi):
+            counts -= self._counts_of_models(launched, picks, index, lo, hi)
         covered_from = cube.covered_from
         slots = np.arange(lo, hi)
         known = np.zeros((len(groups), hi - lo), dtype=bool)
@@ -566,6 +591,52 @@ class Engine:
                 counts[:, index[key], :cut] += filled
                 known[index[key], :cut] |= day_known
         return groups, counts, known
+
+    def _launched(self, rule: Rule, k: int) -> set[str]:
+        """The models a spend or volume total (a rule not grouped by model) leaves out at
+        moment k: those whose first event came after events were held and less than a
+        baseline before k. Its baseline has never seen them, so their arrival would look
+        like a runaway or a creep of the total; after a baseline they count. (Each model's
+        own rules judge it meanwhile, once it has a history.)"""
+        if rule.metric == "failure_rate" or "model" in rule.group_by:
+            return set()
+        since = self.cube.covered_from
+        reach = k - int(rule.baseline) // STEP
+        return {
+            m for m, f in self.model_first.items() if since is not None and f > max(since, reach)
+        }
+
+    def _mix_changes(self, rule: Rule) -> list[int]:
+        """The moments at which a launched model joins `rule`'s totals."""
+        if rule.metric == "failure_rate" or "model" in rule.group_by:
+            return []
+        since = self.cube.covered_from
+        if since is None:
+            return []
+        return sorted(
+            {f + int(rule.baseline) // STEP for f in self.model_first.values() if f > since}
+        )
+
+    def _counts_of_models(
+        self,
+        models: set[str],
+        picks: tuple[int, ...],
+        index: Mapping[tuple[str, ...], int],
+        lo: int,
+        hi: int,
+    ) -> FloatArray:
+        """(fields, groups of `index`, hi - lo): the counts of `models` per rule group,
+        read from the usage per (rule group, model), which has a row per model in use."""
+        by_model = self._projection((*picks, 0))
+        owner: dict[int, list[int]] = {}
+        for row, key in enumerate(by_model.groups):
+            at = index.get(key[:-1]) if key[-1] in models else None
+            if at is not None:
+                owner.setdefault(at, []).append(row)
+        out = np.zeros((len(FIELDS), len(index), hi - lo))
+        for at, rows in owner.items():
+            out[:, at] = by_model.counts(lo, hi, rows).sum(axis=1)
+        return out
 
     def _summary_keys(self, rule: Rule) -> list[tuple[str, ...]]:
         if not rule.group_by:
@@ -659,7 +730,9 @@ class Engine:
         final = self._final_daily()
         if not final or self.final_before is None:
             return []
-        days = sorted({d for (d, _) in final})
+        if self._final_days is None:  # every poll asks; the days change once a day
+            self._final_days = sorted({d for (d, _) in final})
+        days = self._final_days
         first_day, last_day = days[0], min(days[-1], self.final_before - timedelta(days=1))
         newest_moment = datetime.combine(last_day, datetime.min.time(), UTC) + timedelta(days=1)
         if newest_moment <= since:

@@ -199,6 +199,10 @@ class UsageCube:
             out[:, :, a - lo : b - lo] = self.data[:, picked, a - self.origin : b - self.origin]
         return out
 
+    def first_slot(self, group: FineGroup) -> int:
+        """The slot of the first event held of a group the cube has seen."""
+        return int(self.first_seen[self._index[group]])
+
     def _row(self, group: FineGroup) -> int:
         row = self._index.get(group)
         if row is None:

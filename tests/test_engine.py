@@ -300,3 +300,40 @@ def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
     told = firing[0]
     assert onset < told.at <= onset + timedelta(hours=24)
     assert told.window > 6 * 3600 and told.value > told.baseline + 2000  # the run, not an hour
+
+
+TOTAL_SPEND = Rule(name="total", metric="spend", bucket=3600, baseline=86400, z=4, min_credits=1)
+
+
+def test_a_model_launched_into_a_total_counts_once_the_total_has_a_baseline_of_it() -> None:
+    """`pro` starts on day 2: for a day (the rule's baseline) the account total leaves it
+    out, as if it did not exist, then counts it; a range across the change is judged as
+    its moments are one by one."""
+    end = START + timedelta(days=4)
+    before_pro = Incident("outage", START, START + timedelta(days=2), model="pro")
+    sim = Simulator(start=START, clock=ManualClock(end), jobs_per_hour=300, incidents=[before_pro])
+    items = sim.events_until(end)
+    engine = engine_for([TOTAL_SPEND], items)
+    without = engine_for([TOTAL_SPEND], [e for e in items if e["model"] != "pro"])
+
+    def values(e: object, day: float) -> float:
+        at = START + timedelta(days=day)
+        (ev,) = e.evaluate(TOTAL_SPEND, at - timedelta(minutes=5), at)  # type: ignore[attr-defined]
+        return float(ev.value)
+
+    for day in (2.5, 2.9):  # pro is new: the total is the other models'
+        assert values(engine, day) == pytest.approx(values(without, day))
+    for day in (3.1, 3.5):  # a day of pro held: it counts
+        assert values(engine, day) > 1.1 * values(without, day)
+    span = engine.evaluate(TOTAL_SPEND, START + timedelta(days=2.5), START + timedelta(days=3.5))
+    one_by_one = [
+        ev
+        for i in range(len(span))
+        for ev in engine.evaluate(
+            TOTAL_SPEND,
+            START + timedelta(days=2.5, minutes=5 * i),
+            START + timedelta(days=2.5, minutes=5 * (i + 1)),
+        )
+    ]
+    assert same(span, one_by_one)
+    assert not [ev for ev in span if ev.breach]  # the launch is no runaway
