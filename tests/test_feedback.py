@@ -26,6 +26,7 @@ from bot.models import (
     DigestConfig,
     Event,
     EventsPage,
+    Rule,
     RuleStats,
     Transition,
 )
@@ -288,21 +289,31 @@ def history() -> list[str]:
     return [json.dumps(i) for i in sim.events_until(END) if i.get("model") == "pro"]
 
 
-def labelled(store: Store, lines: list[str]) -> list[Transition]:
-    """The history stored, the alerts the rule made at its own z (judged from the lines
-    by `backtest`, not by the code under test) stored as the worker's outbox, the bump
-    marked noise and the incident expected. Returns the firings."""
+def labelled(store: Store, lines: list[str], rule: Rule = RULE) -> list[Transition]:
+    """The history stored, the alerts the rule made at its own settings (judged from the
+    lines by `backtest`, not by the code under test) stored as the worker's outbox, the
+    one on the bump's day marked noise and the incident expected. Returns the firings."""
     events = [Event.from_api(json.loads(line)) for line in lines]
     store.save_events(EventsPage(len(events) + 1, tuple(events)), stored_at=END)
-    told = backtest.run(backtest.load([RULE], lines))
+    told = backtest.run(backtest.load([rule], lines))
     store.save_decisions([], told, {}, END)
     firings = [t for t in told if t.state == FIRING]
     assert [f.at.date() for f in firings] == [BUMP.start.date(), INCIDENT.start.date()]
     bump, incident = firings
     assert bump.since is not None and incident.since is not None
-    store.record_verdict(RULE.name, ("pro",), bump.since, NOISE, "U1", END)
-    store.record_verdict(RULE.name, ("pro",), incident.since, EXPECTED, "U2", END)
+    store.record_verdict(rule.name, ("pro",), bump.since, NOISE, "U1", END)
+    store.record_verdict(rule.name, ("pro",), incident.since, EXPECTED, "U2", END)
     return firings
+
+
+def by_false_alerts(found: tune.Tuning, budget: float) -> dict[float, tuple[int, int, int, int]]:
+    """The trials at one false_alerts budget, by z: (alerts, expected kept, noise
+    dropped, unlabelled)."""
+    return {
+        dict(t.setting)["z"]: (t.alerts, t.expected_kept, t.noise_dropped, t.unlabelled)
+        for t in found.trials
+        if dict(t.setting)["false_alerts"] == budget
+    }
 
 
 def test_tune_finds_the_z_that_drops_the_noise_and_keeps_the_incident(
@@ -311,20 +322,152 @@ def test_tune_finds_the_z_that_drops_the_noise_and_keeps_the_incident(
     labelled(store, history)
     found = tune.tune(store, RULE, now=END + timedelta(hours=2), days=3)
     assert (found.expected, found.noise) == (1, 1)
-    table = {
-        t.setting: (t.alerts, t.expected_kept, t.noise_dropped, t.unlabelled) for t in found.trials
+    assert found.knobs == (tune.Z, tune.FALSE_ALERTS)  # a failure rate watching a rise
+    assert {dict(t.setting)["false_alerts"] for t in found.trials} == {0.005, 0.05, 0.5, 5}
+    assert by_false_alerts(found, RULE.false_alerts) == {
+        3.0: (3, 1, 0, 1),  # the blip too, which nobody marked
+        3.5: (2, 1, 0, 0),
+        4.0: (2, 1, 0, 0),  # the rule's own: what was told
+        4.5: (1, 1, 1, 0),
+        5.0: (1, 1, 1, 0),
+        6.0: (1, 1, 1, 0),
     }
-    assert table == {
-        (("z", 3.0),): (3, 1, 0, 1),  # the blip too, which nobody marked
-        (("z", 3.5),): (2, 1, 0, 0),
-        (("z", 4.0),): (2, 1, 0, 0),  # the rule's own: what was told
-        (("z", 4.5),): (1, 1, 1, 0),
-        (("z", 5.0),): (1, 1, 1, 0),
-        (("z", 6.0),): (1, 1, 1, 0),
-    }
+    # The bump is the z-score's: a smaller budget changes nothing here, a larger one lets
+    # the evidence test prove it at any z.
+    assert by_false_alerts(found, 0.005) == by_false_alerts(found, RULE.false_alerts)
+    assert {v[2] for v in by_false_alerts(found, 5.0).values()} == {0}
     best = found.suggestion()
-    assert best is not None and best.setting == (("z", 4.5),)
-    assert RULE.z == 4  # a suggestion: nothing changed
+    assert best is not None and best.setting == (("z", 4.5), ("false_alerts", 0.5))
+    assert (RULE.z, RULE.false_alerts) == (4, 0.5)  # a suggestion: nothing changed
+
+
+# A rule whose z was already raised to 6 and still tells a short rise (a quarter of pro's
+# jobs failing for half an hour, marked noise): the evidence test proves it at any z.
+# A tenth of the budget leaves it below the threshold; the incident is proven still.
+RAISED = replace(RULE, z=6)
+SHORT_RISE = Incident(
+    "failure_spike",
+    START + timedelta(days=4, hours=10),
+    START + timedelta(days=4, hours=10, minutes=30),
+    model="pro",
+    failure_rate=0.25,
+    sudden=True,
+)
+
+
+@pytest.fixture(scope="module")
+def evidence_history() -> list[str]:
+    """Six days of pro's events with the short rise and the incident."""
+    sim = Simulator(
+        start=START, clock=ManualClock(END), jobs_per_hour=200, incidents=[SHORT_RISE, INCIDENT]
+    )
+    return [json.dumps(i) for i in sim.events_until(END) if i.get("model") == "pro"]
+
+
+def test_tune_finds_the_false_alerts_that_drops_noise_the_evidence_test_proves(
+    store: Store, evidence_history: list[str]
+) -> None:
+    labelled(store, evidence_history, RAISED)
+    found = tune.tune(store, RAISED, now=END + timedelta(hours=2), days=3)
+    assert (found.expected, found.noise) == (1, 1)
+    assert sorted({dict(t.setting)["z"] for t in found.trials}) == [5, 5.5, 6, 6.5, 7, 8]
+    # At the rule's own budget no z tried drops the noise: the evidence test tells it.
+    assert {v[1:3] for v in by_false_alerts(found, 0.5).values()} == {(1, 0)}
+    # A tenth of the budget does, at every z tried, keeping the incident.
+    assert set(by_false_alerts(found, 0.05).values()) == {(1, 1, 1, 0)}
+    best = found.suggestion()
+    assert best is not None and best.setting == (("z", 6.0), ("false_alerts", 0.05))
+    text = messages.feedback.tune_suggestion(found.current, best.setting)
+    assert text == (
+        "Suggestion: false_alerts = 0.05 (now 0.5): it keeps every expected alert and drops "
+        "the noise.\nNothing was changed: to apply it, set in the rule in rules.yaml:\n"
+        "    false_alerts: 0.05"
+    )
+    report = messages.feedback.tune_report(
+        RAISED.name,
+        found.start,
+        found.end,
+        (found.expected, found.noise),
+        found.current,
+        [
+            (t.setting, t.alerts, t.expected_kept, t.noise_dropped, t.unlabelled)
+            for t in found.trials
+        ],
+    )
+    assert report.splitlines()[2].split()[:3] == ["z", "false_alerts", "alerts"]
+    own = [line.split() for line in report.splitlines() if "(now)" in line]
+    assert own == [["6", "0.5", "(now)", "2", "1", "of", "1", "0", "of", "1", "0"]]
+
+
+def test_false_alerts_is_tuned_only_where_the_evidence_test_judges(
+    store: Store, history: list[str]
+) -> None:
+    assert tune.knobs_for(RULE) == (tune.Z, tune.FALSE_ALERTS)
+    for other in (
+        replace(RULE, direction="both"),
+        replace(RULE, direction="down"),
+        replace(RULE, source="summary"),
+        replace(RULE, metric="spend"),
+        replace(RULE, metric="volume"),
+    ):
+        assert tune.knobs_for(other) == (tune.Z,), other
+    # What the engine does: the budget moves a rise's alerts, and nothing else's.
+    end = END - timedelta(minutes=1)
+    start = end - timedelta(days=3)
+    events = [Event.from_api(json.loads(line)) for line in history]
+    store.save_events(EventsPage(len(events) + 1, tuple(events)), stored_at=END)
+    loaded = tune.load(store, RULE, start, end)
+    for rule in (RULE, replace(RULE, direction="both")):
+        low, high = (replace(rule, z=4.5, false_alerts=b, name=f"at {b}") for b in (0.005, 5))
+        replayed = tune.replay_all(loaded, [low, high], start, end)
+        moves = [t.at for t in replayed[low.name]] != [t.at for t in replayed[high.name]]
+        assert moves == tune.has_evidence_test(rule), rule
+    # Such a rule is tuned by z alone, and the report shows no false_alerts.
+    labelled(store, history)
+    both = replace(RULE, direction="both")
+    found = tune.tune(store, both, now=END + timedelta(hours=2), days=3)
+    assert found.knobs == (tune.Z,)
+    assert [t.setting for t in found.trials] == [(("z", z),) for z in (3, 3.5, 4, 4.5, 5, 6)]
+    assert found.current == (("z", 4.0),)
+
+
+def test_one_engine_judges_each_setting_as_its_own_engine_would(history: list[str]) -> None:
+    store = Store(None)
+    try:
+        events = [Event.from_api(json.loads(line)) for line in history]
+        store.save_events(EventsPage(len(events) + 1, tuple(events)), stored_at=END)
+        end = END - timedelta(minutes=1)
+        start = end - timedelta(days=3)
+        loaded = tune.load(store, RULE, start, end)
+        tried = [(("z", 3.0), ("false_alerts", 5.0)), (("z", 4.5), ("false_alerts", 0.5))]
+        tried += [(("z", 6.0), ("false_alerts", 0.005))]
+        variants = [replace(tune.with_setting(RULE, s), name=f"v{i}") for i, s in enumerate(tried)]
+        together = tune.replay_all(loaded, variants, start, end)
+        for variant in variants:
+            alone = tune.replay(loaded, replace(variant, name=RULE.name), start, end)
+            assert [replace(t, rule=variant.name) for t in alone] == together[variant.name]
+            assert alone  # each judged something
+    finally:
+        store.close()
+
+
+def test_the_knobs_values_and_distances() -> None:
+    assert tune.FALSE_ALERTS.values(RULE) == [0.005, 0.05, 0.5, 5.0]
+    assert tune.FALSE_ALERTS.values(replace(RULE, false_alerts=5)) == [0.05, 0.5, 5.0]  # <= 30
+    assert tune.FALSE_ALERTS.values(replace(RULE, false_alerts=0.3)) == [0.003, 0.03, 0.3, 3.0]
+    assert tune.Z.values(replace(RULE, z=1)) == [0.5, 1.0, 1.5, 2.0, 3.0]  # none under 0.5
+    assert tune.FALSE_ALERTS.distance(0.5, 0.05) == pytest.approx(1.0)
+    assert tune.FALSE_ALERTS.distance(0.5, 5.0) == pytest.approx(1.0)
+    assert tune.Z.distance(4.0, 5.0) == pytest.approx(2.0)  # half sigmas
+    # On a tie of distance the setting whose replay alerted more is suggested.
+    trials = (
+        tune.Trial((("z", 4.5), ("false_alerts", 0.5)), 1, 1, 1, 0),
+        tune.Trial((("z", 4.0), ("false_alerts", 0.05)), 2, 1, 1, 1),
+        tune.Trial((("z", 4.0), ("false_alerts", 0.5)), 2, 1, 0, 0),
+    )
+    found = tune.Tuning(RULE, START, END, 1, 1, trials, (tune.Z, tune.FALSE_ALERTS))
+    best = found.suggestion()
+    assert best is not None and best.setting == (("z", 4.0), ("false_alerts", 0.05))
 
 
 def test_tune_says_when_no_threshold_tried_is_right() -> None:
@@ -388,14 +531,33 @@ def test_the_tune_command(
 TUNE_OUTPUT = """\
 failed-job-rate judged again over the stored events of 2026-11-22 23:59 .. 2026-11-25 23:59 UTC
 1 alert(s) marked expected, 1 marked noise in that span.
-z        alerts  expected kept  noise dropped  unlabelled
--------  ------  -------------  -------------  ----------
-3             3         1 of 1         0 of 1           1
-3.5           2         1 of 1         0 of 1           0
-4 (now)       2         1 of 1         0 of 1           0
-4.5           1         1 of 1         1 of 1           0
-5             1         1 of 1         1 of 1           0
-6             1         1 of 1         1 of 1           0
-Suggestion: z = 4.5 (now z = 4) keeps every expected alert and drops the noise. \
-Nothing was changed: edit rules.yaml to apply it.
+z    false_alerts  alerts  expected kept  noise dropped  unlabelled
+---  ------------  ------  -------------  -------------  ----------
+3           0.005       3         1 of 1         0 of 1           1
+3            0.05       3         1 of 1         0 of 1           1
+3             0.5       3         1 of 1         0 of 1           1
+3               5       3         1 of 1         0 of 1           1
+3.5         0.005       2         1 of 1         0 of 1           0
+3.5          0.05       2         1 of 1         0 of 1           0
+3.5           0.5       2         1 of 1         0 of 1           0
+3.5             5       2         1 of 1         0 of 1           0
+4           0.005       2         1 of 1         0 of 1           0
+4            0.05       2         1 of 1         0 of 1           0
+4       0.5 (now)       2         1 of 1         0 of 1           0
+4               5       2         1 of 1         0 of 1           0
+4.5         0.005       1         1 of 1         1 of 1           0
+4.5          0.05       1         1 of 1         1 of 1           0
+4.5           0.5       1         1 of 1         1 of 1           0
+4.5             5       2         1 of 1         0 of 1           0
+5           0.005       1         1 of 1         1 of 1           0
+5            0.05       1         1 of 1         1 of 1           0
+5             0.5       1         1 of 1         1 of 1           0
+5               5       2         1 of 1         0 of 1           0
+6           0.005       1         1 of 1         1 of 1           0
+6            0.05       1         1 of 1         1 of 1           0
+6             0.5       1         1 of 1         1 of 1           0
+6               5       2         1 of 1         0 of 1           0
+Suggestion: z = 4.5 (now 4): it keeps every expected alert and drops the noise.
+Nothing was changed: to apply it, set in the rule in rules.yaml:
+    z: 4.5
 """

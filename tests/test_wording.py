@@ -174,8 +174,26 @@ def test_feedback_texts() -> None:
         "Nothing was changed."
     )
     assert feedback.tune_suggestion(z4, z5) == (
-        "Suggestion: z = 5 (now z = 4) keeps every expected alert and drops the noise. "
-        "Nothing was changed: edit rules.yaml to apply it."
+        "Suggestion: z = 5 (now 4): it keeps every expected alert and drops the noise.\n"
+        "Nothing was changed: to apply it, set in the rule in rules.yaml:\n"
+        "    z: 5"
+    )
+    # With the evidence test's budget too: the lines to paste name what changes only,
+    # never a number YAML would read as text (5e-05).
+    own, both = (("z", 4.0), ("false_alerts", 0.5)), (("z", 4.5), ("false_alerts", 0.00005))
+    assert feedback.tune_suggestion(own, own) == (
+        "Suggestion: keep z = 4, false_alerts = 0.5: it keeps every expected alert and "
+        "drops the noise. Nothing was changed."
+    )
+    assert feedback.tune_suggestion(own, (("z", 4.0), ("false_alerts", 0.05))) == (
+        "Suggestion: false_alerts = 0.05 (now 0.5): it keeps every expected alert and drops "
+        "the noise.\nNothing was changed: to apply it, set in the rule in rules.yaml:\n"
+        "    false_alerts: 0.05"
+    )
+    assert feedback.tune_suggestion(own, both) == (
+        "Suggestion: z = 4.5 (now 4), false_alerts = 0.00005 (now 0.5): it keeps every "
+        "expected alert and drops the noise.\nNothing was changed: to apply it, set in the "
+        "rule in rules.yaml:\n    z: 4.5\n    false_alerts: 0.00005"
     )
     assert feedback.tune_suggestion(z4, None, (z5, 1, 2), (2, 3)) == (
         "Suggestion: no setting tried keeps every expected alert and drops all the noise; "
@@ -188,6 +206,13 @@ def test_feedback_texts() -> None:
         "-------  ------  -------------  -------------  ----------\n"
         "4 (now)       3         1 of 1         0 of 2           2"
     )
+    rows = [(own, 3, 1, 0, 2), (both, 1, 1, 2, 0)]
+    assert feedback.tune_report("r", AT, LATER, (1, 2), own, rows).splitlines()[2:] == [
+        "z    false_alerts  alerts  expected kept  noise dropped  unlabelled",
+        "---  ------------  ------  -------------  -------------  ----------",
+        "4       0.5 (now)       3         1 of 1         0 of 2           2",
+        "4.5       0.00005       1         1 of 1         2 of 2           0",
+    ]
     assert (
         "• `/usage alerts stats [days]`: per rule, alerts, acknowledged, marked expected, "
         "marked noise and the median time to acknowledge (default 7 days)"

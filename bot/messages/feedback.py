@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from bot.messages.alerts import format_duration
@@ -119,7 +120,8 @@ def tune_report(
     rows: Sequence[tuple[Sequence[tuple[str, float]], int, int, int, int]],
 ) -> str:
     """The table of settings tried: (setting, alerts, expected kept, noise dropped,
-    unlabelled) per row; `marked` is (expected, noise)."""
+    unlabelled) per row, a column per knob (z, and false_alerts where the rule has the
+    evidence test); `marked` is (expected, noise). The rule's own row says "(now)"."""
     expected, noise = marked
     head = (
         f"{rule} judged again over the stored events of {start:%Y-%m-%d %H:%M} .. "
@@ -129,7 +131,7 @@ def tune_report(
     names = [name for name, _ in current]
     lines = [
         [
-            *(_value(v) + (" (now)" if setting == tuple(current) else "") for _, v in setting),
+            *_knob_cells(setting, tuple(setting) == tuple(current)),
             str(alerts),
             f"{kept} of {expected}",
             f"{dropped} of {noise}",
@@ -141,24 +143,37 @@ def tune_report(
     return f"{head}\n{table(header, lines)}"
 
 
+def _knob_cells(setting: Sequence[tuple[str, float]], now: bool) -> list[str]:
+    cells = [_value(v) for _, v in setting]
+    if now and cells:
+        cells[-1] += " (now)"
+    return cells
+
+
 def tune_suggestion(
     current: Sequence[tuple[str, float]],
     suggested: Sequence[tuple[str, float]] | None,
     closest: tuple[Sequence[tuple[str, float]], int, int] | None = None,
     marked: tuple[int, int] = (0, 0),
 ) -> str:
-    """One line: the setting to try, or that the rule's own is right, or what comes
-    closest. Never a change: rules.yaml is the user's to edit."""
+    """The setting to try, with the rules.yaml lines that set it (the knobs it changes
+    only), or that the rule's own is right, or what comes closest. Never a change:
+    rules.yaml is the user's to edit."""
     if suggested is not None and tuple(suggested) == tuple(current):
         return (
             f"Suggestion: keep {_setting(current)}: it keeps every expected alert and drops "
             "the noise. Nothing was changed."
         )
     if suggested is not None:
+        own = dict(current)
+        changed = [(name, value) for name, value in suggested if own.get(name) != value]
+        told = ", ".join(
+            f"{name} = {_value(value)} (now {_value(own[name])})" for name, value in changed
+        )
+        lines = "".join(f"\n    {name}: {_value(value)}" for name, value in changed)
         return (
-            f"Suggestion: {_setting(suggested)} (now {_setting(current)}) keeps every "
-            "expected alert and drops the noise. Nothing was changed: edit rules.yaml to "
-            "apply it."
+            f"Suggestion: {told}: it keeps every expected alert and drops the noise.\n"
+            f"Nothing was changed: to apply it, set in the rule in rules.yaml:{lines}"
         )
     assert closest is not None
     setting, kept, dropped = closest
@@ -175,4 +190,6 @@ def _setting(setting: Sequence[tuple[str, float]]) -> str:
 
 
 def _value(value: float) -> str:
-    return f"{value:g}"
+    """4.5, 0.05, 0.00005: never an exponent (YAML would read 5e-05 as text)."""
+    text = f"{value:g}"
+    return text if "e" not in text else f"{Decimal(repr(value)):f}"
