@@ -59,8 +59,8 @@ class AlertsMixin(Connection):
             self.db.upsert_all(
                 "alert_states", (state_row(s) for s in states), pk=("rule", "group_key")
             )
-            added = self.db.insert_all(
-                "alert_transitions", (_transition_row(t, now) for t in transitions), ignore=True
+            added = self.db.insert_new(
+                "alert_transitions", (_transition_row(t, now) for t in transitions)
             )
             self.db.upsert_all(
                 "rule_cursors",
