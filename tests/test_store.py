@@ -3,6 +3,7 @@ each test on both): idempotent events, atomic writes, the gap detector, summarie
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
 from bot.store import Store
+from bot.store.database import database_errors
 from tests.helpers import T0, event_series, make_event
 
 
@@ -58,6 +60,25 @@ def test_a_crash_inside_the_transaction_leaves_no_partial_rows(
     assert store.count_events() == 0
     monkeypatch.setattr(Store, "_row", staticmethod(real_row))
     assert len(store.save_events(page(event_series(60)), stored_at=T0).new_events) == 60
+
+
+def test_failed_write_transactions_leave_nothing_and_later_ones_work(store: Store) -> None:
+    """On PostgreSQL a write transaction is sent as one pipeline: a statement that fails
+    is raised at the commit at the latest, and what was sent after it is skipped. Here
+    the statement after the failing one is used for the fifth time, when psycopg
+    prepares it: its skipped preparation must not break the writes that follow."""
+    store.episode("kept", True, "open", T0)
+    for attempt in range(10):
+        failing = attempt in (3, 4, 5)
+        raises = pytest.raises(database_errors()) if failing else contextlib.nullcontext()
+        with raises, store._atomic():
+            if failing:
+                store.db.insert("episodes", {"kind": "kept", "since": "", "text": "again"})
+            store.db.execute(
+                "insert into episodes (kind, since, text) values (?, '', '')", [str(attempt)]
+            )
+        assert (str(attempt) in store.open_episodes()) is not failing
+    assert store.open_episodes()["kept"] == "open" and len(store.open_episodes()) == 8
 
 
 def test_the_gap_detector_on_a_crafted_sequence(store: Store) -> None:
