@@ -12,7 +12,7 @@ import pytest
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
 from bot.store import Store
 from bot.store.database import database_errors
-from tests.helpers import T0, event_series, make_event
+from tests.helpers import T0, event_series, make_event, make_firing
 
 
 def page(events: list, limit: int = 100) -> EventsPage:  # type: ignore[type-arg]
@@ -79,6 +79,32 @@ def test_failed_write_transactions_leave_nothing_and_later_ones_work(store: Stor
             )
         assert (str(attempt) in store.open_episodes()) is not failing
     assert store.open_episodes()["kept"] == "open" and len(store.open_episodes()) == 8
+
+
+def test_the_outbox_says_whether_anything_waits_to_be_told(store: Store) -> None:
+    assert not store.outbox_waiting()
+    store.save_decisions([], [make_firing()], {}, T0)
+    assert store.outbox_waiting()
+    ((transition_id, _),) = store.undelivered()
+    store.mark_delivered(transition_id, T0)
+    assert not store.outbox_waiting()
+    store.episode("events gap", True, "a gap", T0)  # queues an ops notice
+    assert store.outbox_waiting()
+    (notice,) = store.undelivered_notices()
+    store.notice_done(notice.id, T0, failed=True)
+    assert not store.outbox_waiting()
+    store.queue_post("digest 1", "digest", None, {}, T0)
+    assert store.outbox_waiting()
+
+
+def test_decisions_with_nothing_to_write_take_no_write_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_write() -> None:
+        raise AssertionError("a write transaction")
+
+    monkeypatch.setattr(store, "_atomic", no_write)
+    assert store.save_decisions([], [], {}, T0) == 0
 
 
 def test_the_gap_detector_on_a_crafted_sequence(store: Store) -> None:

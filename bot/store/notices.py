@@ -7,7 +7,7 @@ Part of `bot.store`: `NoticesMixin` is one of the pieces `Store` is made of.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from bot.models import Notice, format_time, parse_time
@@ -16,13 +16,21 @@ from .connection import Connection, translated
 
 
 class NoticesMixin(Connection):
-    def episode(self, kind: str, is_open: bool, text: str, now: datetime) -> bool:
+    def episode(
+        self,
+        kind: str,
+        is_open: bool,
+        text: str,
+        now: datetime,
+        known: Mapping[str, str] | None = None,
+    ) -> bool:
         """Open or clear an episode; queue a notice when that changes anything.
 
-        Called after every poll, almost always to say "no change": that answer is a read,
-        and only a change takes a write transaction (which checks again inside).
+        Called after every poll, almost always to say "no change": that answer is a read
+        (or `known`, the open episodes as the caller read them this cycle), and only a
+        change takes a write transaction (which checks again inside).
         """
-        if is_open == (kind in self.open_episodes()):
+        if is_open == (kind in (self.open_episodes() if known is None else known)):
             return False
         with translated("recording an episode"), self._atomic():
             row = self.db.execute("select since from episodes where kind = ?", [kind]).fetchone()
