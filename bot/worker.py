@@ -173,9 +173,9 @@ class Worker:
     def _tick(self, now: datetime, report: TickReport) -> None:
         poll = self.ruleset.poll
         self._note_fresh()
-        # What other processes may change, read once at the start of the cycle.
-        last_summary = self.store.last_summary_poll()
-        self._episodes = self.store.open_episodes()
+        # What other processes may change, read together at the start of the cycle.
+        view = self.store.cycle_view(DELIVERY_LEASE)
+        last_summary, self._episodes = view.last_summary_poll, dict(view.episodes)
         summaries: list[Summary | None] = []
         if last_summary is None and self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
             summaries.append(self._poll_summary(now, poll.backfill_days, report))  # cold start
@@ -190,7 +190,7 @@ class Worker:
         ):
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         # Polling and storing are idempotent; judging and telling belong to one worker.
-        if not self._hold_lease():
+        if not self._hold_lease(view.lease):
             self.monitor = self.book = None  # rebuilt from the store if this takes over
             return
         try:
@@ -281,9 +281,12 @@ class Worker:
             gone = ", ".join(f"{table} {count}" for table, count in removed.items() if count)
             log.info("pruned old rows: %s", gone)
 
-    def _hold_lease(self) -> bool:
-        """Only the worker holding the lease judges and tells (see Store.hold_lease)."""
-        held = self.store.hold_lease(DELIVERY_LEASE, self.id, self.wall(), self.lease_seconds)
+    def _hold_lease(self, known: tuple[str, float] | None = None) -> bool:
+        """Only the worker holding the lease judges and tells (see Store.hold_lease);
+        `known`: the lease as read this cycle."""
+        held = self.store.hold_lease(
+            DELIVERY_LEASE, self.id, self.wall(), self.lease_seconds, known=known
+        )
         if held != self._had_lease:
             if held:
                 log.info("this worker (%s) delivers alerts", self.id)

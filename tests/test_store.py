@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
-from bot.store import Store
+from bot.store import CycleView, Store
 from bot.store.database import database_errors
 from tests.helpers import T0, event_series, make_event, make_firing
 
@@ -191,6 +191,23 @@ def test_summary_snapshots_keep_latest_daily_figures_per_model(store: Store) -> 
     ]
     assert store.last_summary_poll() == T0 + timedelta(minutes=15)
     assert not store.is_empty()
+
+
+def test_a_cycle_reads_the_summary_poll_the_episodes_and_the_lease_together(
+    store: Store,
+) -> None:
+    assert store.cycle_view("delivery") == CycleView(None, {}, None)
+    store.save_summary(summary([("2026-11-29", [("pro", 1, 180.0)])]), T0)
+    store.episode("events gap", True, "a gap", T0)
+    assert store.hold_lease("delivery", "me", 100.0, 60.0)
+    view = store.cycle_view("delivery")
+    assert view == CycleView(T0, {"events gap": "a gap"}, ("me", 160.0))
+    # The lease as read: ours with more than half its time left holds without a query,
+    # another's is judged again under the write lock.
+    assert store.hold_lease("delivery", "me", 120.0, 60.0, known=view.lease)
+    assert not store.hold_lease("delivery", "other", 120.0, 60.0, known=view.lease)
+    assert store.hold_lease("delivery", "other", 161.0, 60.0, known=view.lease)  # lapsed
+    assert store.cycle_view("delivery").lease == ("other", 221.0)
 
 
 def test_poll_log_rows(store: Store) -> None:

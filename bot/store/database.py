@@ -93,10 +93,12 @@ class Database:
 
     def query(self, sql: str, params: Params = ()) -> list[Row]:
         """Rows as dicts by column name."""
-        cursor = self.execute(sql, params)
-        rows = cursor.fetchall()
-        names = [column[0] for column in _description(cursor)]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return _rows(self.execute(sql, params))
+
+    def queries(self, *statements: tuple[str, Params]) -> list[list[Row]]:
+        """Several independent reads, the rows of each (on PostgreSQL sent together:
+        one round trip)."""
+        return [self.query(sql, params) for sql, params in statements]
 
     def insert(self, table: str, row: Mapping[str, Any], *, returning: str | None = None) -> Any:
         """Insert one row; with `returning`, the value of that column (e.g. a new id)."""
@@ -292,6 +294,14 @@ class PostgresDatabase(Database):
         cursor.executemany(_pg_sql(sql), [_pg_params(row) for row in rows])
         return self._answer(cursor)
 
+    def queries(self, *statements: tuple[str, Params]) -> list[list[Row]]:
+        if self._pipeline is not None or not _pipeline_supported():
+            return super().queries(*statements)
+        conn = self.conn
+        with self._dropped_on_failure(conn), conn.pipeline():
+            cursors = [conn.execute(_pg_sql(sql), _pg_params(params)) for sql, params in statements]
+        return [_rows(cursor) for cursor in cursors]
+
     def _answer(self, cursor: psycopg.Cursor[Any]) -> Cursor:
         if self._pipeline is None:
             return cursor
@@ -317,23 +327,29 @@ class PostgresDatabase(Database):
                 yield
             return
         # BEGIN and COMMIT are sent here, not by psycopg's transaction(), which in
-        # pipeline mode waits after BEGIN and again before COMMIT.
+        # pipeline mode waits after BEGIN and again before COMMIT. On a failure the
+        # session goes, and with it what the transaction had open.
+        with self._dropped_on_failure(conn), conn.pipeline() as pipeline:
+            self._pipeline, self._unanswered = pipeline, True
+            try:
+                conn.execute("begin")
+                conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                yield
+                conn.execute("commit")
+            finally:
+                self._pipeline = None
+        # Leaving the pipeline is the wait: an error of any statement is raised there.
+
+    @staticmethod
+    @contextmanager
+    def _dropped_on_failure(conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Close the session when what runs in a pipeline fails: the server rolls back
+        what it had open, and the next statement reconnects. Rolling back and going on
+        would not do: after a failure in a pipeline, psycopg's cache of prepared
+        statements may name one whose preparation the server skipped."""
         try:
-            with conn.pipeline() as pipeline:
-                self._pipeline, self._unanswered = pipeline, True
-                try:
-                    conn.execute("begin")
-                    conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
-                    yield
-                    conn.execute("commit")
-                finally:
-                    self._pipeline = None
-            # Leaving the pipeline is the wait: an error of any statement is raised there.
+            yield
         except BaseException:
-            # The session goes, and the server rolls back what it had open. A rollback
-            # here would not do: after a failure in a pipeline psycopg's cache of
-            # prepared statements may name one the server skipped. The next statement
-            # reconnects.
             conn.close()
             raise
 
@@ -439,5 +455,7 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
-def _description(cursor: Cursor) -> Sequence[Sequence[Any]]:
-    return getattr(cursor, "description", None) or ()
+def _rows(cursor: Cursor) -> list[Row]:
+    rows = cursor.fetchall()
+    names = [column[0] for column in getattr(cursor, "description", None) or ()]
+    return [dict(zip(names, row, strict=True)) for row in rows]

@@ -13,6 +13,9 @@ from datetime import datetime
 from bot.models import Notice, format_time, parse_time
 
 from .connection import Connection, translated
+from .database import Row
+
+EPISODES_SQL = "select kind, text from episodes"
 
 
 class NoticesMixin(Connection):
@@ -68,7 +71,7 @@ class NoticesMixin(Connection):
 
     def open_episodes(self) -> dict[str, str]:
         with translated("reading episodes"):
-            return {row["kind"]: row["text"] for row in self.db.query("select * from episodes")}
+            return episodes(self.db.query(EPISODES_SQL))
 
     def undelivered_notices(self) -> list[Notice]:
         sql = "select * from notices where notified_at is null and failed_at is null order by id"
@@ -85,3 +88,8 @@ class NoticesMixin(Connection):
             self.db.execute(
                 f"update notices set {column} = ? where id = ?", [format_time(now), notice_id]
             )
+
+
+def episodes(rows: Iterable[Row]) -> dict[str, str]:
+    """The open episodes, kind -> text, from rows of `EPISODES_SQL`."""
+    return {row["kind"]: row["text"] for row in rows}

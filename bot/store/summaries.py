@@ -14,6 +14,7 @@ from bot.models import TOTAL, DailyUsage, Summary, format_time, parse_time
 from .connection import Connection, translated
 
 SNAPSHOT_DAYS = 2  # the account's last days kept per snapshot: today and yesterday
+LAST_POLL_SQL = "select max(polled_at) as polled_at from summary_snapshots"
 
 
 class SummariesMixin(Connection):
@@ -127,5 +128,5 @@ class SummariesMixin(Connection):
 
     def last_summary_poll(self) -> datetime | None:
         with translated("reading summaries"):
-            row = self.db.execute("select max(polled_at) from summary_snapshots").fetchone()
+            row = self.db.execute(LAST_POLL_SQL).fetchone()
         return parse_time(row[0]) if row and row[0] else None
