@@ -193,6 +193,21 @@ def test_summary_snapshots_keep_latest_daily_figures_per_model(store: Store) -> 
     assert not store.is_empty()
 
 
+def test_a_summary_poll_writes_only_the_daily_figures_that_changed(store: Store) -> None:
+    final = ("2026-11-28", [("pro", 5, 900.0)])
+    first = store.save_summary(summary([final, ("2026-11-29", [("pro", 1, 180.0)])]), T0)
+    later = T0 + timedelta(minutes=15)
+    second = store.save_summary(summary([final, ("2026-11-29", [("pro", 2, 360.0)])]), later)
+    rows = store.db.query("select date, model, snapshot_id from daily_usage")
+    assert {(r["date"], r["model"], r["snapshot_id"]) for r in rows} == {
+        ("2026-11-28", TOTAL, first),  # unchanged: not written again
+        ("2026-11-28", "pro", first),
+        ("2026-11-29", TOTAL, second),
+        ("2026-11-29", "pro", second),
+    }
+    assert store.daily_usage(date(2026, 11, 29), date(2026, 11, 29))[1].total_jobs == 2
+
+
 def test_a_cycle_reads_the_summary_poll_the_episodes_and_the_lease_together(
     store: Store,
 ) -> None:
