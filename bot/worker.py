@@ -242,7 +242,8 @@ class Worker:
         if not (events or new_summary or stale or digest_due):
             return
         try:
-            states = self.book.states(self.store, now)
+            # A digest alone has no budget to judge: its figures need no reads here.
+            states = self.book.states(self.store, now) if self.ruleset.budgets else []
             report.budget_events = judge(self.store, states, self.hooks.urls, now)
             self._judged_at = now
             if digest_config is not None and due_day is not None and digest_due:
