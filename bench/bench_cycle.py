@@ -8,11 +8,21 @@ machine's PostgreSQL binaries, durable settings; or BENCH_DATABASE_URL, a server
 benchmark may create a database on).
 
     .venv/bin/python bench/bench_cycle.py
+    .venv/bin/python bench/bench_cycle.py --round-trips   # and count them on PostgreSQL
+
+With --round-trips, libpq's protocol trace of the PostgreSQL run counts the times the
+bot waits for the server each cycle: each Sync (a statement, or a pipeline of them), each
+Flush (a read inside a pipelined transaction) and each simple Query (psycopg's BEGIN and
+COMMIT outside a pipeline). Tracing slows the cycle a little; its times are shown apart.
 """
 
 from __future__ import annotations
 
+import collections
+import os
+import re
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -51,9 +61,12 @@ def main() -> None:
             ("PostgreSQL", postgres.create_database(admin, "bench")),
         ):
             measure(name, target)
+        if "--round-trips" in sys.argv[1:]:
+            trace = folder / "libpq.trace"
+            measure("PostgreSQL, traced", postgres.create_database(admin, "bench"), trace)
 
 
-def measure(name: str, target: str | Path) -> None:
+def measure(name: str, target: str | Path, trace: Path | None = None) -> None:
     clock = ManualClock(START)
     sim = Simulator(start=START - timedelta(days=8), clock=clock, jobs_per_hour=300)
     history = [Event.from_api(i) for i in reversed(sim.events_until(START))]
@@ -101,12 +114,17 @@ def measure(name: str, target: str | Path) -> None:
     worker.prepare(START)
     restore = time.perf_counter() - began
     times = []
+    trips = RoundTrips(store, trace) if trace is not None else None
     for i in range(1, CYCLES + 1):
         clock.set(START + timedelta(minutes=i))
         began = time.perf_counter()
         worker.tick()
         times.append((time.perf_counter() - began) * 1000)
+        if trips is not None:
+            trips.cycle_done()
     store.close()
+    if trips is not None:
+        trips.file.close()
     times.sort()
     print(
         f"{name}: {len(history):,} stored events, 90 days of summary, "
@@ -117,6 +135,43 @@ def measure(name: str, target: str | Path) -> None:
         f"  cycle ms: median {statistics.median(times):.1f}, p95 {times[int(0.95 * CYCLES)]:.1f}, "
         f"max {times[-1]:.1f}"
     )
+    if trips is not None:
+        counts = collections.Counter(trips.counts)
+        print(
+            f"  round trips per cycle: median {statistics.median(trips.counts):g}; "
+            f"cycles per count: {dict(sorted(counts.items()))}"
+        )
+
+
+class RoundTrips:
+    """Counts, per cycle, the times the store's connection waited for PostgreSQL."""
+
+    WAIT = re.compile(r"^F\t\d+\t(\w+)", re.MULTILINE)
+
+    def __init__(self, store: Store, path: Path) -> None:
+        from psycopg import pq
+
+        self.file = path.open("w")
+        pgconn = store.db.conn.pgconn  # type: ignore[attr-defined]
+        pgconn.trace(self.file.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        self.path, self.read_to = path, 0
+        self.counts: list[int] = []
+
+    def cycle_done(self) -> None:
+        self.file.flush()
+        size = os.path.getsize(self.path)
+        with self.path.open() as file:
+            file.seek(self.read_to)
+            text = file.read(size - self.read_to)
+        self.read_to = size
+        waits, sent = 0, False
+        for kind in self.WAIT.findall(text):
+            if kind in ("Sync", "Query") or (kind == "Flush" and sent):
+                waits, sent = waits + 1, False
+            elif kind != "Flush":
+                sent = True  # Parse, Bind, Describe, Execute: a statement on its way
+        self.counts.append(waits)
 
 
 class _Quiet:

@@ -138,6 +138,11 @@ class Worker:
         self.pace: Pace | None = None  # after the last events poll
         self._good_poll_at: float | None = None  # start of the last good events poll
         self._gap_seen_at: datetime | None = None  # when this process last saw an events gap
+        # The open ops episodes, read once a cycle and kept up to date with this worker's
+        # own changes (`_episode`), so each poll's "no change" costs no query.
+        self._episodes: dict[str, str] = {}
+        # The rule cursors as stored: only those that moved are written (`_detect`).
+        self._stored_cursors: dict[str, datetime] = {}
         self.polled_at: float | None = None  # start of the last events poll (monotonic)
 
     def pace_every(self, relaxed: float) -> None:
@@ -168,20 +173,24 @@ class Worker:
     def _tick(self, now: datetime, report: TickReport) -> None:
         poll = self.ruleset.poll
         self._note_fresh()
+        # What other processes may change, read together at the start of the cycle.
+        view = self.store.cycle_view(DELIVERY_LEASE)
+        last_summary, self._episodes = view.last_summary_poll, dict(view.episodes)
         summaries: list[Summary | None] = []
-        if self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
+        if last_summary is None and self.store.is_empty() and self._is_due(SUMMARY_PATH, now, 0.0):
             summaries.append(self._poll_summary(now, poll.backfill_days, report))  # cold start
+            if summaries[-1] is not None:
+                last_summary = now  # just stored
         events: tuple[Event, ...] = ()
         if self._is_due(EVENTS_PATH, now, 0.0):
             events = self._poll_events(now, report)
-        last_summary = self.store.last_summary_poll()
         summary_age = (now - last_summary).total_seconds() if last_summary else None
         if (summary_age is None or summary_age >= poll.summary_every) and self._is_due(
             SUMMARY_PATH, now, poll.summary_every
         ):
             summaries.append(self._poll_summary(now, poll.summary_days, report))
         # Polling and storing are idempotent; judging and telling belong to one worker.
-        if not self._hold_lease():
+        if not self._hold_lease(view.lease):
             self.monitor = self.book = None  # rebuilt from the store if this takes over
             return
         try:
@@ -189,7 +198,10 @@ class Worker:
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
             self._budgets(now, events, any(s is not None for s in summaries), report)
-            report.delivered = deliver(self.store, self.notifier, now, self.wall)
+            # Most cycles have nothing to tell: one query says so, where deliver reads
+            # each outbox in turn.
+            if self.store.outbox_waiting():
+                report.delivered = deliver(self.store, self.notifier, now, self.wall)
             if self.hooks.client is not None:
                 report.hooks = send_hooks(
                     self.store,
@@ -230,7 +242,8 @@ class Worker:
         if not (events or new_summary or stale or digest_due):
             return
         try:
-            states = self.book.states(self.store, now)
+            # A digest alone has no budget to judge: its figures need no reads here.
+            states = self.book.states(self.store, now) if self.ruleset.budgets else []
             report.budget_events = judge(self.store, states, self.hooks.urls, now)
             self._judged_at = now
             if digest_config is not None and due_day is not None and digest_due:
@@ -269,9 +282,12 @@ class Worker:
             gone = ", ".join(f"{table} {count}" for table, count in removed.items() if count)
             log.info("pruned old rows: %s", gone)
 
-    def _hold_lease(self) -> bool:
-        """Only the worker holding the lease judges and tells (see Store.hold_lease)."""
-        held = self.store.hold_lease(DELIVERY_LEASE, self.id, self.wall(), self.lease_seconds)
+    def _hold_lease(self, known: tuple[str, float] | None = None) -> bool:
+        """Only the worker holding the lease judges and tells (see Store.hold_lease);
+        `known`: the lease as read this cycle."""
+        held = self.store.hold_lease(
+            DELIVERY_LEASE, self.id, self.wall(), self.lease_seconds, known=known
+        )
         if held != self._had_lease:
             if held:
                 log.info("this worker (%s) delivers alerts", self.id)
@@ -367,10 +383,16 @@ class Worker:
             # Every cycle that brought events also judges the window ending now.
             for t in self.monitor.run(until=now, start=now - STEP_DELTA, live=bool(events))
         ]
+        moved = {
+            rule: at
+            for rule, at in self.monitor.cursors.items()
+            if self._stored_cursors.get(rule) != at
+        }
         try:
             added = self.store.save_decisions(
-                self.monitor.take_changes().values(), transitions, self.monitor.cursors, now
+                self.monitor.take_changes().values(), transitions, moved, now
             )
+            self._stored_cursors.update(moved)
         except BotError:
             # The decisions exist only in memory now: forget them, and the next cycle
             # rebuilds from the store and makes them again from the same data.
@@ -401,14 +423,15 @@ class Worker:
         if last_summary is not None:
             rows = self.store.daily_usage(now.date() - timedelta(days=120), now.date())
             engine.add_daily(rows, final_before=last_summary.date())
-        return Monitor(engine, self.store.alert_states(), self.store.cursors())
+        self._stored_cursors = self.store.cursors()
+        return Monitor(engine, self.store.alert_states(), self._stored_cursors)
 
     def _is_due(self, endpoint: str, now: datetime, every: float) -> bool:
         """Blocked endpoints wait probe_every between attempts; others `every`."""
         last = self._last_attempt.get(endpoint)
         if last is None:
             return True
-        if refusal(endpoint) in self.store.open_episodes():
+        if refusal(endpoint) in self._episodes:
             every = max(every, self.ruleset.poll.probe_every)
         return now - last >= timedelta(seconds=every)
 
@@ -451,9 +474,9 @@ class Worker:
             )
         if saved.gap is not None:
             self._gap_seen_at = now
-            self.store.episode("events gap", True, gap_text, now)
+            self._episode("events gap", True, gap_text, now)
         elif self._gap_seen_at is None or now - self._gap_seen_at >= GAP_CLEARS_AFTER:
-            self.store.episode("events gap", False, gap_text, now)
+            self._episode("events gap", False, gap_text, now)
         if saved.gap is not None:
             log.warning(
                 "events gap: more than %d events arrived between polls; events between %s and "
@@ -588,14 +611,24 @@ class Worker:
                 if refused
                 else notices.key_accepted(endpoint)
             )
-            if self.store.episode(refusal(endpoint), refused, text, now):
+            if self._episode(refusal(endpoint), refused, text, now):
                 (log.error if refused else log.warning)("%s", text)
         if ok or drift:
             text = (
                 notices.schema_drift(endpoint, error) if drift else notices.schema_matches(endpoint)
             )
-            if self.store.episode(f"schema drift {endpoint}", drift, text, now):
+            if self._episode(f"schema drift {endpoint}", drift, text, now):
                 (log.error if drift else log.warning)("%s", text)
+
+    def _episode(self, kind: str, is_open: bool, text: str, now: datetime) -> bool:
+        """`Store.episode` judged on this cycle's view of the open episodes (the write,
+        when there is one, checks again); the view follows."""
+        changed = self.store.episode(kind, is_open, text, now, known=self._episodes)
+        if is_open:
+            self._episodes.setdefault(kind, text)
+        else:
+            self._episodes.pop(kind, None)
+        return changed
 
 
 def refusal(endpoint: str) -> str:

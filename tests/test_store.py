@@ -3,14 +3,16 @@ each test on both): idempotent events, atomic writes, the gap detector, summarie
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
-from bot.store import Store
-from tests.helpers import T0, event_series, make_event
+from bot.store import CycleView, Store
+from bot.store.database import database_errors
+from tests.helpers import T0, event_series, make_event, make_firing
 
 
 def page(events: list, limit: int = 100) -> EventsPage:  # type: ignore[type-arg]
@@ -58,6 +60,51 @@ def test_a_crash_inside_the_transaction_leaves_no_partial_rows(
     assert store.count_events() == 0
     monkeypatch.setattr(Store, "_row", staticmethod(real_row))
     assert len(store.save_events(page(event_series(60)), stored_at=T0).new_events) == 60
+
+
+def test_failed_write_transactions_leave_nothing_and_later_ones_work(store: Store) -> None:
+    """On PostgreSQL a write transaction is sent as one pipeline: a statement that fails
+    is raised at the commit at the latest, and what was sent after it is skipped. Here
+    the statement after the failing one is used for the fifth time, when psycopg
+    prepares it: its skipped preparation must not break the writes that follow."""
+    store.episode("kept", True, "open", T0)
+    for attempt in range(10):
+        failing = attempt in (3, 4, 5)
+        raises = pytest.raises(database_errors()) if failing else contextlib.nullcontext()
+        with raises, store._atomic():
+            if failing:
+                store.db.insert("episodes", {"kind": "kept", "since": "", "text": "again"})
+            store.db.execute(
+                "insert into episodes (kind, since, text) values (?, '', '')", [str(attempt)]
+            )
+        assert (str(attempt) in store.open_episodes()) is not failing
+    assert store.open_episodes()["kept"] == "open" and len(store.open_episodes()) == 8
+
+
+def test_the_outbox_says_whether_anything_waits_to_be_told(store: Store) -> None:
+    assert not store.outbox_waiting()
+    store.save_decisions([], [make_firing()], {}, T0)
+    assert store.outbox_waiting()
+    ((transition_id, _),) = store.undelivered()
+    store.mark_delivered(transition_id, T0)
+    assert not store.outbox_waiting()
+    store.episode("events gap", True, "a gap", T0)  # queues an ops notice
+    assert store.outbox_waiting()
+    (notice,) = store.undelivered_notices()
+    store.notice_done(notice.id, T0, failed=True)
+    assert not store.outbox_waiting()
+    store.queue_post("digest 1", "digest", None, {}, T0)
+    assert store.outbox_waiting()
+
+
+def test_decisions_with_nothing_to_write_take_no_write_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_write() -> None:
+        raise AssertionError("a write transaction")
+
+    monkeypatch.setattr(store, "_atomic", no_write)
+    assert store.save_decisions([], [], {}, T0) == 0
 
 
 def test_the_gap_detector_on_a_crafted_sequence(store: Store) -> None:
@@ -144,6 +191,38 @@ def test_summary_snapshots_keep_latest_daily_figures_per_model(store: Store) -> 
     ]
     assert store.last_summary_poll() == T0 + timedelta(minutes=15)
     assert not store.is_empty()
+
+
+def test_a_summary_poll_writes_only_the_daily_figures_that_changed(store: Store) -> None:
+    final = ("2026-11-28", [("pro", 5, 900.0)])
+    first = store.save_summary(summary([final, ("2026-11-29", [("pro", 1, 180.0)])]), T0)
+    later = T0 + timedelta(minutes=15)
+    second = store.save_summary(summary([final, ("2026-11-29", [("pro", 2, 360.0)])]), later)
+    rows = store.db.query("select date, model, snapshot_id from daily_usage")
+    assert {(r["date"], r["model"], r["snapshot_id"]) for r in rows} == {
+        ("2026-11-28", TOTAL, first),  # unchanged: not written again
+        ("2026-11-28", "pro", first),
+        ("2026-11-29", TOTAL, second),
+        ("2026-11-29", "pro", second),
+    }
+    assert store.daily_usage(date(2026, 11, 29), date(2026, 11, 29))[1].total_jobs == 2
+
+
+def test_a_cycle_reads_the_summary_poll_the_episodes_and_the_lease_together(
+    store: Store,
+) -> None:
+    assert store.cycle_view("delivery") == CycleView(None, {}, None)
+    store.save_summary(summary([("2026-11-29", [("pro", 1, 180.0)])]), T0)
+    store.episode("events gap", True, "a gap", T0)
+    assert store.hold_lease("delivery", "me", 100.0, 60.0)
+    view = store.cycle_view("delivery")
+    assert view == CycleView(T0, {"events gap": "a gap"}, ("me", 160.0))
+    # The lease as read: ours with more than half its time left holds without a query,
+    # another's is judged again under the write lock.
+    assert store.hold_lease("delivery", "me", 120.0, 60.0, known=view.lease)
+    assert not store.hold_lease("delivery", "other", 120.0, 60.0, known=view.lease)
+    assert store.hold_lease("delivery", "other", 161.0, 60.0, known=view.lease)  # lapsed
+    assert store.cycle_view("delivery").lease == ("other", 221.0)
 
 
 def test_poll_log_rows(store: Store) -> None:

@@ -13,24 +13,39 @@ The records it takes and gives are in `bot.models`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.models import parse_time
+
 from .alerts import AlertsMixin
 from .budgets import BudgetsMixin
+from .connection import translated
 from .coverage import CoverageMixin
 from .deliveries import DeliveriesMixin
 from .events import EventsMixin
 from .feedback import FeedbackMixin
 from .groups import GroupsMixin
 from .hooks import HooksMixin
-from .leases import LeasesMixin
-from .notices import NoticesMixin
+from .leases import LEASE_SQL, LeasesMixin
+from .notices import EPISODES_SQL, NoticesMixin, episodes
 from .polls import PollsMixin
 from .posts import PostsMixin
 from .retention import RetentionMixin
 from .silences import SilencesMixin
 from .stats import StatsMixin
-from .summaries import SummariesMixin
+from .summaries import LAST_POLL_SQL, SummariesMixin
 
-__all__ = ["Store"]
+__all__ = ["CycleView", "Store"]
+
+
+@dataclass(frozen=True)
+class CycleView:
+    """What a worker's cycle reads first, of what other processes may change."""
+
+    last_summary_poll: datetime | None
+    episodes: dict[str, str]  # the open ops episodes, kind -> text
+    lease: tuple[str, float] | None  # the lease's holder and expiry, if anyone holds it
 
 
 class Store(
@@ -57,3 +72,17 @@ class Store(
     def is_empty(self) -> bool:
         """True on a fresh database: nothing polled yet (backfill needed)."""
         return self.last_summary_poll() is None and self.newest_event_time() is None
+
+    def cycle_view(self, lease: str) -> CycleView:
+        """When the summary was last polled, the open episodes and the lease `lease`, read
+        together: on PostgreSQL one round trip for the three."""
+        with translated("reading the cycle's state"):
+            polled, open_episodes, leases = self.db.queries(
+                (LAST_POLL_SQL, ()), (EPISODES_SQL, ()), (LEASE_SQL, [lease])
+            )
+        last = polled[0]["polled_at"] if polled else None
+        return CycleView(
+            parse_time(last) if last else None,
+            episodes(open_episodes),
+            (leases[0]["holder"], leases[0]["expires_at"]) if leases else None,
+        )

@@ -49,18 +49,22 @@ class AlertsMixin(Connection):
         cursors: dict[str, datetime],
         now: datetime,
     ) -> int:
-        """Alert states, new transitions and rule cursors in one transaction.
+        """Alert states, new transitions and rule cursors in one transaction (none when
+        there is nothing to write: most cycles move no state and no cursor).
 
         A transition already stored (same rule, group, state and time) is not added
         again, so re-running an evaluation can never queue a second message.
         Returns how many transitions were added.
         """
+        states, transitions = list(states), list(transitions)
+        if not (states or transitions or cursors):
+            return 0
         with translated("saving alert decisions"), self._atomic():
             self.db.upsert_all(
                 "alert_states", (state_row(s) for s in states), pk=("rule", "group_key")
             )
-            added = self.db.insert_all(
-                "alert_transitions", (_transition_row(t, now) for t in transitions), ignore=True
+            added = self.db.insert_new(
+                "alert_transitions", (_transition_row(t, now) for t in transitions)
             )
             self.db.upsert_all(
                 "rule_cursors",
@@ -68,6 +72,19 @@ class AlertsMixin(Connection):
                 pk="rule",
             )
         return int(added)
+
+    def outbox_waiting(self) -> bool:
+        """Whether anything waits to be told: a transition, ops notice or post neither
+        delivered nor failed for good (backing off or not). One query where reading the
+        three outboxes takes three."""
+        sql = (
+            "select exists (select 1 from alert_transitions "
+            "where notified_at is null and failed_at is null) "
+            "or exists (select 1 from notices where notified_at is null and failed_at is null) "
+            "or exists (select 1 from posts where delivered_at is null and failed_at is null)"
+        )
+        with translated("reading the outbox"):
+            return bool(self.db.execute(sql).fetchone()[0])
 
     def undelivered(self, wall: float | None = None) -> list[tuple[int, Transition]]:
         """Transitions not yet told and not failed for good, oldest first; with `wall`,

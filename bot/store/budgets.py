@@ -78,17 +78,20 @@ class BudgetsMixin(Connection):
     def budget_marks(self, budget: str, period: str) -> Marks:
         """Thresholds told in `period`, and the period of a standing forecast warning."""
         with translated("reading budget events"):
-            crossed = self.db.execute(
-                "select threshold from budget_events where budget = ? and period = ? and kind = ?",
-                [budget, period, THRESHOLD],
-            ).fetchall()
-            last = self.db.execute(
-                "select state, period from budget_events where budget = ? and kind = ? "
-                "order by id desc limit 1",
-                [budget, FORECAST],
-            ).fetchone()
-        standing = last[1] if last and last[0] == "firing" else None
-        return Marks(frozenset(row[0] for row in crossed), standing)
+            crossed, last = self.db.queries(  # together: one round trip on PostgreSQL
+                (
+                    "select threshold from budget_events "
+                    "where budget = ? and period = ? and kind = ?",
+                    [budget, period, THRESHOLD],
+                ),
+                (
+                    "select state, period from budget_events where budget = ? and kind = ? "
+                    "order by id desc limit 1",
+                    [budget, FORECAST],
+                ),
+            )
+        standing = last[0]["period"] if last and last[0]["state"] == "firing" else None
+        return Marks(frozenset(row["threshold"] for row in crossed), standing)
 
     def budget_events(self, budget: str | None = None, limit: int = 50) -> list[BudgetEvent]:
         """The recorded budget events, newest first."""
@@ -121,6 +124,8 @@ class BudgetsMixin(Connection):
             {"budget": state.budget, "at": format_time(now), "state": json.dumps(state.to_json())}
             for state in states
         ]
+        if not rows:
+            return  # no budgets (a digest alone): no write transaction
         with translated("recording budget states"), self._atomic():
             self.db.upsert_all("budget_states", rows, pk="budget")
 

@@ -9,6 +9,13 @@ connecting, column types in the schema, and how a write transaction is serialise
 Both serialise writers the same way, so the store's check-then-write steps (the lease,
 the outbox) mean the same on both: SQLite takes its write lock at BEGIN (IMMEDIATE),
 PostgreSQL an advisory transaction lock, across every process and host on the database.
+
+On PostgreSQL a write transaction runs in psycopg's pipeline mode: BEGIN, the lock and
+the writes are sent without waiting for their answers, and only a read (or a count
+asked for) waits. A transaction of writes alone is one round trip, COMMIT included;
+each read in it adds one. A statement that fails still fails its transaction: its error
+is raised at the next wait at the latest (the COMMIT's), and the session is dropped, so
+the server rolls everything back.
 """
 
 from __future__ import annotations
@@ -81,15 +88,17 @@ class Database:
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         raise NotImplementedError
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+    def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
         raise NotImplementedError
 
     def query(self, sql: str, params: Params = ()) -> list[Row]:
         """Rows as dicts by column name."""
-        cursor = self.execute(sql, params)
-        rows = cursor.fetchall()
-        names = [column[0] for column in _description(cursor)]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return _rows(self.execute(sql, params))
+
+    def queries(self, *statements: tuple[str, Params]) -> list[list[Row]]:
+        """Several independent reads, the rows of each (on PostgreSQL sent together:
+        one round trip)."""
+        return [self.query(sql, params) for sql, params in statements]
 
     def insert(self, table: str, row: Mapping[str, Any], *, returning: str | None = None) -> Any:
         """Insert one row; with `returning`, the value of that column (e.g. a new id)."""
@@ -99,18 +108,20 @@ class Database:
             return None
         return self.execute(f"{sql} returning {quote(returning)}", list(row.values())).fetchone()[0]
 
-    def insert_all(
-        self, table: str, rows: Iterable[Mapping[str, Any]], *, ignore: bool = False
-    ) -> int:
-        """Insert rows that all have the same columns; with `ignore`, a row whose key is
-        already there is skipped. Returns how many were inserted."""
+    def insert_all(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Insert rows that all have the same columns."""
+        rows = list(rows)
+        if rows:
+            self.executemany(_insert_sql(table, tuple(rows[0])), [list(r.values()) for r in rows])
+
+    def insert_new(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert rows that all have the same columns, skipping a row whose key is already
+        there. Returns how many were inserted (on PostgreSQL, a wait for the count)."""
         rows = list(rows)
         if not rows:
             return 0
-        sql = _insert_sql(table, tuple(rows[0]))
-        if ignore:
-            sql += " on conflict do nothing"
-        return self.executemany(sql, [list(row.values()) for row in rows])
+        sql = _insert_sql(table, tuple(rows[0])) + " on conflict do nothing"
+        return self.executemany(sql, [list(row.values()) for row in rows]).rowcount
 
     def upsert_all(
         self, table: str, rows: Iterable[Mapping[str, Any]], pk: str | Sequence[str]
@@ -207,8 +218,8 @@ class SqliteDatabase(Database):
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         return self.conn.execute(sql, params)
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
-        return self.conn.executemany(sql, rows).rowcount
+    def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
+        return self.conn.executemany(sql, rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -251,6 +262,8 @@ class PostgresDatabase(Database):
     def __init__(self, url: str) -> None:
         self.url = url
         self._conn = self._connect()
+        self._pipeline: psycopg.Pipeline | None = None  # while a write transaction is open
+        self._unanswered = False  # a statement sent in it may still wait for its answer
 
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg  # only a process configured for PostgreSQL pays for it
@@ -274,21 +287,71 @@ class PostgresDatabase(Database):
         return self._conn
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
-        return self.conn.execute(_pg_sql(sql), _pg_params(params))
+        return self._answer(self.conn.execute(_pg_sql(sql), _pg_params(params)))
 
-    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(_pg_sql(sql), [_pg_params(row) for row in rows])
-            return cursor.rowcount
+    def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
+        cursor = self.conn.cursor()
+        cursor.executemany(_pg_sql(sql), [_pg_params(row) for row in rows])
+        return self._answer(cursor)
+
+    def queries(self, *statements: tuple[str, Params]) -> list[list[Row]]:
+        if self._pipeline is not None or not _pipeline_supported():
+            return super().queries(*statements)
+        conn = self.conn
+        with self._dropped_on_failure(conn), conn.pipeline():
+            cursors = [conn.execute(_pg_sql(sql), _pg_params(params)) for sql, params in statements]
+        return [_rows(cursor) for cursor in cursors]
+
+    def _answer(self, cursor: psycopg.Cursor[Any]) -> Cursor:
+        if self._pipeline is None:
+            return cursor
+        self._unanswered = True
+        return _Queued(cursor, self)
+
+    def wait(self) -> None:
+        """Wait for the answers to what the open transaction has sent so far."""
+        if self._pipeline is not None and self._unanswered:
+            self._pipeline.sync()
+            self._unanswered = False
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         conn = self.conn
-        outer = conn.info.transaction_status == _IDLE
-        with conn.transaction():
-            if outer:
+        if conn.info.transaction_status != _IDLE:  # nested: a savepoint
+            with conn.transaction():
+                yield
+            return
+        if not _pipeline_supported():  # a libpq before 14: each statement waits
+            with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                yield
+            return
+        # BEGIN and COMMIT are sent here, not by psycopg's transaction(), which in
+        # pipeline mode waits after BEGIN and again before COMMIT. On a failure the
+        # session goes, and with it what the transaction had open.
+        with self._dropped_on_failure(conn), conn.pipeline() as pipeline:
+            self._pipeline, self._unanswered = pipeline, True
+            try:
+                conn.execute("begin")
+                conn.execute("select pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                yield
+                conn.execute("commit")
+            finally:
+                self._pipeline = None
+        # Leaving the pipeline is the wait: an error of any statement is raised there.
+
+    @staticmethod
+    @contextmanager
+    def _dropped_on_failure(conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Close the session when what runs in a pipeline fails: the server rolls back
+        what it had open, and the next statement reconnects. Rolling back and going on
+        would not do: after a failure in a pipeline, psycopg's cache of prepared
+        statements may name one whose preparation the server skipped."""
+        try:
             yield
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()
@@ -307,6 +370,41 @@ class PostgresDatabase(Database):
 
 
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg at module load
+
+
+class _Queued:
+    """A statement sent in a write transaction's pipeline, its answer maybe still on the
+    way. psycopg waits for the rows when they are fetched; the row count is waited for
+    here (without the wait it would read -1, or a partial count)."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], db: PostgresDatabase) -> None:
+        self._cursor = cursor
+        self._db = db
+
+    @property
+    def rowcount(self) -> int:
+        self._db.wait()  # nothing to wait for once the transaction is over
+        return self._cursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+
+@lru_cache(maxsize=1)
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def scrub(text: str, url: str) -> str:
@@ -357,5 +455,7 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
-def _description(cursor: Cursor) -> Sequence[Sequence[Any]]:
-    return getattr(cursor, "description", None) or ()
+def _rows(cursor: Cursor) -> list[Row]:
+    rows = cursor.fetchall()
+    names = [column[0] for column in getattr(cursor, "description", None) or ()]
+    return [dict(zip(names, row, strict=True)) for row in rows]

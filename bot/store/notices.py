@@ -7,22 +7,33 @@ Part of `bot.store`: `NoticesMixin` is one of the pieces `Store` is made of.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from bot.models import Notice, format_time, parse_time
 
 from .connection import Connection, translated
+from .database import Row
+
+EPISODES_SQL = "select kind, text from episodes"
 
 
 class NoticesMixin(Connection):
-    def episode(self, kind: str, is_open: bool, text: str, now: datetime) -> bool:
+    def episode(
+        self,
+        kind: str,
+        is_open: bool,
+        text: str,
+        now: datetime,
+        known: Mapping[str, str] | None = None,
+    ) -> bool:
         """Open or clear an episode; queue a notice when that changes anything.
 
-        Called after every poll, almost always to say "no change": that answer is a read,
-        and only a change takes a write transaction (which checks again inside).
+        Called after every poll, almost always to say "no change": that answer is a read
+        (or `known`, the open episodes as the caller read them this cycle), and only a
+        change takes a write transaction (which checks again inside).
         """
-        if is_open == (kind in self.open_episodes()):
+        if is_open == (kind in (self.open_episodes() if known is None else known)):
             return False
         with translated("recording an episode"), self._atomic():
             row = self.db.execute("select since from episodes where kind = ?", [kind]).fetchone()
@@ -60,7 +71,7 @@ class NoticesMixin(Connection):
 
     def open_episodes(self) -> dict[str, str]:
         with translated("reading episodes"):
-            return {row["kind"]: row["text"] for row in self.db.query("select * from episodes")}
+            return episodes(self.db.query(EPISODES_SQL))
 
     def undelivered_notices(self) -> list[Notice]:
         sql = "select * from notices where notified_at is null and failed_at is null order by id"
@@ -77,3 +88,8 @@ class NoticesMixin(Connection):
             self.db.execute(
                 f"update notices set {column} = ? where id = ?", [format_time(now), notice_id]
             )
+
+
+def episodes(rows: Iterable[Row]) -> dict[str, str]:
+    """The open episodes, kind -> text, from rows of `EPISODES_SQL`."""
+    return {row["kind"]: row["text"] for row in rows}

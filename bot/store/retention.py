@@ -40,8 +40,7 @@ class RetentionMixin(Connection):
                 cut_log,
             ),
         }
-        removed = {}
         with translated("pruning old rows"), self._atomic():
-            for table, (sql, cut) in statements.items():
-                removed[table] = self.db.execute(sql, [cut]).rowcount
-        return removed
+            done = {table: self.db.execute(sql, [cut]) for table, (sql, cut) in statements.items()}
+        # Counted after the commit: on PostgreSQL, no wait inside the transaction.
+        return {table: cursor.rowcount for table, cursor in done.items()}
