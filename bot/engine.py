@@ -153,6 +153,8 @@ class Engine:
         # The newest slots again, counted every RECENT_STEP seconds (for the evidence test).
         self.recent = UsageCube(RECENT_STEP)
         self.newest = 0  # the newest slot any event has been in
+        # Per rule: (layout, fine rows, their sum into the rule's groups) (`_recent_counts`).
+        self._recent_owners: dict[str, tuple[tuple[int, int], list[int], FloatArray]] = {}
         # Per model, the slot of its first event held: a model that starts after events
         # were held is a launch, which a total's baseline has never seen (`_launched`).
         self.model_first: dict[str, int] = {}
@@ -197,17 +199,23 @@ class Engine:
 
     def _recent_counts(self, rule: Rule, groups: Groups, lo: int, hi: int) -> FloatArray:
         """(fields, groups, hi - lo) counts of the rule's groups in recent steps [lo, hi)."""
-        picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
-        index = {g: i for i, g in enumerate(groups)}
-        owner = [index.get(tuple(g[i] for i in picks), -1) for g in self.recent.groups]
-        rows = [r for r, o in enumerate(owner) if o >= 0]
-        out = np.zeros((len(FIELDS), len(groups), hi - lo))
-        if rows:
-            held = self.recent.counts(lo, hi, rows)
-            targets = np.asarray([owner[r] for r in rows])
-            for field in range(len(FIELDS)):
-                np.add.at(out[field], targets, held[field])
-        return out
+        # Which fine groups sum into which rule group, as a 0/1 matrix: groups only ever
+        # join (both lists keep their order), so their lengths name the layout.
+        layout = (len(self.recent.groups), len(groups))
+        found = self._recent_owners.get(rule.name)
+        if found is None or found[0] != layout:
+            picks = tuple(GROUP_FIELDS.index(f) for f in rule.group_by)
+            index = {g: i for i, g in enumerate(groups)}
+            owner = [index.get(tuple(g[i] for i in picks), -1) for g in self.recent.groups]
+            rows = [r for r, o in enumerate(owner) if o >= 0]
+            sums = np.zeros((len(groups), len(rows)))
+            sums[[owner[r] for r in rows], np.arange(len(rows))] = 1.0
+            found = self._recent_owners[rule.name] = (layout, rows, sums)
+        _, rows, sums = found
+        if not rows:
+            return np.zeros((len(FIELDS), len(groups), hi - lo))
+        summed: FloatArray = np.matmul(sums, self.recent.counts(lo, hi, rows))
+        return summed
 
     def add_daily(self, rows: Iterable[DailyUsage], final_before: date) -> None:
         """Daily summary rows; those dated before `final_before` are complete days."""
