@@ -43,9 +43,10 @@ def fill(store: Store, now: datetime) -> None:
                 "items_new": 3,
             }
         )
-    with store.db.conn:
-        store.db.table("polls").insert_all(polls, batch_size=5_000)
-        store.db.table("alert_transitions").insert_all(
+    with store.db.transaction():
+        store.db.insert_all("polls", polls)
+        store.db.insert_all(
+            "alert_transitions",
             (
                 {
                     "rule": f"rule-{i % 6}",
@@ -58,14 +59,13 @@ def fill(store: Store, now: datetime) -> None:
                 }
                 for i in range(TRANSITIONS)
             ),
-            batch_size=1_000,
         )
-        store.db.table("events").insert_all(
+        store.db.insert_all(
+            "events",
             (
                 {"id": f"evt_{i:08d}", "created_at": format_time(now - timedelta(seconds=6 * i))}
                 for i in range(EVENTS)
             ),
-            batch_size=5_000,
         )
 
 
