@@ -31,6 +31,7 @@ from bot.metrics import (
     FINISHED,
     GROUP_FIELDS,
     JOBS,
+    NONE,
     EventBatch,
     UsageCube,
     daily_slot_counts,
@@ -172,8 +173,9 @@ class Engine:
         self.cube.add(batch)
         self._add_recent(batch)
         for fine in set(batch.group):
-            seen = self.cube.first_slot(fine)
-            self.model_first[fine[0]] = min(self.model_first.get(fine[0], seen), seen)
+            if fine[0] != NONE:  # an API call without a model is no model's launch
+                seen = self.cube.first_slot(fine)
+                self.model_first[fine[0]] = min(self.model_first.get(fine[0], seen), seen)
         for picks, cube in self.projections.items():
             cube.add(_projected_batch(batch, picks))
 
