@@ -4,7 +4,7 @@ through the store's own writers, the body parsed by prometheus_client's parser."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -195,19 +195,23 @@ def fill(store: Store, now: datetime) -> None:
     store.episode("events gap", True, "events may be missing", now - timedelta(seconds=10))
     store.save_budget_states([budget_state(now)], now)
     # The summary says 4 jobs finished between two polls that span both events: 50 % seen.
+    # (Their day is the second poll's: just after midnight the first is still on the day
+    # before, and must not see that day's 100 jobs as new.)
+    day = (now - timedelta(minutes=10)).date()
     for polled, finished in ((now - timedelta(minutes=150), 0), (now - timedelta(minutes=10), 4)):
-        store.save_summary(account_summary(polled, finished), polled)
+        store.save_summary(account_summary(polled, day, finished), polled)
 
 
-def account_summary(polled: datetime, finished_today: int) -> Summary:
-    """A 2-day summary as polled at `polled`: 100 jobs yesterday, `finished_today` today."""
+def account_summary(polled: datetime, day: date, finished: int) -> Summary:
+    """A 2-day summary as polled at `polled`: 100 jobs the day before `day`, `finished`
+    on `day` (the days up to the poll's own)."""
     today = polled.date()
-    rows = (
-        DailyUsage(today - timedelta(days=1), TOTAL, 100, 100, 0, 6000.0),
-        DailyUsage(today, TOTAL, finished_today, finished_today, 0, 60.0 * finished_today),
+    figures = {day - timedelta(days=1): 100, day: finished}
+    rows = tuple(
+        DailyUsage(d, TOTAL, n, n, 0, 60.0 * n) for d, n in sorted(figures.items()) if d <= today
     )
-    done = 100 + finished_today
-    return Summary(2, rows[0].date, today, done, done, 0, 60.0 * done, rows, False)
+    done = sum(row.total_jobs for row in rows)
+    return Summary(2, today - timedelta(days=1), today, done, done, 0, 60.0 * done, rows, False)
 
 
 def near(actual: float, expected: float) -> bool:
