@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from bot import backtest
 from bot.models import FIRING, Transition
 from bot.rules import default_rules_text, parse_rules
-from bot.standins.simulator import Incident, ManualClock, Simulator
+from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
 
 START = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
 RULES = [r for r in parse_rules(default_rules_text()).rules if r.source != "summary"]
@@ -53,16 +53,7 @@ def creep(factor: float, jobs_per_hour: float) -> str:
     """`original` rising linearly (6-hour steps) to `factor` over 3 days from day 10, at
     the 5-minute marks."""
     onset = START + timedelta(days=10, hours=9)
-    steps = [
-        Incident(
-            "spend_runaway",
-            onset + timedelta(hours=6 * i),
-            onset + timedelta(hours=6 * (i + 1)),
-            model="original",
-            factor=1 + (factor - 1) * (i + 1) / 12,
-        )
-        for i in range(12)
-    ]
+    steps = stepped_creep(onset, factor, "original")
     fired = first_firing(steps, onset + timedelta(days=3), jobs_per_hour, 5, None)
     return f"{(fired[0].at - onset).total_seconds() / 3600:.1f} h" if fired else "missed"
 

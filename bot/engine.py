@@ -297,7 +297,7 @@ class Engine:
         last = int(until.timestamp()) // STEP
         if last < first:
             return []
-        changes = [c for c in self._mix_changes(rule) if first < c <= last]
+        changes = sorted({c for c in self._launches(rule).values() if first < c <= last})
         if changes:  # a launched model joins the totals: judge each stretch on its own
             ends = [c - 1 for c in changes] + [last]
             starts = [first, *changes]
@@ -602,30 +602,21 @@ class Engine:
                 known[index[key], :cut] |= day_known
         return groups, counts, known
 
-    def _launched(self, rule: Rule, k: int) -> set[str]:
-        """The models a spend or volume total (a rule not grouped by model) leaves out at
-        moment k: those whose first event came after events were held and less than a
-        baseline before k. Its baseline has never seen them, so their arrival would look
-        like a runaway or a creep of the total; after a baseline they count. (Each model's
-        own rules judge it meanwhile, once it has a history.)"""
-        if rule.metric == "failure_rate" or "model" in rule.group_by:
-            return set()
+    def _launches(self, rule: Rule) -> dict[str, int]:
+        """Per model a spend or volume total (a rule not grouped by model) leaves out, the
+        moment it joins the total: a model whose first event came after events were held
+        joins a baseline later. Until then the total's baseline has never seen it, so its
+        arrival would look like a runaway or a creep of the total. (Each model's own rules
+        judge it meanwhile, once it has a history.)"""
         since = self.cube.covered_from
-        reach = k - int(rule.baseline) // STEP
-        return {
-            m for m, f in self.model_first.items() if since is not None and f > max(since, reach)
-        }
+        if rule.metric == "failure_rate" or "model" in rule.group_by or since is None:
+            return {}
+        baseline = int(rule.baseline) // STEP
+        return {m: f + baseline for m, f in self.model_first.items() if f > since}
 
-    def _mix_changes(self, rule: Rule) -> list[int]:
-        """The moments at which a launched model joins `rule`'s totals."""
-        if rule.metric == "failure_rate" or "model" in rule.group_by:
-            return []
-        since = self.cube.covered_from
-        if since is None:
-            return []
-        return sorted(
-            {f + int(rule.baseline) // STEP for f in self.model_first.values() if f > since}
-        )
+    def _launched(self, rule: Rule, k: int) -> set[str]:
+        """The models `rule`'s totals leave out at moment k (`_launches`)."""
+        return {m for m, joins in self._launches(rule).items() if joins > k}
 
     def _counts_of_models(
         self,

@@ -13,7 +13,7 @@ import pytest
 from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
 from bot.metrics import batch_from_items
 from bot.models import Rule, Summary
-from bot.standins.simulator import Incident, ManualClock, Simulator
+from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
 from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
@@ -282,16 +282,7 @@ def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
     start = datetime(2026, 10, 5, tzinfo=UTC)
     onset = start + timedelta(days=10, hours=9)
     end = onset + timedelta(days=1)
-    steps = [
-        Incident(
-            "spend_runaway",
-            onset + timedelta(hours=6 * i),
-            onset + timedelta(hours=6 * (i + 1)),
-            model="original",
-            factor=1 + (i + 1) / 12,
-        )
-        for i in range(4)  # the first day of a 12-step ramp to 2x
-    ]
+    steps = stepped_creep(onset, 2, "original")[:4]  # the first day of a 12-step ramp to 2x
     sim = Simulator(start=start, clock=ManualClock(end), jobs_per_hour=300, incidents=steps, seed=5)
     rule = replace(SPEND, baseline=7 * 86400, seasonal="hour_of_day", min_credits=2000)
     engine = engine_for([rule], sim.events_until(end), sim.summary(60))

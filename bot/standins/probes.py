@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Discard", "live_rss_mib", "open_fds", "rss_mib"]
 
@@ -31,12 +33,16 @@ def live_rss_mib() -> float:
     by glibc's arenas, which steps up and down by megabytes as numpy arrays regrow and
     SQLite's page cache churns, and would hide (or fake) a slow leak."""
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    if libc is not None:
-        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
-        if trim is not None:  # glibc only
-            trim(0)
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
     return rss_mib()
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, None elsewhere."""
+    libc = ctypes.util.find_library("c")
+    return None if libc is None else getattr(ctypes.CDLL(libc), "malloc_trim", None)
 
 
 def open_fds() -> int:

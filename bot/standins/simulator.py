@@ -227,6 +227,23 @@ class CompressedClock:
         self._origin = self._monotonic()
 
 
+def stepped_creep(
+    onset: datetime, factor: float, model: str, steps: int = 12, hours: float = 6
+) -> list[Incident]:
+    """Spend on `model` rising to `factor` in `steps` steps of `hours` each (3 days by
+    default), each step at its level from its start: a creep no single hour shows."""
+    return [
+        Incident(
+            "spend_runaway",
+            onset + timedelta(hours=hours * i),
+            onset + timedelta(hours=hours * (i + 1)),
+            model=model,
+            factor=1 + (factor - 1) * (i + 1) / steps,
+        )
+        for i in range(steps)
+    ]
+
+
 def demo_incidents(start: datetime) -> list[Incident]:
     """The scripted story of `usage-bot demo`: 'pro' jobs start failing 1 h in (for 1 h),
     then 'light' spend runs away 3 h in (for 1 h, 5x arrivals), then every model fails
