@@ -8,6 +8,7 @@ median of bot/_movemedian.py (numba); no I/O, no clock, no other bot module.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -443,6 +444,44 @@ def bernoulli_evidence(
     out[unknown] = np.nan
     rate[unknown] = np.nan
     return out, rate
+
+
+def poisson_evidence(
+    counts: npt.ArrayLike, expected: npt.ArrayLike, h: npt.ArrayLike
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Sequential evidence that a count's rate (charged jobs) rose above normal.
+
+    Each step with n counts where `expected` were normal adds n ln r - (r - 1) expected
+    to a one-sided CUSUM S = max(0, S + llr), one per alternative rate r x normal (r in
+    EVIDENCE_RATIOS): the exact Poisson likelihood ratio, so a burst of a few jobs at a
+    quiet hour weighs what it is worth (a Gaussian approximation of the same counts
+    would call two jobs where 0.1 were due a certain runaway). S at the newest step is
+    the largest sum over a run of the newest steps.
+
+    Args:
+        counts, expected: (..., steps), oldest first; a step with nothing expected and
+            nothing counted (not held) adds nothing.
+        h: (...) the threshold in nats (`evidence_threshold`).
+
+    Returns:
+        (evidence, steps): the largest S over the alternatives divided by h (1 or more
+        proves the rise), NaN where h is; and how many of the newest steps its run
+        holds (at least 1).
+    """
+    n = np.nan_to_num(np.asarray(counts, dtype=np.float64))
+    lam = np.broadcast_to(np.nan_to_num(np.asarray(expected, dtype=np.float64)), n.shape)
+    newest_first_n = np.cumsum(n[..., ::-1], axis=-1)  # over the newest 1, 2, ... steps
+    newest_first_lam = np.cumsum(lam[..., ::-1], axis=-1)
+    best = np.zeros(n.shape[:-1])
+    length = np.zeros(n.shape[:-1], dtype=np.int64)
+    for ratio in EVIDENCE_RATIOS:
+        runs = newest_first_n * math.log(ratio) - (ratio - 1.0) * newest_first_lam
+        top = runs.max(axis=-1, initial=0.0)
+        length = np.where(top > best, runs.argmax(axis=-1), length)
+        np.maximum(best, top, out=best)
+    with np.errstate(invalid="ignore"):
+        out: FloatArray = best / np.asarray(h, dtype=np.float64)
+    return out, length + 1
 
 
 def breaches(z: npt.ArrayLike, threshold: float, direction: Direction = "both") -> BoolArray:

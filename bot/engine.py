@@ -69,6 +69,14 @@ CREEP_THRESHOLD = 12.0
 # Each bucket adds at most this many sigmas: a creep is many moderate hours, and a runaway
 # of an hour or three (told by the windows) must not hold the creep test up for days.
 CREEP_CLIP = 3.0
+# The evidence test of a spend rule watching a rise (over SHORT_WINDOW too) counts its
+# charged (completed) jobs against the top of their normal band for the same 15 minutes
+# of earlier days: their mean plus COUNT_BAND times the uncertainty of a day's level
+# (how far it wanders beyond Poisson noise, and the error of a mean of a few days), at
+# least COUNT_FLOOR. A busy hour the history knows is normal, not a runaway.
+CHARGED = "charged"  # the engine's own metric for those counts (`_charged_rule`)
+COUNT_BAND = 2.0
+COUNT_FLOOR = 0.5
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
 DAY = 86400
 _SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
@@ -91,10 +99,12 @@ Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..
 Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
 Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
-# groups, per span (value, baseline, z, volume, band), the evidence and its run's rate
-# the creep test: evidence (S / threshold), and the run's credits, normal credits, z, seconds
-Creep = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
-Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, Creep | None]
+# A spend rule's sequential tests (the evidence test, the creep test): evidence (S over
+# its threshold), and the run's credits, normal credits, z and seconds.
+Run = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+# groups, per span (value, baseline, z, volume, band), a failure rate's evidence and its
+# run's rate, a spend rule's runs (the evidence test's, the creep test's)
+Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, tuple[Run, ...]]
 
 
 def slots_per_bucket(rule: Rule) -> int:
@@ -154,6 +164,7 @@ class Engine:
         # The newest slots again, counted every RECENT_STEP seconds (for the evidence test).
         self.recent = UsageCube(RECENT_STEP)
         self.newest = 0  # the newest slot any event has been in
+        self.newest_second = 0  # the newest event's second: how far the data reach
         # Per rule: (layout, fine rows, their sum into the rule's groups) (`_recent_counts`).
         self._recent_owners: dict[str, tuple[tuple[int, int], list[int], FloatArray]] = {}
         # Per model, the slot of its first event held: a model that starts after events
@@ -183,7 +194,8 @@ class Engine:
         """Keep the newest RECENT_SLOTS slots (and the one filling) in RECENT_STEP steps."""
         if not len(batch):
             return
-        self.newest = max(self.newest, int(batch.epoch.max()) // STEP)
+        self.newest_second = max(self.newest_second, int(batch.epoch.max()))
+        self.newest = self.newest_second // STEP
         horizon = (self.newest - RECENT_SLOTS) * STEP
         keep = np.flatnonzero(batch.epoch >= horizon)
         if len(keep):
@@ -315,7 +327,7 @@ class Engine:
         )
         if judged is None:
             return []
-        groups, spans, evidence, run_rate, creep = judged
+        groups, spans, evidence, run_rate, runs = judged
         if len(spans) == 1:
             value, baseline, z, volume, _ = spans[0]
             scores = (value, baseline, z, volume)
@@ -328,9 +340,11 @@ class Engine:
         # in minutes). Any breaching span pages; the figures told are the strongest's.
         per_span = [(s[:4], _gate(rule, *s[:4])) for s in spans]
         scores, flags, windows = _combine(per_span, rule)
-        if creep is not None:
-            scores, flags, windows = _with_creep(rule, scores, flags, windows, creep)
-            return _evaluations(rule, groups, first, scores, flags, windows, creep[0])
+        if runs:  # a spend rule: the window's figures, else the proving run's
+            for run in runs:
+                scores, flags, windows = _with_run(rule, scores, flags, windows, run)
+            strongest = np.fmax.reduce([np.nan_to_num(run[0]) for run in runs])
+            return _evaluations(rule, groups, first, scores, flags, windows, strongest)
         if evidence is None or run_rate is None:  # the evidence test proves rises only
             return _evaluations(rule, groups, first, scores, flags, windows)
         flags = _with_evidence(rule, flags, evidence, run_rate)
@@ -352,7 +366,7 @@ class Engine:
         spans = spans_of(rule)
         if len(spans) == 1:
             judged = self._judge(rule, first, last)
-            return None if judged is None else (judged[0], [judged[1]], None, None, None)
+            return None if judged is None else (judged[0], [judged[1]], None, None, ())
         # The creep test reads the buckets of CREEP_SPAN before each moment too.
         back = _creep_buckets(rule) * slots_per_bucket(rule)
         # The span reaching furthest back sets what to read: project the usage onto the
@@ -380,11 +394,12 @@ class Engine:
             )
             settled = _settled(rule, held, first - back + before)
             creep = _creep(rule, z[:, before], value[:, before], baseline[:, before], settled)
-            return held[1], banded, None, None, creep
+            burst = self._burst_all(rule, first, last, held, banded[1][1])
+            return held[1], banded, None, None, (burst, creep)
         if rule.metric != "failure_rate" or rule.direction != "up":
-            return held[1], banded, None, None, None
+            return held[1], banded, None, None, ()
         evidence, run_rate = self._evidence(rule, first, last, banded[0][4], held)
-        return held[1], banded, evidence, run_rate, None
+        return held[1], banded, evidence, run_rate, ()
 
     def _judge_moment(self, rule: Rule, k: int) -> Judged | None:
         """`_judge_all` for the one moment k, from the baselines frozen for it: only the
@@ -403,28 +418,21 @@ class Engine:
             window = counts[..., -w:].sum(axis=-1, keepdims=True)
             window[:, ~known[:, -w:].all(axis=-1)] = np.nan
             banded.append(self._against(rule, window, baseline))
+        if frozen.charged is not None:  # a spend rule: its evidence test and creep test
+            lam, h = frozen.charged
+            normal = np.square(frozen.baselines[1][0]) / (SHORT_WINDOW // STEP)
+            burst = self._burst_moment(rule, groups, counts, known, k, lam, h, normal)
+            runs = (burst,) if frozen.creep is None else (burst, frozen.creep)
+            return groups, banded, None, None, runs
         if frozen.threshold is None:
-            return groups, banded, None, None, frozen.creep
-        # Older slots whole, the newest RECENT_SLOTS in recent steps: a run may start at any.
-        # (A moment whose slots the recent counts no longer hold is judged by slots.)
-        per_slot = STEP // RECENT_STEP if k >= self.newest else 1
-        if per_slot > 1:
-            fine = self._recent_counts(rule, groups, (k - RECENT_SLOTS) * per_slot, k * per_slot)
-        else:
-            fine = counts[..., -RECENT_SLOTS:]
-        fine_known = np.repeat(known[:, -RECENT_SLOTS:], per_slot, axis=1)
-        failed, done = (
-            np.concatenate(
-                [
-                    np.where(known[:, :-RECENT_SLOTS], counts[f][:, :-RECENT_SLOTS], 0.0),
-                    np.where(fine_known, fine[f], 0.0),
-                ],
-                axis=1,
-            )[:, None, :]
-            for f in (FAILED, FINISHED)
-        )
+            return groups, banded, None, None, ()
+        steps, _, _ = self._stepped(rule, groups, counts, known, k)
         evidence, run_rate = detect.bernoulli_evidence(
-            failed, done, banded[0][4], frozen.threshold, floor=rule.min_rate
+            steps[FAILED][:, None, :],
+            steps[FINISHED][:, None, :],
+            banded[0][4],
+            frozen.threshold,
+            floor=rule.min_rate,
         )
         # Runs from any 5-second step prove a rise sooner; whether it has passed (calm
         # needs the evidence under half its threshold) is judged on whole slots, as at the
@@ -439,7 +447,71 @@ class Engine:
         proven = np.nan_to_num(evidence) >= 1.0
         evidence = np.where(proven, evidence, steady)
         run_rate = np.where(proven, run_rate, steady_rate)
-        return groups, banded, evidence, run_rate, None
+        return groups, banded, evidence, run_rate, ()
+
+    def _stepped(
+        self, rule: Rule, groups: Groups, counts: FloatArray, known: BoolArray, k: int
+    ) -> tuple[FloatArray, BoolArray, FloatArray]:
+        """The counts before moment k as a sequential test reads them: older slots whole,
+        the newest RECENT_SLOTS in RECENT_STEP steps where the recent counts still hold
+        them (a run may then start at the onset, not at its slot's start); zero where
+        not known. (fields, groups, steps), known (groups, steps), and each step's
+        first second (steps,)."""
+        per_slot = STEP // RECENT_STEP if k >= self.newest else 1
+        if per_slot > 1:
+            fine = self._recent_counts(rule, groups, (k - RECENT_SLOTS) * per_slot, k * per_slot)
+        else:
+            fine = counts[..., -RECENT_SLOTS:]
+        fine_known = np.repeat(known[:, -RECENT_SLOTS:], per_slot, axis=1)
+        steps_known = np.concatenate([known[:, :-RECENT_SLOTS], fine_known], axis=1)
+        steps = np.where(
+            steps_known, np.concatenate([counts[..., :-RECENT_SLOTS], fine], axis=-1), 0.0
+        )
+        older = counts.shape[-1] - RECENT_SLOTS
+        starts = np.concatenate(
+            [
+                (k - counts.shape[-1] + np.arange(older)) * STEP,
+                (k - RECENT_SLOTS) * STEP + np.arange(RECENT_SLOTS * per_slot) * STEP // per_slot,
+            ]
+        )
+        return steps, steps_known, starts
+
+    def _burst_moment(
+        self,
+        rule: Rule,
+        groups: Groups,
+        counts: FloatArray,
+        known: BoolArray,
+        k: int,
+        lam: FloatArray,
+        h: FloatArray,
+        normal: FloatArray,
+    ) -> Run:
+        """A spend rule's evidence test at moment k, from the rule's `counts` of the slots
+        of one bucket before it, `lam` the normal charged jobs and `normal` the normal
+        credits per slot (groups, 1). Runs from any 5-second step prove a runaway sooner;
+        whether it has passed is judged on whole slots (see `_judge_moment`)."""
+        steps, steps_known, starts = self._stepped(rule, groups, counts, known, k)
+        width = np.diff(np.append(starts, k * STEP)) / STEP
+        seen = self._seen(starts, width)
+        lam, normal, h = lam[:, 0], normal[:, 0], h[:, 0]
+        burst = _burst(steps, steps_known, lam, normal, h, width, seen)
+        whole = np.arange(k - counts.shape[-1], k) * STEP
+        seen_whole = self._seen(whole, np.ones(len(whole)))
+        steady = _burst(np.where(known, counts, 0.0), known, lam, normal, h, 1.0, seen_whole)
+        proven = np.nan_to_num(burst[0]) >= 1.0
+        a, b, c, d, e = (
+            np.where(proven, x, y)[:, None] for x, y in zip(burst, steady, strict=True)
+        )
+        return a, b, c, d, e
+
+    def _seen(self, starts: npt.ArrayLike, width: FloatArray) -> FloatArray:
+        """The share of each step (first second, width in slots) that the events held
+        reach: a step after the newest event has been seen by no one, so nothing is due
+        in it yet (an empty future is no evidence against a runaway)."""
+        seconds = width * STEP
+        ahead = (self.newest_second + 1 - np.asarray(starts, dtype=np.float64)) / seconds
+        return np.clip(ahead, 0.0, 1.0)
 
     def _freeze(self, rule: Rule, k: int, spans: tuple[int, ...]) -> Frozen:
         """What judging moment k needs that its own newest slot (k - 1, filling while
@@ -467,10 +539,38 @@ class Engine:
                     baseline[:, None, past],
                     _settled(rule, held, ends),
                 )
-        threshold = None
+        threshold = charged = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
-        return Frozen(k, held[1], tuple(baselines), threshold, creep)
+        if creep is not None:  # a spend rule watching a rise: its evidence test's too
+            view, short = _charged(held), _charged_rule(rule)
+            rows = self._windows_before(short, k, lo, _Prefix(view[2], view[3], (JOBS,)))
+            center, spread = self._baseline(short, rows, buckets_of_history(short))
+            top = self._against(short, rows[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
+            top = top / slots_per_bucket(short)
+            charged = (top, self._threshold(rule, k, k, view, JOBS))
+        return Frozen(k, held[1], tuple(baselines), threshold, creep, charged)
+
+    def _burst_all(self, rule: Rule, first: int, last: int, held: Held, level: FloatArray) -> Run:
+        """A spend rule's evidence test at moments first..last over whole slots, (groups,
+        moments) each: the Poisson CUSUM of its charged jobs over the slots of one bucket
+        before each moment, against the top of their normal band for the same 15
+        minutes (`_freeze` holds the same for one moment); `level` the normal credits
+        per SHORT_WINDOW."""
+        view, short = _charged(held), _charged_rule(rule)
+        judged = self._judge(short, first, last, view)
+        assert judged is not None  # held has groups
+        lam = judged[1][4] / slots_per_bucket(short)
+        h = self._threshold(rule, first, last, view, JOBS)
+        memory = slots_per_bucket(rule)
+        _, counts, known = _part(held, first - memory)
+        stop = last - first + 1  # windows [k - memory, k)
+        runs = sliding_window_view(counts, memory, axis=-1)[:, :, :stop]
+        runs_known = sliding_window_view(known, memory, axis=-1)[:, :stop]
+        starts = (first + np.arange(stop)[:, None] - memory + np.arange(memory)) * STEP
+        seen = self._seen(starts, np.ones(memory))
+        normal = level / slots_per_bucket(short)
+        return _burst(np.where(runs_known, runs, 0.0), runs_known, lam, normal, h, 1.0, seen)
 
     def _evidence(
         self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
@@ -492,15 +592,18 @@ class Engine:
         h = self._threshold(rule, first, last, held)
         return detect.bernoulli_evidence(runs_f, runs_n, p0, h, floor=rule.min_rate)
 
-    def _threshold(self, rule: Rule, first: int, last: int, held: Held) -> FloatArray:
+    def _threshold(
+        self, rule: Rule, first: int, last: int, held: Held, field: int = FINISHED
+    ) -> FloatArray:
         """The evidence threshold at moments first..last, (groups, moments): the budget
-        spread over the group's trailing pace of finished jobs, read up to the slot before
-        the moment's newest (which is still filling while the worker polls)."""
+        spread over the group's trailing pace of finished jobs (or the `field` counted),
+        read up to the slot before the moment's newest (still filling while the worker
+        polls)."""
         memory = slots_per_bucket(rule) * RATE_SPANS[-1]
         history = max(slots_per_bucket(rule) * buckets_of_history(rule), memory)
         lo = first - 1 - history
         groups, counts, known = _part(held, lo)
-        pace = detect.jobs_per_30_days(np.where(known, counts[FINISHED], np.nan), history, STEP)
+        pace = detect.jobs_per_30_days(np.where(known, counts[field], np.nan), history, STEP)
         pace = pace[:, np.arange(first, last + 1) - 2 - lo]
         return detect.evidence_threshold(pace, len(groups), rule.false_alerts)
 
@@ -675,6 +778,8 @@ class Engine:
             return detect.rate_baseline(
                 windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
             )
+        if rule.metric == CHARGED:
+            return self._charged_baseline(rule, _series(rule, windows), history, mp)
         # Spend and job counts are (compound) Poisson: their noise grows with the level, so
         # a night-time runaway would drown in daytime noise. On the square-root scale the
         # noise is about level-free (Anscombe), and one scale serves every hour.
@@ -711,6 +816,26 @@ class Engine:
             np.copyto(center, weekly[0], where=better)
         return center, scale
 
+    def _charged_baseline(
+        self, rule: Rule, counts: FloatArray, history: int, min_periods: int
+    ) -> Baseline:
+        """The mean and spread of charged-job counts, on their own scale: the Poisson
+        test needs the mean, which a median (or the square-root scale) of a few quiet
+        nights' counts puts far too low (0 jobs on four nights of seven is a median of
+        0). Seasonal as the rule is, by the same day of the week too where that is."""
+        if rule.seasonal == "none":
+            return detect.rolling_baseline(counts, history, method="plain", min_periods=min_periods)
+        period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
+        return detect.seasonal_baseline(
+            counts,
+            period,
+            history,
+            method="plain",
+            min_periods=min_periods,
+            min_seasons=_MIN_SEASONS,
+            seasons=_count_seasons(rule),
+        )
+
     def _against(self, rule: Rule, windows: FloatArray, baseline: Baseline) -> Banded:
         """value, baseline, z, volume and band of (fields, rows, buckets) windows against
         their `_baseline`. `band` is the top of a failure rate's normal band
@@ -721,6 +846,11 @@ class Engine:
             return rate, base, z, windows[FINISHED], top
         series = _series(rule, windows)
         center, scale = baseline
+        if rule.metric == CHARGED:  # the evidence test's normal counts: see _charged_baseline
+            seasons = _count_seasons(rule)
+            wander = np.maximum(np.square(scale) - center, 0.0) + center / seasons
+            top = np.maximum(center + COUNT_BAND * np.sqrt(wander), COUNT_FLOOR)
+            return series, center, np.full_like(series, np.nan), series, top
         root = np.sqrt(np.maximum(series, 0.0))
         z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
         level = np.square(center)
@@ -787,8 +917,11 @@ class Frozen:
     moment: int  # k: the moment k * STEP
     groups: Groups
     baselines: tuple[Baseline, ...]  # per span, each array (groups, 1)
-    threshold: FloatArray | None  # the evidence test's, (groups, 1); None: no test
-    creep: Creep | None  # the creep test's, (groups, 1) each; None: no test
+    threshold: FloatArray | None  # a failure rate's evidence test's, (groups, 1); None: no test
+    creep: Run | None  # a spend rule's creep test, (groups, 1) each; None: no test
+    # A spend rule's evidence test: its normal charged jobs per slot (the top of their
+    # band) and its threshold, (groups, 1) each; None: no test.
+    charged: tuple[FloatArray, FloatArray] | None = None
 
 
 def _creep_buckets(rule: Rule) -> int:
@@ -800,7 +933,7 @@ def _creep_buckets(rule: Rule) -> int:
 
 def _creep(
     rule: Rule, z: FloatArray, value: FloatArray, baseline: FloatArray, settled: BoolArray
-) -> Creep:
+) -> Run:
     """The creep test over (groups, moments, buckets) arrays of each moment's whole
     buckets before it, oldest first, counting the `settled` ones only: (evidence, run
     credits, run normal credits, run z, run seconds), each (groups, moments). The run is
@@ -823,6 +956,65 @@ def _creep(
     return total / CREEP_THRESHOLD, spent, normal, run_z, count * rule.bucket
 
 
+def _burst(
+    steps: FloatArray,
+    known: BoolArray,
+    lam: FloatArray,
+    normal: FloatArray,
+    h: FloatArray,
+    width: FloatArray | float,
+    seen: FloatArray,
+) -> Run:
+    """A spend rule's evidence test over (fields, ..., steps) counts, oldest first, zero
+    where not `known`: the Poisson CUSUM of charged (completed) jobs against `lam`
+    normal ones per slot (`detect.poisson_evidence`); each step is `width` slots, of
+    which the data reach the share `seen`. (evidence, run credits, run normal credits
+    (`normal` per slot), run z, run seconds), each (...): the run is the newest steps S
+    sums. Its z compares the run's jobs with those due on the square-root scale, where
+    Poisson noise is 1/2."""
+    share = np.where(known, width * seen, 0.0)
+    due = lam[..., None] * share
+    charged = steps[FINISHED] - steps[FAILED]
+    evidence, length = detect.poisson_evidence(charged, due, h)
+    evidence[~np.isfinite(lam)] = np.nan
+
+    def over_run(x: FloatArray) -> FloatArray:
+        sums = np.cumsum(np.broadcast_to(x, charged.shape)[..., ::-1], axis=-1)
+        return np.take_along_axis(sums, (length - 1)[..., None], axis=-1)[..., 0]
+
+    jobs, expected = over_run(charged), over_run(np.nan_to_num(due))
+    z = 2.0 * (np.sqrt(jobs) - np.sqrt(expected))
+    return (
+        evidence,
+        over_run(steps[CREDITS]),
+        over_run(normal[..., None] * share),
+        z,
+        over_run(np.asarray(width, dtype=np.float64)) * STEP,
+    )
+
+
+def _charged(held: Held) -> Held:
+    """`held` with its job starts replaced by the charged (completed) jobs, which the
+    evidence test of a spend rule counts (the other fields are not read)."""
+    lo, groups, counts, known = held
+    view = np.zeros_like(counts)
+    np.subtract(counts[FINISHED], counts[FAILED], out=view[JOBS])
+    return lo, groups, view, known
+
+
+def _charged_rule(rule: Rule) -> Rule:
+    """A spend rule's charged jobs counted over SHORT_WINDOW, in the same seasons."""
+    return replace(rule, metric=CHARGED, bucket=SHORT_WINDOW)
+
+
+def _count_seasons(rule: Rule) -> int:
+    """The earlier windows whose mean is a charged count's normal level."""
+    history = buckets_of_history(rule)
+    if rule.seasonal == "none":
+        return history
+    return max(_MIN_SEASONS, history // int(_SEASON_SECONDS[rule.seasonal] // rule.bucket))
+
+
 def _running(x: npt.ArrayLike) -> FloatArray:
     """Running sums along the last axis with a leading 0: (..., n) -> (..., n + 1)."""
     a = np.asarray(x, dtype=np.float64)
@@ -840,13 +1032,14 @@ def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:
     return settled
 
 
-def _with_creep(
-    rule: Rule, scores: Scores, flags: Flags, windows: FloatArray, creep: Creep
+def _with_run(
+    rule: Rule, scores: Scores, flags: Flags, windows: FloatArray, run: Run
 ) -> tuple[Scores, Flags, FloatArray]:
-    """A spend rule's flags with the creep test added: proven (evidence >= 1) with the
-    run's excess at least `min_credits` is a breach, told with the run's figures where
-    no window breaches; calm also needs the evidence under RECOVER_FRACTION."""
-    evidence, spent, normal, run_z, seconds = creep
+    """A spend rule's flags with one sequential test added (the evidence test, the creep
+    test): proven (evidence >= 1) with the run's excess at least `min_credits` is a
+    breach, told with the run's figures where nothing before it breaches; calm also
+    needs the evidence under RECOVER_FRACTION."""
+    evidence, spent, normal, run_z, seconds = run
     breach, judged, calm = flags
     with np.errstate(invalid="ignore"):
         matters = spent - normal >= rule.min_credits

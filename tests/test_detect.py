@@ -339,3 +339,52 @@ def test_seasonal_center_is_the_same_hour_on_earlier_days():
 def test_bad_arguments_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+# --- the evidence test of spend: a Poisson CUSUM of charged jobs ---------------------------
+
+
+def naive_poisson_cusum(counts, expected, ratio):
+    """S = max(0, S + n ln r - (r - 1) expected), step by step (the textbook recursion)."""
+    s = 0.0
+    for n, lam in zip(counts, expected, strict=True):
+        s = max(0.0, s + n * np.log(ratio) - (ratio - 1) * lam)
+    return s
+
+
+def test_poisson_evidence_is_the_cusum_recursion_at_its_best_alternative() -> None:
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(3.0, size=(50, 40)).astype(float)
+    counts[:25, -6:] += rng.poisson(6.0, size=(25, 6))  # half the groups run away
+    expected = np.full(counts.shape, 2.5)
+    expected[:, :5] = 0.0  # steps nobody saw: nothing due, nothing counted
+    counts[:, :5] = 0.0
+    h = np.full(50, 12.0)
+    evidence, steps = detect.poisson_evidence(counts, expected, h)
+    for g in range(50):
+        best = max(naive_poisson_cusum(counts[g], expected[g], r) for r in detect.EVIDENCE_RATIOS)
+        assert evidence[g] == pytest.approx(best / 12.0)
+        if best > 0:  # the run is the newest steps whose sum is S
+            r = max(
+                detect.EVIDENCE_RATIOS, key=lambda r: naive_poisson_cusum(counts[g], expected[g], r)
+            )
+            run = slice(40 - steps[g], 40)
+            llr = counts[g, run].sum() * np.log(r) - (r - 1) * expected[g, run].sum()
+            assert llr == pytest.approx(best)
+    assert (evidence[:25] >= 1.0).mean() > 0.9  # a 3x runaway over 6 steps is proven
+    assert (evidence[25:] < 1.0).all()
+
+
+def test_poisson_evidence_weighs_a_quiet_hours_burst_by_its_odds() -> None:
+    # Three jobs where a tenth of one was due: 3 ln(32) - 31 x 0.1 = 7.3 nats at best,
+    # short of a threshold of 10; a Gaussian approximation of the same counts (mean 0.1,
+    # variance 0.1) would have called it (2.9)^2 / 0.2 = 42 nats, a certain runaway.
+    evidence, steps = detect.poisson_evidence([[0.0, 3.0]], [[0.0, 0.1]], [10.0])
+    assert evidence[0] == pytest.approx((3 * np.log(32) - 31 * 0.1) / 10.0)
+    assert evidence[0] < 1.0
+    assert steps[0] == 1
+    # Nothing counted: no evidence, whatever was due; an unknown threshold stays unknown.
+    evidence, _ = detect.poisson_evidence([[0.0, 0.0]], [[5.0, 5.0]], [np.nan])
+    assert np.isnan(evidence[0])
+    evidence, _ = detect.poisson_evidence([[0.0, 0.0]], [[5.0, 5.0]], [10.0])
+    assert evidence[0] == 0.0
