@@ -195,11 +195,13 @@ def format_bounds(rows: Sequence[Row], reference: Sequence[Row] | None, label: s
         "alerts per 30 days (failure: jobs, h / KL; spend: minutes, Gaussian compound",
         "Poisson per 5-min slot), minutes incl. the worker's poll interval; jobs: finished",
         "jobs of the group from the start to the firing; ratio: failure jobs / bound jobs,",
-        "spend minutes / bound minutes.",
+        "spend minutes / bound minutes; c.min, c.rat: spend's bound on charged jobs, exact",
+        "Poisson with the stream's charge delay (bot/standins/bound.py), and minutes / it.",
     ]
     head = (
         f"{'scenario':<16} {'kind':<14} {'model':<8} {'start':<13} {'vol':>6} {'p1|x':>6} "
-        f"{'b.jobs':>7} {'b.min':>6} {'jobs':>7} {'min':>6} {'ratio':>6}"
+        f"{'b.jobs':>7} {'b.min':>6} {'jobs':>7} {'min':>6} {'ratio':>6} {'c.min':>6} "
+        f"{'c.rat':>6}"
     )
     if reference is not None:
         head += f" | {label[:7]:>7} {'min':>6} {'ratio':>6}"
@@ -213,7 +215,8 @@ def format_bounds(rows: Sequence[Row], reference: Sequence[Row] | None, label: s
             f"{when(i.start)[:13]:<13} {_short(b.volume):>6} {row.size:>6g} "
             f"{_short(b.jobs):>7} {_short(b.minutes):>6} "
             f"{'-' if row.jobs is None else row.jobs:>7} {_short(row.minutes):>6} "
-            f"{_ratio(row.ratio):>6}"
+            f"{_ratio(row.ratio):>6} {_short(b.charged_minutes):>6} "
+            f"{_ratio(row.charged_ratio):>6}"
         )
         if reference is not None:
             ref = reference[k]
@@ -233,13 +236,13 @@ def format_bands(rows: Sequence[Row], title: str) -> str:
     out = [
         f"Medians per volume band ({title}):",
         f"  {'family':<8} {'band':<11} {'n':>3} {'found':>5} {'ratio':>6} {'TTD min':>8} "
-        f"{'bound min':>9}",
+        f"{'bound min':>9} {'c.ratio':>7}",
     ]
     for b in band_medians(rows):
-        ratio = "-" if b["median_ratio"] is None else f"{b['median_ratio']:.2f}"
         out.append(
             f"  {b['family']:<8} {b['band']:<11} {b['incidents']:>3} {b['detected']:>5} "
-            f"{ratio:>6} {_short(b['median_minutes']):>8} {_short(b['median_bound_minutes']):>9}"
+            f"{_ratio(b['median_ratio']):>6} {_short(b['median_minutes']):>8} "
+            f"{_short(b['median_bound_minutes']):>9} {_ratio(b['median_charged_ratio']):>7}"
         )
     return "\n".join(out)
 

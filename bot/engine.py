@@ -25,6 +25,7 @@ from bot import detect
 from bot.alerts import pick_examples, step, transition
 from bot.coverage import overlaps
 from bot.metrics import (
+    CHARGED,
     CREDITS,
     FAILED,
     FIELDS,
@@ -74,7 +75,7 @@ CREEP_CLIP = 3.0
 # of earlier days: their mean plus COUNT_BAND times the uncertainty of a day's level
 # (how far it wanders beyond Poisson noise, and the error of a mean of a few days), at
 # least COUNT_FLOOR. A busy hour the history knows is normal, not a runaway.
-CHARGED = "charged"  # the engine's own metric for those counts (`_charged_rule`)
+CHARGES = "charges"  # the engine's own metric for those counts (`_charged_rule`)
 COUNT_BAND = 2.0
 COUNT_FLOOR = 0.5
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
@@ -543,12 +544,12 @@ class Engine:
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
         if creep is not None:  # a spend rule watching a rise: its evidence test's too
-            view, short = _charged(held), _charged_rule(rule)
-            rows = self._windows_before(short, k, lo, _Prefix(view[2], view[3], (JOBS,)))
+            short = _charged_rule(rule)
+            rows = self._windows_before(short, k, lo, _Prefix(held[2], held[3], (CHARGED,)))
             center, spread = self._baseline(short, rows, buckets_of_history(short))
             top = self._against(short, rows[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
             top = top / slots_per_bucket(short)
-            charged = (top, self._threshold(rule, k, k, view, JOBS))
+            charged = (top, self._threshold(rule, k, k, held, CHARGED))
         return Frozen(k, held[1], tuple(baselines), threshold, creep, charged)
 
     def _burst_all(self, rule: Rule, first: int, last: int, held: Held, level: FloatArray) -> Run:
@@ -557,11 +558,11 @@ class Engine:
         before each moment, against the top of their normal band for the same 15
         minutes (`_freeze` holds the same for one moment); `level` the normal credits
         per SHORT_WINDOW."""
-        view, short = _charged(held), _charged_rule(rule)
-        judged = self._judge(short, first, last, view)
+        short = _charged_rule(rule)
+        judged = self._judge(short, first, last, held)
         assert judged is not None  # held has groups
         lam = judged[1][4] / slots_per_bucket(short)
-        h = self._threshold(rule, first, last, view, JOBS)
+        h = self._threshold(rule, first, last, held, CHARGED)
         memory = slots_per_bucket(rule)
         _, counts, known = _part(held, first - memory)
         stop = last - first + 1  # windows [k - memory, k)
@@ -778,7 +779,7 @@ class Engine:
             return detect.rate_baseline(
                 windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
             )
-        if rule.metric == CHARGED:
+        if rule.metric == CHARGES:
             return self._charged_baseline(rule, _series(rule, windows), history, mp)
         # Spend and job counts are (compound) Poisson: their noise grows with the level, so
         # a night-time runaway would drown in daytime noise. On the square-root scale the
@@ -819,22 +820,35 @@ class Engine:
     def _charged_baseline(
         self, rule: Rule, counts: FloatArray, history: int, min_periods: int
     ) -> Baseline:
-        """The mean and spread of charged-job counts, on their own scale: the Poisson
-        test needs the mean, which a median (or the square-root scale) of a few quiet
-        nights' counts puts far too low (0 jobs on four nights of seven is a median of
-        0). Seasonal as the rule is, by the same day of the week too where that is."""
+        """The normal level of charged-job counts and its spread. The Poisson test needs
+        their mean, which a median (or a mean on the square-root scale) of a few quiet
+        nights puts far too low: no job on four nights of seven is a median of 0. Their
+        spread is judged on the square-root scale, as the credits' is, where Poisson
+        noise is 1/2 at any level: the plain spread of the counts themselves would let
+        the busy afternoons' noise widen the band of every quiet night."""
+        root = np.sqrt(np.maximum(counts, 0.0))
         if rule.seasonal == "none":
-            return detect.rolling_baseline(counts, history, method="plain", min_periods=min_periods)
+            mean = detect.rolling_baseline(counts, history, method="plain", min_periods=min_periods)
+            spread = detect.rolling_baseline(root, history, min_periods=min_periods)
+            return mean[0], spread[1]
         period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-        return detect.seasonal_baseline(
-            counts,
-            period,
-            history,
-            method="plain",
-            min_periods=min_periods,
-            min_seasons=_MIN_SEASONS,
-            seasons=_count_seasons(rule),
+        methods: tuple[tuple[FloatArray, detect.Method], ...] = (
+            (counts, "plain"),
+            (root, "robust"),
         )
+        mean, spread = (
+            detect.seasonal_baseline(
+                x,
+                period,
+                history,
+                method=method,
+                min_periods=min_periods,
+                min_seasons=_MIN_SEASONS,
+                seasons=_count_seasons(rule),
+            )
+            for x, method in methods
+        )
+        return mean[0], spread[1]
 
     def _against(self, rule: Rule, windows: FloatArray, baseline: Baseline) -> Banded:
         """value, baseline, z, volume and band of (fields, rows, buckets) windows against
@@ -846,10 +860,12 @@ class Engine:
             return rate, base, z, windows[FINISHED], top
         series = _series(rule, windows)
         center, scale = baseline
-        if rule.metric == CHARGED:  # the evidence test's normal counts: see _charged_baseline
-            seasons = _count_seasons(rule)
-            wander = np.maximum(np.square(scale) - center, 0.0) + center / seasons
-            top = np.maximum(center + COUNT_BAND * np.sqrt(wander), COUNT_FLOOR)
+        if rule.metric == CHARGES:  # the evidence test's normal counts: `_charged_baseline`
+            # How far a day's level wanders beyond Poisson noise, and the error of a mean
+            # of a few days, both on the square-root scale.
+            wander = np.maximum(np.square(scale) - 0.25, 0.0) + 0.25 / _count_seasons(rule)
+            root = np.sqrt(np.maximum(center, 0.0)) + COUNT_BAND * np.sqrt(wander)
+            top = np.maximum(np.square(root), COUNT_FLOOR)
             return series, center, np.full_like(series, np.nan), series, top
         root = np.sqrt(np.maximum(series, 0.0))
         z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
@@ -974,7 +990,7 @@ def _burst(
     Poisson noise is 1/2."""
     share = np.where(known, width * seen, 0.0)
     due = lam[..., None] * share
-    charged = steps[FINISHED] - steps[FAILED]
+    charged = steps[CHARGED]
     evidence, length = detect.poisson_evidence(charged, due, h)
     evidence[~np.isfinite(lam)] = np.nan
 
@@ -993,18 +1009,9 @@ def _burst(
     )
 
 
-def _charged(held: Held) -> Held:
-    """`held` with its job starts replaced by the charged (completed) jobs, which the
-    evidence test of a spend rule counts (the other fields are not read)."""
-    lo, groups, counts, known = held
-    view = np.zeros_like(counts)
-    np.subtract(counts[FINISHED], counts[FAILED], out=view[JOBS])
-    return lo, groups, view, known
-
-
 def _charged_rule(rule: Rule) -> Rule:
     """A spend rule's charged jobs counted over SHORT_WINDOW, in the same seasons."""
-    return replace(rule, metric=CHARGED, bucket=SHORT_WINDOW)
+    return replace(rule, metric=CHARGES, bucket=SHORT_WINDOW)
 
 
 def _count_seasons(rule: Rule) -> int:
@@ -1066,9 +1073,14 @@ def _span(rule: Rule, seconds: int) -> Rule:
 
 
 def _series(rule: Rule, windows: FloatArray) -> FloatArray:
-    """The figure a spend or volume rule judges: credits, or jobs started."""
-    series: FloatArray = windows[CREDITS] if rule.metric == "spend" else windows[JOBS]
+    """The figure a spend or volume rule judges: credits, or jobs started (charged
+    events for a spend rule's evidence test)."""
+    series: FloatArray = windows[_series_field(rule)]
     return series
+
+
+def _series_field(rule: Rule) -> int:
+    return {"spend": CREDITS, CHARGES: CHARGED}.get(rule.metric, JOBS)
 
 
 def _projected_batch(batch: EventBatch, picks: tuple[int, ...]) -> EventBatch:
@@ -1125,7 +1137,7 @@ def _fields(rule: Rule) -> tuple[int, ...]:
     """The count fields a rule's metric reads."""
     if rule.metric == "failure_rate":
         return (FINISHED, FAILED)
-    return (CREDITS,) if rule.metric == "spend" else (JOBS,)
+    return (_series_field(rule),)
 
 
 class _Prefix:

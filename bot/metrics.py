@@ -18,9 +18,10 @@ import numpy.typing as npt
 
 from bot.models import DailyUsage, Event
 
-# Slot fields, first axis of the count arrays.
-JOBS, FINISHED, FAILED, CREDITS = range(4)
-FIELDS = ("jobs", "finished", "failed", "credits")
+# Slot fields, first axis of the count arrays. `charged`: events that charged credits
+# (a spend rule's evidence test counts them; a failed job may be charged too).
+JOBS, FINISHED, FAILED, CREDITS, CHARGED = range(5)
+FIELDS = ("jobs", "finished", "failed", "credits", "charged")
 
 # Event kinds, from the job status an event reports.
 KIND_OTHER, KIND_START, KIND_COMPLETED, KIND_FAILED = range(4)
@@ -156,6 +157,7 @@ class UsageCube:
             (JOBS, kinds == KIND_START),
             (FINISHED, (kinds == KIND_COMPLETED) | (kinds == KIND_FAILED)),
             (FAILED, kinds == KIND_FAILED),
+            (CHARGED, batch.credits > 0),
         ):
             np.add.at(self.data[field], (rows[mask], cols[mask]), 1.0)
         np.add.at(self.data[CREDITS], (rows, cols), batch.credits)
@@ -248,7 +250,14 @@ def daily_slot_counts(
         a, b = max(day_lo, lo), min(day_lo + per_day, hi)
         if row is not None and a < b:
             finished = row.completed_jobs + row.failed_jobs
-            values = (row.total_jobs, finished, row.failed_jobs, row.credits_used)
+            # The summary does not say which jobs charged: the completed ones stand in.
+            values = (
+                row.total_jobs,
+                finished,
+                row.failed_jobs,
+                row.credits_used,
+                row.completed_jobs,
+            )
             out[:, a - lo : b - lo] = np.asarray(values, dtype=np.float64)[:, None] / per_day
             known[a - lo : b - lo] = True
         day += timedelta(days=1)

@@ -18,12 +18,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bot.models import FIRING, RESOLVED, Rule, Transition
 from bot.standins.bound import (
     Traffic,
     bernoulli_kl,
+    charged_bound_minutes,
     failure_bound,
     failure_bound_jobs,
     ramp_mean_multiplier,
@@ -216,6 +218,23 @@ def test_the_spend_bound_of_a_steady_stream_is_h_over_the_kl_of_its_slots() -> N
     assert b.h == pytest.approx(math.log(8640 / 0.5))
     assert b.minutes == pytest.approx(b.h / b.kl * 5 + 0.5, rel=0.02)
     assert b.volume == pytest.approx(1.0)
+
+
+def test_the_charged_bound_is_h_over_the_poisson_kl_once_the_jobs_charge() -> None:
+    """A 5x step at 0.01 jobs a second, charged at once: A = 5 B and A ln(A / B) - (A - B)
+    reaches h at B = h / (5 ln 5 - 4). Charged a minute after they start, a minute later.
+    A 3-day ramp takes longer than a step to its end's factor."""
+    rise = Incident("spend_runaway", at(1, 12), at(1, 16), model="light", factor=5)
+    rates = np.full(48, 0.01)
+    seconds = 10.0 / (5 * math.log(5) - 4) / 0.01  # 247 s
+    at_once = charged_bound_minutes(rise, rates, np.zeros(10), 10.0)
+    assert at_once == pytest.approx(seconds / 60, abs=5 / 60)
+    late = charged_bound_minutes(rise, rates, np.full(10, 60.0), 10.0)
+    assert late == pytest.approx(at_once + 1, abs=5 / 60)
+    ramp = Incident("spend_runaway", at(1, 12), at(5, 12), model="light", factor=5, ramp_hours=72)
+    slow = charged_bound_minutes(ramp, np.full(4 * 288, 0.01), np.zeros(10), 10.0)
+    assert at_once + 60 < slow < math.inf
+    assert charged_bound_minutes(rise, rates, np.zeros(10), 1e6) == math.inf
 
 
 def test_the_replayed_worker_polls_at_its_own_pace_and_volumes_fall_in_bands() -> None:

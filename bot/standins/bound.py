@@ -8,6 +8,14 @@ days (Wald's bound). For a spend rise it is a CUSUM on the credits per 5-minute 
 the Gaussian approximation of a compound Poisson: KL = (m1 - m0)^2 / (2 v0) per slot,
 m0 and v0 from the same season of the baseline, h = ln(slots in 30 days / B). The time
 bound adds the poll interval. Pure arithmetic over a stream's figures (`Traffic`).
+
+Beside the note's spend bound, `spend_bound` gives a second one, exact where the note's
+is approximate (`Bound.charged_minutes`): credits arrive with the jobs that charge them,
+a countable few at a quiet hour (the Gaussian form calls a burst of three jobs where 0.1
+were due certain), and only once each job completes, minutes after the runaway starts
+it. It is the generalised likelihood ratio of the charged-job count against its normal
+rate, known exactly, with the best rise picked in hindsight (no detector does better),
+the runaway's extra jobs charged after the delays the stream's own jobs took.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ __all__ = [
     "failure_bound",
     "failure_bound_jobs",
     "ramp_mean_multiplier",
+    "charged_bound_minutes",
     "spend_bound",
     "spend_kl",
     "threshold",
@@ -86,7 +95,8 @@ class Bound:
     before even a perfect detector has proven it); `kl` per job or per slot; `baseline`
     p0, or the credits m0 of the incident's first slot; `volume`: the group's normal
     finished jobs per minute (the failure-rate's during the incident, for spend that of
-    the same season in the baseline).
+    the same season in the baseline); `charged_minutes`: spend only, the exact bound on
+    charged jobs with their charge delay (`charged_bound_minutes`), NaN otherwise.
     """
 
     h: float
@@ -95,6 +105,7 @@ class Bound:
     jobs: float
     minutes: float
     volume: float
+    charged_minutes: float = math.nan
 
 
 class Traffic:
@@ -111,8 +122,13 @@ class Traffic:
         failed: dict[str, list[float]] = defaultdict(list)
         credits: dict[str, list[tuple[int, float]]] = defaultdict(list)
         minutes: dict[str, float] = {}
+        started: dict[str, float] = {}
+        completed: dict[str, float] = {}
         for e in events:
             status = e.get("status")
+            if status in ("pending", "created", "completed") and e.get("job_id"):
+                at = datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")).timestamp()
+                (completed if status == "completed" else started)[e["job_id"]] = at
             if status not in ("completed", "failed") or not e.get("model"):
                 continue
             stamp = e["created_at"]
@@ -129,6 +145,11 @@ class Traffic:
             credits[model].append(
                 (int((epoch - origin.timestamp()) // SLOT), float(e["credits_used"]))
             )
+        # Seconds from a job's start to its charge, sorted: how long extra jobs take to
+        # show in the credits.
+        self.delays = np.sort(
+            np.array([t - started[j] for j, t in completed.items() if j in started], dtype=float)
+        )
         self.finished = {m: sorted(v) for m, v in finished.items()}
         self.failed = {m: sorted(v) for m, v in failed.items()}
         slots = 1 + max((s for rows in credits.values() for s, _ in rows), default=0)
@@ -265,4 +286,48 @@ def spend_bound(
             break
         total += kl
     minutes = needed * SLOT / 60 + poll_seconds / 60
-    return Bound(h, kl0, m0, math.nan, minutes, per_slot / (SLOT / 60))
+    rates = np.array([season(k)[2] for k in range(first, last)]) / SLOT  # jobs a second
+    usual = jobs[usable & recent].mean() if (usable & recent).any() else math.nan
+    charged = charged_bound_minutes(
+        incident, rates, traffic.delays, threshold(usual * 30 * DAY / SLOT, budget)
+    )
+    return Bound(h, kl0, m0, math.nan, minutes, per_slot / (SLOT / 60), charged + poll_seconds / 60)
+
+
+def charged_bound_minutes(
+    incident: Incident, rates: npt.NDArray[np.float64], delays: npt.NDArray[np.float64], h: float
+) -> float:
+    """Minutes from a spend rise's start until charged jobs can prove it: the first T at
+    which the expected log-likelihood ratio of the charged-job count over some [S, T],
+    Poisson at the normal rate against the best constant rise r picked in hindsight
+    (A ln(A / B) - (A - B) for A jobs expected, B normal), reaches `h` (a CUSUM that
+    knows the path). `rates`: the normal jobs a second in each 5-minute slot from the
+    start; `delays`: seconds from a job's start to its charge (the runaway's extra jobs
+    start at the incident's arrival rate and charge that much later). inf: not within
+    the incident."""
+    if not len(rates) or not len(delays) or not math.isfinite(h):
+        return math.nan
+    length = min(len(rates) * SLOT, (incident.end - incident.start).total_seconds())
+    dt = max(5.0, length / 1500)
+    t = np.arange(0.0, length, dt) + dt / 2
+    lags = np.quantile(delays, np.linspace(0.005, 0.995, 200))
+    # Extra arrivals at moment s are (factor(s) - 1) x normal; charged at s + lag.
+    started = t[:, None] - lags[None, :]
+    ramp = incident.ramp_hours * 3600
+    climbed = np.clip(started / ramp, 0.0, 1.0) if ramp else 1.0  # `Incident.factor_at`
+    excess = np.where(started >= 0, (incident.factor - 1.0) * climbed, 0.0).mean(axis=1)
+    normal = rates[np.minimum((t // SLOT).astype(int), len(rates) - 1)] * dt
+    b = np.concatenate([[0.0], np.cumsum(normal)])
+    a = np.concatenate([[0.0], np.cumsum(normal * (1.0 + excess))])
+    # Over [S, T] for every S < T: A and B are differences of the running sums.
+    ends = np.arange(1, len(t) + 1)
+    best = np.zeros(len(t))
+    for lo in range(0, len(t), 250):  # a block of starts at a time keeps memory small
+        starts = np.arange(lo, min(lo + 250, len(t)))
+        up_a = a[ends][None, :] - a[starts][:, None]
+        up_b = b[ends][None, :] - b[starts][:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            glr = np.where(up_a > up_b, up_a * np.log(up_a / up_b) - (up_a - up_b), 0.0)
+        np.maximum(best, np.nan_to_num(glr).max(axis=0), out=best)
+    reached = np.flatnonzero(best >= h)
+    return float(t[reached[0]] + dt / 2) / 60 if len(reached) else math.inf

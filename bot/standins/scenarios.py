@@ -661,6 +661,8 @@ class Row:
 
     `jobs`: finished jobs of the group from the start to the firing (None: missed).
     `ratio`: failure rate, jobs / bound jobs; spend, minutes / bound minutes.
+    `charged_ratio`: spend only, minutes / the bound on charged jobs with their charge
+    delay (`Bound.charged_minutes`).
     """
 
     scenario: str
@@ -698,6 +700,12 @@ class Row:
             return None
         return self.minutes / self.bound.minutes
 
+    @property
+    def charged_ratio(self) -> float | None:
+        if self.minutes is None or not 0 < self.bound.charged_minutes < math.inf:
+            return None
+        return self.minutes / self.bound.charged_minutes
+
     def as_dict(self) -> dict[str, Any]:
         i = self.labelled.incident
         return {
@@ -717,6 +725,8 @@ class Row:
             "jobs": self.jobs,
             "minutes": self.minutes,
             "ratio": self.ratio,
+            "charged_bound_minutes": _finite(self.bound.charged_minutes),
+            "charged_ratio": self.charged_ratio,
         }
 
 
@@ -1244,6 +1254,7 @@ def band_medians(rows: Iterable[Row]) -> list[dict[str, Any]]:
     out = []
     for (family, name), found in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
         ratios = [r.ratio for r in found if r.ratio is not None]
+        charged = [r.charged_ratio for r in found if r.charged_ratio is not None]
         minutes = [r.minutes for r in found if r.minutes is not None]
         out.append(
             {
@@ -1252,6 +1263,7 @@ def band_medians(rows: Iterable[Row]) -> list[dict[str, Any]]:
                 "incidents": len(found),
                 "detected": len(minutes),
                 "median_ratio": statistics.median(ratios) if ratios else None,
+                "median_charged_ratio": statistics.median(charged) if charged else None,
                 "median_minutes": statistics.median(minutes) if minutes else None,
                 "median_bound_minutes": _finite(
                     statistics.median(
@@ -1291,6 +1303,15 @@ def targets(rep: Report) -> list[tuple[str, str, bool | None]]:
             "each incident within 1.5x of its bound",
             f"{len(within)} of {len(rows)} (detected with a finite bound: {len(bounded)})",
             len(within) == len(rows),
+        )
+    )
+    spend = [r for r in rows if r.family == "spend"]
+    near = [r for r in spend if r.charged_ratio is not None and r.charged_ratio <= 1.5]
+    out.append(
+        (
+            "spend within 1.5x of the bound on charged jobs (with their charge delay)",
+            f"{len(near)} of {len(spend)}",
+            None,
         )
     )
     busy = [
