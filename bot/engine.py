@@ -71,7 +71,7 @@ CREEP_THRESHOLD = 12.0
 # of an hour or three (told by the windows) must not hold the creep test up for days.
 CREEP_CLIP = 3.0
 # The evidence test of a spend rule watching a rise (over SHORT_WINDOW too) counts its
-# charged (completed) jobs against the top of their normal band for the same 15 minutes
+# charged events (`metrics.CHARGED`) against the top of their normal band for the same 15 minutes
 # of earlier days: their mean plus COUNT_BAND times the uncertainty of a day's level
 # (how far it wanders beyond Poisson noise, and the error of a mean of a few days), at
 # least COUNT_FLOOR. A busy hour the history knows is normal, not a runaway.
@@ -421,6 +421,7 @@ class Engine:
             banded.append(self._against(rule, window, baseline))
         if frozen.charged is not None:  # a spend rule: its evidence test and creep test
             lam, h = frozen.charged
+            # The normal credits per slot, from the SHORT_WINDOW span's baseline level.
             normal = np.square(frozen.baselines[1][0]) / (SHORT_WINDOW // STEP)
             burst = self._burst_moment(rule, groups, counts, known, k, lam, h, normal)
             runs = (burst,) if frozen.creep is None else (burst, frozen.creep)
@@ -545,7 +546,7 @@ class Engine:
             threshold = self._threshold(rule, k, k, held)
         if creep is not None:  # a spend rule watching a rise: its evidence test's too
             short = _charged_rule(rule)
-            rows = self._windows_before(short, k, lo, _Prefix(held[2], held[3], (CHARGED,)))
+            rows = self._windows_before(short, k, lo, _Prefix(held[2], held[3], _fields(short)))
             center, spread = self._baseline(short, rows, buckets_of_history(short))
             top = self._against(short, rows[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
             top = top / slots_per_bucket(short)
@@ -982,7 +983,7 @@ def _burst(
     seen: FloatArray,
 ) -> Run:
     """A spend rule's evidence test over (fields, ..., steps) counts, oldest first, zero
-    where not `known`: the Poisson CUSUM of charged (completed) jobs against `lam`
+    where not `known`: the Poisson CUSUM of charged events against `lam`
     normal ones per slot (`detect.poisson_evidence`); each step is `width` slots, of
     which the data reach the share `seen`. (evidence, run credits, run normal credits
     (`normal` per slot), run z, run seconds), each (...): the run is the newest steps S
@@ -1010,7 +1011,7 @@ def _burst(
 
 
 def _charged_rule(rule: Rule) -> Rule:
-    """A spend rule's charged jobs counted over SHORT_WINDOW, in the same seasons."""
+    """A spend rule's charged events counted over SHORT_WINDOW, in the same seasons."""
     return replace(rule, metric=CHARGES, bucket=SHORT_WINDOW)
 
 
