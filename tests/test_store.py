@@ -4,7 +4,9 @@ each test on both): idempotent events, atomic writes, the gap detector, summarie
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import date, timedelta
+from math import inf, nan
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,37 @@ def test_events_round_trip_with_metadata(store: Store) -> None:
     store.save_events(page(events), stored_at=T0)
     assert store.events_between(T0, T0 + timedelta(hours=1)) == events
     assert store.recent_events(2) == [events[4], events[3]]
+
+
+def test_events_of_any_text_and_number_round_trip(store: Store) -> None:
+    # On PostgreSQL a page's new events go as one JSON parameter: what JSON escapes
+    # (quotes, backslashes, control characters, non-ASCII) and numbers come back as they were.
+    odd = [
+        replace(
+            make_event(n, T0 + n * timedelta(seconds=1)),
+            request_id=text,
+            method=None,
+            status_code=None if n % 2 else 503,
+            error_code=text[::-1],
+            credits_used=credits,
+            duration_seconds=None if n % 3 else credits / 7,
+            metadata={"customer_id": text, "segment": "\u00e9t\u00e9", "nested": {"k": [1, None]}},
+        )
+        for n, (text, credits) in enumerate(
+            [
+                ('quote " and \\ backslash', 0.1 + 0.2),
+                ("tab\tnewline\n\u2028 and \U0001f600", 1e-300),
+                ("{'json': null}", 123456789012.5),
+                ("%s ? $1 ::json", 60),
+            ]
+        )
+    ]
+    assert len(store.save_events(page(odd), stored_at=T0).new_events) == 4
+    assert store.events_between(T0, T0 + timedelta(hours=1)) == odd
+    # JSON has no NaN or infinity: such a page is stored all the same (a row at a time).
+    strange = [replace(make_event(10 + n, T0), credits_used=x) for n, x in enumerate([nan, inf])]
+    assert len(store.save_events(page(strange), stored_at=T0).new_events) == 2
+    assert store.count_events() == 6
 
 
 def test_a_crash_inside_the_transaction_leaves_no_partial_rows(

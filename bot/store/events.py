@@ -40,7 +40,7 @@ class EventsMixin(Connection):
                 if event.id not in known and event.id not in fresh:
                     fresh[event.id] = event
             stamp = format_time(stored_at)
-            self.db.insert_all("events", [self._row(e, stamp) for e in fresh.values()])
+            self.db.insert_batch("events", [self._row(e, stamp) for e in fresh.values()])
             if gap is not None:
                 self.db.insert(
                     "event_gaps",
@@ -68,6 +68,12 @@ class EventsMixin(Connection):
         return None
 
     def _known_ids(self, ids: list[str]) -> set[str]:
+        if self.db.engine == "postgres":
+            # One array parameter: the statement is the same for any page, so psycopg
+            # caches its parsing and the server its plan (100 `?`s are neither), and the
+            # ids come back as one row, not a row each.
+            sql = "select array_agg(id) from events where id = any(?::text[])"
+            return set(self.db.execute(sql, [ids]).fetchone()[0] or ())
         known: set[str] = set()
         for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
             chunk = ids[start : start + 500]
