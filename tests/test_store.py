@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
+from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, SaveResult, Summary
 from bot.store import CycleView, Store
 from bot.store.database import database_errors
 from tests.helpers import T0, event_series, make_event, make_firing
@@ -128,6 +128,28 @@ def test_the_outbox_says_whether_anything_waits_to_be_told(store: Store) -> None
     assert not store.outbox_waiting()
     store.queue_post("digest 1", "digest", None, {}, T0)
     assert store.outbox_waiting()
+
+
+def test_events_and_their_poll_row_are_written_together(store: Store) -> None:
+    def row(saved: SaveResult) -> PollRecord:
+        new = len(saved.new_events)
+        return PollRecord("/v1/usage/events", T0, T0, "ok", 200, items_seen=5, items_new=new)
+
+    assert len(store.save_events(page(event_series(5)), stored_at=T0, log=row).new_events) == 5
+    assert store.save_events(page(event_series(5)), stored_at=T0, log=row).new_events == ()
+    assert [p["items_new"] for p in store.polls()] == [0, 5]
+    # An empty page writes its row too.
+    store.save_events(EventsPage(100, ()), stored_at=T0, log=row)
+    assert [p["items_new"] for p in store.polls()] == [0, 0, 5]
+
+    # A failure while writing the row undoes the events: both or neither.
+    def failing(saved: SaveResult) -> PollRecord:
+        raise RuntimeError("power cut")
+
+    later = [make_event(n, T0 + timedelta(hours=1)) for n in (10, 11, 12)]
+    with pytest.raises(RuntimeError):
+        store.save_events(page(later), stored_at=T0, log=failing)
+    assert store.count_events() == 5 and len(store.polls()) == 3
 
 
 def test_decisions_with_nothing_to_write_take_no_write_transaction(
