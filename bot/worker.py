@@ -199,9 +199,9 @@ class Worker:
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
             self._budgets(now, events, any(s is not None for s in summaries), report)
-            # Most cycles have nothing to tell: one query says so, where deliver reads
-            # each outbox in turn.
-            if self.store.outbox_waiting():
+            # Most cycles have nothing to tell: the cycle's first read says so (with what
+            # this store queued since), where deliver reads each outbox in turn.
+            if self.store.waiting_since(view):
                 report.delivered = deliver(self.store, self.notifier, now, self.wall)
             if self.hooks.client is not None:
                 report.hooks = send_hooks(

@@ -130,6 +130,35 @@ def test_the_outbox_says_whether_anything_waits_to_be_told(store: Store) -> None
     assert store.outbox_waiting()
 
 
+def test_the_cycle_view_says_whether_anything_waits_and_the_store_what_it_queued_since(
+    store: Store,
+) -> None:
+    view = store.cycle_view("delivery")
+    assert not view.outbox_waiting and not store.waiting_since(view)
+    store.save_decisions([], [make_firing()], {}, T0)  # queued through this store: flagged
+    assert store.waiting_since(view)
+    view = store.cycle_view("delivery")
+    assert view.outbox_waiting and store.waiting_since(view)
+    ((transition_id, _),) = store.undelivered()
+    store.mark_delivered(transition_id, T0)
+    view = store.cycle_view("delivery")  # the flag is cleared by each view
+    assert not store.waiting_since(view)
+    store.save_decisions([], [make_firing()], {}, T0)  # the same transition: not added again
+    assert not store.waiting_since(view)
+    for queue in (
+        lambda: store.episode("events gap", True, "a gap", T0),
+        lambda: store.queue_post("digest 1", "digest", None, {}, T0),
+    ):
+        view = store.cycle_view("delivery")
+        assert view.outbox_waiting == store.outbox_waiting()
+        for notice in store.undelivered_notices():
+            store.notice_done(notice.id, T0)
+        view = store.cycle_view("delivery")
+        assert not store.waiting_since(view)
+        queue()
+        assert store.waiting_since(view)
+
+
 def test_events_and_their_poll_row_are_written_together(store: Store) -> None:
     def row(saved: SaveResult) -> PollRecord:
         new = len(saved.new_events)
@@ -271,7 +300,8 @@ def test_a_cycle_reads_the_summary_poll_the_episodes_and_the_lease_together(
     store.episode("events gap", True, "a gap", T0)
     assert store.hold_lease("delivery", "me", 100.0, 60.0)
     view = store.cycle_view("delivery")
-    assert view == CycleView(T0, {"events gap": "a gap"}, ("me", 160.0))
+    # The episode queued an ops notice: something waits to be told.
+    assert view == CycleView(T0, {"events gap": "a gap"}, ("me", 160.0), True)
     # The lease as read: ours with more than half its time left holds without a query,
     # another's is judged again under the write lock.
     assert store.hold_lease("delivery", "me", 120.0, 60.0, known=view.lease)

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from bot.models import parse_time
 
-from .alerts import AlertsMixin
+from .alerts import OUTBOX_SQL, AlertsMixin
 from .budgets import BudgetsMixin
 from .connection import translated
 from .coverage import CoverageMixin
@@ -46,6 +46,7 @@ class CycleView:
     last_summary_poll: datetime | None
     episodes: dict[str, str]  # the open ops episodes, kind -> text
     lease: tuple[str, float] | None  # the lease's holder and expiry, if anyone holds it
+    outbox_waiting: bool = False  # anything to tell (`outbox_waiting`)
 
 
 class Store(
@@ -74,15 +75,24 @@ class Store(
         return self.last_summary_poll() is None and self.newest_event_time() is None
 
     def cycle_view(self, lease: str) -> CycleView:
-        """When the summary was last polled, the open episodes and the lease `lease`, read
-        together: on PostgreSQL one round trip for the three."""
+        """When the summary was last polled, the open episodes, the lease `lease` and
+        whether anything waits to be told, read together: on PostgreSQL one round trip
+        for the four."""
+        self._queued = False  # before the read: what is queued from now on is flagged
         with translated("reading the cycle's state"):
-            polled, open_episodes, leases = self.db.queries(
-                (LAST_POLL_SQL, ()), (EPISODES_SQL, ()), (LEASE_SQL, [lease])
+            polled, open_episodes, leases, outbox = self.db.queries(
+                (LAST_POLL_SQL, ()), (EPISODES_SQL, ()), (LEASE_SQL, [lease]), (OUTBOX_SQL, ())
             )
         last = polled[0]["polled_at"] if polled else None
         return CycleView(
             parse_time(last) if last else None,
             episodes(open_episodes),
             (leases[0]["holder"], leases[0]["expires_at"]) if leases else None,
+            bool(outbox[0]["waiting"]),
         )
+
+    def waiting_since(self, view: CycleView) -> bool:
+        """Whether anything waits to be told, without a query: it did when `view` was read,
+        or this store has queued something since. What another process queues meanwhile
+        the next cycle's view sees, as if it had been queued just after this answer."""
+        return view.outbox_waiting or self._queued
