@@ -19,13 +19,12 @@ from .connection import Connection, translated
 # Whether anything waits to be told: a transition, ops notice or post neither delivered
 # nor failed for good (backing off or not). One query where reading the three outboxes
 # takes three.
-OUTBOX_SQL = (
-    "select exists (select 1 from alert_transitions "
-    "where notified_at is null and failed_at is null) "
+OUTBOX_WAITING = (
+    "exists (select 1 from alert_transitions where notified_at is null and failed_at is null) "
     "or exists (select 1 from notices where notified_at is null and failed_at is null) "
-    "or exists (select 1 from posts where delivered_at is null and failed_at is null) "
-    "as waiting"
+    "or exists (select 1 from posts where delivered_at is null and failed_at is null)"
 )
+OUTBOX_SQL = f"select {OUTBOX_WAITING} as waiting"
 
 
 class AlertsMixin(Connection):
