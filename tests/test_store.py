@@ -75,6 +75,43 @@ def test_events_of_any_text_and_number_round_trip(store: Store) -> None:
     assert store.count_events() == 6
 
 
+def test_batched_upserts_insert_update_and_keep_the_last_of_a_key_twice(store: Store) -> None:
+    # On PostgreSQL upsert_batch sends its rows as one statement; rows it cannot (a key
+    # twice, NaN) go one by one. Either way the result is that of one upsert a row.
+    def cursors() -> dict[str, str]:
+        return dict(store.db.execute("select * from rule_cursors").fetchall())
+
+    with store.db.transaction():
+        store.db.upsert_batch("rule_cursors", [{"rule": "a", "evaluated_through": "1"}], "rule")
+        store.db.upsert_batch(
+            "rule_cursors",
+            [{"rule": r, "evaluated_through": t} for r, t in [("a", "2"), ("b", "2"), ("c", "2")]],
+            "rule",
+        )
+    assert cursors() == {"a": "2", "b": "2", "c": "2"}
+    with store.db.transaction():
+        store.db.upsert_batch(
+            "rule_cursors",
+            [{"rule": r, "evaluated_through": t} for r, t in [("a", "3"), ("d", "3"), ("a", "4")]],
+            "rule",
+        )
+    assert cursors() == {"a": "4", "b": "2", "c": "2", "d": "3"}
+    row = {"group_key": "[]", "status": "firing", "breaches": 2, "normals": 0}
+    with store.db.transaction():
+        store.db.upsert_batch(
+            "alert_states",
+            [{**row, "rule": "x", "peak_zscore": 1.5}, {**row, "rule": "y", "peak_zscore": nan}],
+            ("rule", "group_key"),
+        )
+        store.db.upsert_batch(
+            "alert_states",
+            [{**row, "rule": "x", "peak_zscore": 2.5}, {**row, "rule": "z", "peak_zscore": -1.0}],
+            ("rule", "group_key"),
+        )
+    zscores = dict(store.db.execute("select rule, peak_zscore from alert_states").fetchall())
+    assert zscores["x"] == 2.5 and zscores["z"] == -1.0 and set(zscores) == {"x", "y", "z"}
+
+
 def test_a_crash_inside_the_transaction_leaves_no_partial_rows(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -70,13 +70,13 @@ class AlertsMixin(Connection):
         if not (states or transitions or cursors):
             return 0
         with translated("saving alert decisions"), self._atomic():
-            self.db.upsert_all(
-                "alert_states", (state_row(s) for s in states), pk=("rule", "group_key")
+            self.db.upsert_batch(
+                "alert_states", [state_row(s) for s in states], pk=("rule", "group_key")
             )
             added = self.db.insert_new(
                 "alert_transitions", (_transition_row(t, now) for t in transitions)
             )
-            self.db.upsert_all(
+            self.db.upsert_batch(
                 "rule_cursors",
                 ({"rule": r, "evaluated_through": format_time(t)} for r, t in cursors.items()),
                 pk="rule",
