@@ -345,6 +345,10 @@ def test_a_cycle_reads_the_summary_poll_the_episodes_and_the_lease_together(
     assert not store.hold_lease("delivery", "other", 120.0, 60.0, known=view.lease)
     assert store.hold_lease("delivery", "other", 161.0, 60.0, known=view.lease)  # lapsed
     assert store.cycle_view("delivery").lease == ("other", 221.0)
+    # Ours with less than half its time left is renewed; another's in force is not taken.
+    assert store.hold_lease("delivery", "other", 200.0, 60.0)
+    assert not store.hold_lease("delivery", "me", 200.0, 60.0)
+    assert store.cycle_view("delivery").lease == ("other", 260.0)
 
 
 def test_poll_log_rows(store: Store) -> None:
