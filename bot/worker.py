@@ -203,7 +203,8 @@ class Worker:
             # this store queued since), where deliver reads each outbox in turn.
             if self.store.waiting_since(view):
                 report.delivered = deliver(self.store, self.notifier, now, self.wall)
-            if self.hooks.client is not None:
+            # Likewise the hooks: read only when one waits (due now or backing off).
+            if self.hooks.client is not None and self.store.hooks_waiting_since(view):
                 report.hooks = send_hooks(
                     self.store,
                     self.hooks.client,

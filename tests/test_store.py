@@ -14,6 +14,7 @@ import pytest
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, SaveResult, Summary
 from bot.store import CycleView, Store
 from bot.store.database import database_errors
+from bot.store.hooks import insert_hook
 from tests.helpers import T0, event_series, make_event, make_firing
 
 
@@ -194,6 +195,22 @@ def test_the_cycle_view_says_whether_anything_waits_and_the_store_what_it_queued
         assert not store.waiting_since(view)
         queue()
         assert store.waiting_since(view)
+
+
+def test_the_cycle_view_says_whether_a_hook_waits(store: Store) -> None:
+    view = store.cycle_view("delivery")
+    assert not view.hooks_waiting and not store.hooks_waiting_since(view)
+    store._hooks_queued = True  # as save_budget_events sets it when it queues a hook
+    assert store.hooks_waiting_since(view)
+    with store.db.transaction():
+        insert_hook(store.db, "b:2026-11:50", "b", "{}", T0)
+    view = store.cycle_view("delivery")
+    assert view.hooks_waiting and not store._hooks_queued
+    (hook,) = store.hooks(due=0.0)
+    store.hook_tried(hook.id, status=500, error="boom", retry_at=1e12, now=T0)
+    assert store.cycle_view("delivery").hooks_waiting  # backing off: still waiting
+    store.hook_tried(hook.id, status=200, error=None, retry_at=None, now=T0)
+    assert not store.cycle_view("delivery").hooks_waiting
 
 
 def test_events_and_their_poll_row_are_written_together(store: Store) -> None:

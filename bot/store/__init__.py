@@ -40,14 +40,16 @@ __all__ = ["CycleView", "Store"]
 
 # What a cycle reads first, as one statement on both engines, a row per fact (`what`
 # says which): the lease `?` (none while nobody holds it), when the summary was last
-# polled (null before the first), each open episode, and one row if anything waits to
-# be told. The lease comes first: PostgreSQL types a UNION's columns from its first
-# branches, and only the lease's row has a number.
+# polled (null before the first), each open episode, one row if anything waits to be
+# told and one if a hook waits to be delivered. The lease comes first: PostgreSQL types
+# a UNION's columns from its first branches, and only the lease's row has a number.
 CYCLE_SQL = (
     "select 'lease' as what, holder as a, null as b, expires_at as c from leases where name = ? "
     "union all select 'poll', max(polled_at), null, null from summary_snapshots "
     "union all select 'episode', kind, text, null from episodes "
-    f"union all select 'outbox', null, null, null where {OUTBOX_WAITING}"
+    f"union all select 'outbox', null, null, null where {OUTBOX_WAITING} "
+    "union all select 'hooks', null, null, null "
+    "where exists (select 1 from hooks where delivered_at is null)"
 )
 
 
@@ -59,6 +61,7 @@ class CycleView:
     episodes: dict[str, str]  # the open ops episodes, kind -> text
     lease: tuple[str, float] | None  # the lease's holder and expiry, if anyone holds it
     outbox_waiting: bool = False  # anything to tell (`outbox_waiting`)
+    hooks_waiting: bool = False  # any enforcement hook not yet delivered
 
 
 class Store(
@@ -88,8 +91,10 @@ class Store(
 
     def cycle_view(self, lease: str) -> CycleView:
         """When the summary was last polled, the open episodes, the lease `lease` and
-        whether anything waits to be told, read together: one statement (`CYCLE_SQL`)."""
-        self._queued = False  # before the read: what is queued from now on is flagged
+        whether anything waits to be told or sent, read together: one statement
+        (`CYCLE_SQL`)."""
+        # Before the read: what is queued from now on is flagged.
+        self._queued = self._hooks_queued = False
         with translated("reading the cycle's state"):
             rows = self.db.query(CYCLE_SQL, [lease])
         last = next((row["a"] for row in rows if row["what"] == "poll"), None)
@@ -99,6 +104,7 @@ class Store(
             {row["a"]: row["b"] for row in rows if row["what"] == "episode"},
             held[0] if held else None,
             any(row["what"] == "outbox" for row in rows),
+            any(row["what"] == "hooks" for row in rows),
         )
 
     def waiting_since(self, view: CycleView) -> bool:
@@ -106,3 +112,8 @@ class Store(
         or this store has queued something since. What another process queues meanwhile
         the next cycle's view sees, as if it had been queued just after this answer."""
         return view.outbox_waiting or self._queued
+
+    def hooks_waiting_since(self, view: CycleView) -> bool:
+        """Whether a hook waits to be delivered (due now or backing off), without a
+        query: as `waiting_since`, for the hooks."""
+        return view.hooks_waiting or self._hooks_queued
