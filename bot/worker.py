@@ -540,9 +540,17 @@ class Worker:
 
     def _poll_summary(self, now: datetime, days: int, report: TickReport) -> Summary | None:
         started = time.perf_counter()
+
+        def logged() -> PollRecord:
+            """The poll-log row, written in the summary's own transaction."""
+            elapsed = time.perf_counter() - started
+            return self._poll_record(
+                SUMMARY_PATH, now, elapsed, request_id=summary.request_id, seen=len(summary.daily)
+            )
+
         try:
             summary = self.client.summary(days)
-            self.store.save_summary(summary, polled_at=now)
+            self.store.save_summary(summary, polled_at=now, log=logged)
         except BotError as exc:
             self._finish(SUMMARY_PATH, now, started, report, error=exc)
             return None
@@ -553,6 +561,7 @@ class Worker:
             report,
             request_id=summary.request_id,
             seen=len(summary.daily),
+            written=True,
         )
         return summary
 

@@ -235,6 +235,21 @@ def test_events_and_their_poll_row_are_written_together(store: Store) -> None:
     assert store.count_events() == 5 and len(store.polls()) == 3
 
 
+def test_a_summary_and_its_poll_row_are_written_together(store: Store) -> None:
+    def row() -> PollRecord:
+        return PollRecord("/v1/usage/summary", T0, T0, "ok", 200, "req_s", items_seen=1)
+
+    def failing() -> PollRecord:
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        store.save_summary(summary([("2026-11-29", [("pro", 1, 180.0)])]), T0, log=failing)
+    assert store.last_summary_poll() is None and store.polls() == []
+    store.save_summary(summary([("2026-11-29", [("pro", 1, 180.0)])]), T0, log=row)
+    assert store.last_summary_poll() == T0
+    assert [p["request_id"] for p in store.polls()] == ["req_s"]
+
+
 def test_decisions_with_nothing_to_write_take_no_write_transaction(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
