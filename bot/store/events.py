@@ -94,11 +94,16 @@ class EventsMixin(Connection):
 
     def _known_ids(self, ids: list[str]) -> set[str]:
         if self.db.engine == "postgres":
-            # One array parameter: the statement is the same for any page, so psycopg
-            # caches its parsing and the server its plan (100 `?`s are neither), and the
-            # ids come back as one row, not a row each.
-            sql = "select array_agg(id) from events where id = any(?::text[])"
-            return set(self.db.execute(sql, [ids]).fetchone()[0] or ())
+            # One parameter: the statement is the same for any page, so psycopg caches
+            # its parsing and the server its plan (100 `?`s are neither), and the ids
+            # come back as one row, not a row each. A JSON array, written by the json
+            # module's C encoder, costs less to send than a text[] psycopg adapts in
+            # Python; array(...) is computed once, then the primary key is probed.
+            sql = (
+                "select array_agg(id) from events "
+                "where id = any(array(select json_array_elements_text(?::json)))"
+            )
+            return set(self.db.execute(sql, [json.dumps(ids)]).fetchone()[0] or ())
         known: set[str] = set()
         for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
             chunk = ids[start : start + 500]
