@@ -39,6 +39,7 @@ from bot.models import (
     Gap,
     PollRecord,
     RuleSet,
+    SaveResult,
     Summary,
     Transition,
 )
@@ -198,11 +199,12 @@ class Worker:
             if self.rules:
                 self._detect(now, events, [s for s in summaries if s is not None], report)
             self._budgets(now, events, any(s is not None for s in summaries), report)
-            # Most cycles have nothing to tell: one query says so, where deliver reads
-            # each outbox in turn.
-            if self.store.outbox_waiting():
+            # Most cycles have nothing to tell: the cycle's first read says so (with what
+            # this store queued since), where deliver reads each outbox in turn.
+            if self.store.waiting_since(view):
                 report.delivered = deliver(self.store, self.notifier, now, self.wall)
-            if self.hooks.client is not None:
+            # Likewise the hooks: read only when one waits (due now or backing off).
+            if self.hooks.client is not None and self.store.hooks_waiting_since(view):
                 report.hooks = send_hooks(
                     self.store,
                     self.hooks.client,
@@ -438,18 +440,36 @@ class Worker:
     def _poll_events(self, now: datetime, report: TickReport) -> tuple[Event, ...]:
         started = time.perf_counter()
         begun = self.polled_at = self.monotonic()
+        since = begun - self._good_poll_at if self._good_poll_at is not None else None
+        paces: list[Pace] = []  # the pace the poll-log row was written with
+
+        def logged(saved: SaveResult) -> PollRecord:
+            """The poll-log row, written in the events' own transaction."""
+            items, new = len(page.items), len(saved.new_events)
+            pace = next_pace(self.pace_settings, self.pace, "ok", items=items, new=new, since=since)
+            paces.append(pace)
+            elapsed = time.perf_counter() - started
+            return self._poll_record(
+                EVENTS_PATH,
+                now,
+                elapsed,
+                request_id=page.request_id,
+                seen=items,
+                new=new,
+                pace=pace,
+            )
+
         try:
             page = self.client.events(self.ruleset.poll.events_limit)
-            saved = self.store.save_events(page, stored_at=now)
+            saved = self.store.save_events(page, stored_at=now, log=logged)
         except BotError as exc:
             transient = isinstance(exc, SourceError) and exc.transient
             self._step_pace("throttled" if transient else "failed")
             self._finish(EVENTS_PATH, now, started, report, error=exc, pace=self.pace)
             return ()
         report.new_events += len(saved.new_events)
-        since = begun - self._good_poll_at if self._good_poll_at is not None else None
         self._good_poll_at = begun
-        self._step_pace("ok", items=len(page.items), new=len(saved.new_events), since=since)
+        self.pace = paces[-1]
         self._finish(
             EVENTS_PATH,
             now,
@@ -459,6 +479,7 @@ class Worker:
             seen=len(page.items),
             new=len(saved.new_events),
             pace=self.pace,
+            written=True,
         )
         gap_text = notices.EVENTS_GAP_CLOSED
         if saved.gap is not None:
@@ -519,9 +540,17 @@ class Worker:
 
     def _poll_summary(self, now: datetime, days: int, report: TickReport) -> Summary | None:
         started = time.perf_counter()
+
+        def logged() -> PollRecord:
+            """The poll-log row, written in the summary's own transaction."""
+            elapsed = time.perf_counter() - started
+            return self._poll_record(
+                SUMMARY_PATH, now, elapsed, request_id=summary.request_id, seen=len(summary.daily)
+            )
+
         try:
             summary = self.client.summary(days)
-            self.store.save_summary(summary, polled_at=now)
+            self.store.save_summary(summary, polled_at=now, log=logged)
         except BotError as exc:
             self._finish(SUMMARY_PATH, now, started, report, error=exc)
             return None
@@ -532,6 +561,7 @@ class Worker:
             report,
             request_id=summary.request_id,
             seen=len(summary.daily),
+            written=True,
         )
         return summary
 
@@ -556,8 +586,10 @@ class Worker:
         new: int = 0,
         error: BotError | None = None,
         pace: Pace | None = None,
+        written: bool = False,
     ) -> None:
-        """Log the poll (one line and one poll-log row) and track 401/402 episodes."""
+        """Log the poll (one line and, unless `written` already with the events, one
+        poll-log row) and track 401/402 episodes."""
         elapsed = time.perf_counter() - started
         self._last_attempt[endpoint] = now
         source = error if isinstance(error, SourceError) else None
@@ -578,13 +610,45 @@ class Worker:
         else:
             report.errors.append(str(error))
             log.warning("poll %s failed: %s (%.0fms)%s", endpoint, error, elapsed * 1000, then)
-        record = PollRecord(
+        try:
+            if not written:
+                self.store.log_poll(
+                    self._poll_record(
+                        endpoint,
+                        now,
+                        elapsed,
+                        request_id=request_id,
+                        seen=seen,
+                        new=new,
+                        error=error,
+                        pace=pace,
+                    )
+                )
+            self._track_episodes(endpoint, now, error is None, source)
+        except BotError as exc:  # a log we cannot write must not hide the poll itself
+            log.error("could not record the poll of %s: %s", endpoint, exc)
+
+    @staticmethod
+    def _poll_record(
+        endpoint: str,
+        now: datetime,
+        elapsed: float,
+        *,
+        request_id: str | None = None,
+        seen: int = 0,
+        new: int = 0,
+        error: BotError | None = None,
+        pace: Pace | None = None,
+    ) -> PollRecord:
+        """The poll-log row of a poll begun at `now` that took `elapsed` seconds."""
+        source = error if isinstance(error, SourceError) else None
+        return PollRecord(
             endpoint=endpoint,
             started_at=now,
             finished_at=now + timedelta(seconds=elapsed),
             status="ok" if error is None else "error",
             http_status=source.status if source else (200 if error is None else None),
-            request_id=request_id,
+            request_id=source.request_id if source else request_id,
             error_code=(source.code if source else "store_error") if error else None,
             error_message=str(error) if error else None,
             items_seen=seen,
@@ -592,11 +656,6 @@ class Worker:
             next_poll_seconds=round(pace.delay, 3) if pace is not None else None,
             pace=pace.reason if pace is not None else None,
         )
-        try:
-            self.store.log_poll(record)
-            self._track_episodes(endpoint, now, error is None, source)
-        except BotError as exc:  # a log we cannot write must not hide the poll itself
-            log.error("could not record the poll of %s: %s", endpoint, exc)
 
     def _track_episodes(
         self, endpoint: str, now: datetime, ok: bool, error: SourceError | None

@@ -4,14 +4,17 @@ each test on both): idempotent events, atomic writes, the gap detector, summarie
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import date, timedelta
+from math import inf, nan
 from pathlib import Path
 
 import pytest
 
-from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, Summary
+from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, SaveResult, Summary
 from bot.store import CycleView, Store
 from bot.store.database import database_errors
+from bot.store.hooks import insert_hook
 from tests.helpers import T0, event_series, make_event, make_firing
 
 
@@ -40,6 +43,76 @@ def test_events_round_trip_with_metadata(store: Store) -> None:
     store.save_events(page(events), stored_at=T0)
     assert store.events_between(T0, T0 + timedelta(hours=1)) == events
     assert store.recent_events(2) == [events[4], events[3]]
+
+
+def test_events_of_any_text_and_number_round_trip(store: Store) -> None:
+    # On PostgreSQL a page's new events go as one JSON parameter: what JSON escapes
+    # (quotes, backslashes, control characters, non-ASCII) and numbers come back as they were.
+    odd = [
+        replace(
+            make_event(n, T0 + n * timedelta(seconds=1)),
+            id=f"evt_{n} {text}",
+            request_id=text,
+            method=None,
+            status_code=None if n % 2 else 503,
+            error_code=text[::-1],
+            credits_used=credits,
+            duration_seconds=None if n % 3 else credits / 7,
+            metadata={"customer_id": text, "segment": "\u00e9t\u00e9", "nested": {"k": [1, None]}},
+        )
+        for n, (text, credits) in enumerate(
+            [
+                ('quote " and \\ backslash', 0.1 + 0.2),
+                ("tab\tnewline\n\u2028 and \U0001f600", 1e-300),
+                ("{'json': null}", 123456789012.5),
+                ("%s ? $1 ::json", 60),
+            ]
+        )
+    ]
+    assert len(store.save_events(page(odd), stored_at=T0).new_events) == 4
+    assert store.events_between(T0, T0 + timedelta(hours=1)) == odd
+    assert store.save_events(page(odd), stored_at=T0).new_events == ()  # known, by odd ids too
+    # JSON has no NaN or infinity: such a page is stored all the same (a row at a time).
+    strange = [replace(make_event(10 + n, T0), credits_used=x) for n, x in enumerate([nan, inf])]
+    assert len(store.save_events(page(strange), stored_at=T0).new_events) == 2
+    assert store.count_events() == 6
+
+
+def test_batched_upserts_insert_update_and_keep_the_last_of_a_key_twice(store: Store) -> None:
+    # On PostgreSQL upsert_batch sends its rows as one statement; rows it cannot (a key
+    # twice, NaN) go one by one. Either way the result is that of one upsert a row.
+    def cursors() -> dict[str, str]:
+        return dict(store.db.execute("select * from rule_cursors").fetchall())
+
+    with store.db.transaction():
+        store.db.upsert_batch("rule_cursors", [{"rule": "a", "evaluated_through": "1"}], "rule")
+        store.db.upsert_batch(
+            "rule_cursors",
+            [{"rule": r, "evaluated_through": t} for r, t in [("a", "2"), ("b", "2"), ("c", "2")]],
+            "rule",
+        )
+    assert cursors() == {"a": "2", "b": "2", "c": "2"}
+    with store.db.transaction():
+        store.db.upsert_batch(
+            "rule_cursors",
+            [{"rule": r, "evaluated_through": t} for r, t in [("a", "3"), ("d", "3"), ("a", "4")]],
+            "rule",
+        )
+    assert cursors() == {"a": "4", "b": "2", "c": "2", "d": "3"}
+    row = {"group_key": "[]", "status": "firing", "breaches": 2, "normals": 0}
+    with store.db.transaction():
+        store.db.upsert_batch(
+            "alert_states",
+            [{**row, "rule": "x", "peak_zscore": 1.5}, {**row, "rule": "y", "peak_zscore": nan}],
+            ("rule", "group_key"),
+        )
+        store.db.upsert_batch(
+            "alert_states",
+            [{**row, "rule": "x", "peak_zscore": 2.5}, {**row, "rule": "z", "peak_zscore": -1.0}],
+            ("rule", "group_key"),
+        )
+    zscores = dict(store.db.execute("select rule, peak_zscore from alert_states").fetchall())
+    assert zscores["x"] == 2.5 and zscores["z"] == -1.0 and set(zscores) == {"x", "y", "z"}
 
 
 def test_a_crash_inside_the_transaction_leaves_no_partial_rows(
@@ -95,6 +168,88 @@ def test_the_outbox_says_whether_anything_waits_to_be_told(store: Store) -> None
     assert not store.outbox_waiting()
     store.queue_post("digest 1", "digest", None, {}, T0)
     assert store.outbox_waiting()
+
+
+def test_the_cycle_view_says_whether_anything_waits_and_the_store_what_it_queued_since(
+    store: Store,
+) -> None:
+    view = store.cycle_view("delivery")
+    assert not view.outbox_waiting and not store.waiting_since(view)
+    store.save_decisions([], [make_firing()], {}, T0)  # queued through this store: flagged
+    assert store.waiting_since(view)
+    view = store.cycle_view("delivery")
+    assert view.outbox_waiting and store.waiting_since(view)
+    ((transition_id, _),) = store.undelivered()
+    store.mark_delivered(transition_id, T0)
+    view = store.cycle_view("delivery")  # the flag is cleared by each view
+    assert not store.waiting_since(view)
+    store.save_decisions([], [make_firing()], {}, T0)  # the same transition: not added again
+    assert not store.waiting_since(view)
+    for queue in (
+        lambda: store.episode("events gap", True, "a gap", T0),
+        lambda: store.queue_post("digest 1", "digest", None, {}, T0),
+    ):
+        view = store.cycle_view("delivery")
+        assert view.outbox_waiting == store.outbox_waiting()
+        for notice in store.undelivered_notices():
+            store.notice_done(notice.id, T0)
+        view = store.cycle_view("delivery")
+        assert not store.waiting_since(view)
+        queue()
+        assert store.waiting_since(view)
+
+
+def test_the_cycle_view_says_whether_a_hook_waits(store: Store) -> None:
+    view = store.cycle_view("delivery")
+    assert not view.hooks_waiting and not store.hooks_waiting_since(view)
+    store._hooks_queued = True  # as save_budget_events sets it when it queues a hook
+    assert store.hooks_waiting_since(view)
+    with store.db.transaction():
+        insert_hook(store.db, "b:2026-11:50", "b", "{}", T0)
+    view = store.cycle_view("delivery")
+    assert view.hooks_waiting and not store._hooks_queued
+    (hook,) = store.hooks(due=0.0)
+    store.hook_tried(hook.id, status=500, error="boom", retry_at=1e12, now=T0)
+    assert store.cycle_view("delivery").hooks_waiting  # backing off: still waiting
+    store.hook_tried(hook.id, status=200, error=None, retry_at=None, now=T0)
+    assert not store.cycle_view("delivery").hooks_waiting
+
+
+def test_events_and_their_poll_row_are_written_together(store: Store) -> None:
+    def row(saved: SaveResult) -> PollRecord:
+        new = len(saved.new_events)
+        return PollRecord("/v1/usage/events", T0, T0, "ok", 200, items_seen=5, items_new=new)
+
+    assert len(store.save_events(page(event_series(5)), stored_at=T0, log=row).new_events) == 5
+    assert store.save_events(page(event_series(5)), stored_at=T0, log=row).new_events == ()
+    assert [p["items_new"] for p in store.polls()] == [0, 5]
+    # An empty page writes its row too.
+    store.save_events(EventsPage(100, ()), stored_at=T0, log=row)
+    assert [p["items_new"] for p in store.polls()] == [0, 0, 5]
+
+    # A failure while writing the row undoes the events: both or neither.
+    def failing(saved: SaveResult) -> PollRecord:
+        raise RuntimeError("power cut")
+
+    later = [make_event(n, T0 + timedelta(hours=1)) for n in (10, 11, 12)]
+    with pytest.raises(RuntimeError):
+        store.save_events(page(later), stored_at=T0, log=failing)
+    assert store.count_events() == 5 and len(store.polls()) == 3
+
+
+def test_a_summary_and_its_poll_row_are_written_together(store: Store) -> None:
+    def row() -> PollRecord:
+        return PollRecord("/v1/usage/summary", T0, T0, "ok", 200, "req_s", items_seen=1)
+
+    def failing() -> PollRecord:
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        store.save_summary(summary([("2026-11-29", [("pro", 1, 180.0)])]), T0, log=failing)
+    assert store.last_summary_poll() is None and store.polls() == []
+    store.save_summary(summary([("2026-11-29", [("pro", 1, 180.0)])]), T0, log=row)
+    assert store.last_summary_poll() == T0
+    assert [p["request_id"] for p in store.polls()] == ["req_s"]
 
 
 def test_decisions_with_nothing_to_write_take_no_write_transaction(
@@ -216,13 +371,18 @@ def test_a_cycle_reads_the_summary_poll_the_episodes_and_the_lease_together(
     store.episode("events gap", True, "a gap", T0)
     assert store.hold_lease("delivery", "me", 100.0, 60.0)
     view = store.cycle_view("delivery")
-    assert view == CycleView(T0, {"events gap": "a gap"}, ("me", 160.0))
+    # The episode queued an ops notice: something waits to be told.
+    assert view == CycleView(T0, {"events gap": "a gap"}, ("me", 160.0), True)
     # The lease as read: ours with more than half its time left holds without a query,
     # another's is judged again under the write lock.
     assert store.hold_lease("delivery", "me", 120.0, 60.0, known=view.lease)
     assert not store.hold_lease("delivery", "other", 120.0, 60.0, known=view.lease)
     assert store.hold_lease("delivery", "other", 161.0, 60.0, known=view.lease)  # lapsed
     assert store.cycle_view("delivery").lease == ("other", 221.0)
+    # Ours with less than half its time left is renewed; another's in force is not taken.
+    assert store.hold_lease("delivery", "other", 200.0, 60.0)
+    assert not store.hold_lease("delivery", "me", 200.0, 60.0)
+    assert store.cycle_view("delivery").lease == ("other", 260.0)
 
 
 def test_poll_log_rows(store: Store) -> None:

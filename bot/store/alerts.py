@@ -16,6 +16,16 @@ from bot.models import AlertState, Transition, format_time, parse_time
 
 from .connection import Connection, translated
 
+# Whether anything waits to be told: a transition, ops notice or post neither delivered
+# nor failed for good (backing off or not). One query where reading the three outboxes
+# takes three.
+OUTBOX_WAITING = (
+    "exists (select 1 from alert_transitions where notified_at is null and failed_at is null) "
+    "or exists (select 1 from notices where notified_at is null and failed_at is null) "
+    "or exists (select 1 from posts where delivered_at is null and failed_at is null)"
+)
+OUTBOX_SQL = f"select {OUTBOX_WAITING} as waiting"
+
 
 class AlertsMixin(Connection):
     def alert_states(self) -> dict[tuple[str, tuple[str, ...]], AlertState]:
@@ -60,31 +70,25 @@ class AlertsMixin(Connection):
         if not (states or transitions or cursors):
             return 0
         with translated("saving alert decisions"), self._atomic():
-            self.db.upsert_all(
-                "alert_states", (state_row(s) for s in states), pk=("rule", "group_key")
+            self.db.upsert_batch(
+                "alert_states", [state_row(s) for s in states], pk=("rule", "group_key")
             )
             added = self.db.insert_new(
                 "alert_transitions", (_transition_row(t, now) for t in transitions)
             )
-            self.db.upsert_all(
+            self.db.upsert_batch(
                 "rule_cursors",
                 ({"rule": r, "evaluated_through": format_time(t)} for r, t in cursors.items()),
                 pk="rule",
             )
+        if added:
+            self._queued = True
         return int(added)
 
     def outbox_waiting(self) -> bool:
-        """Whether anything waits to be told: a transition, ops notice or post neither
-        delivered nor failed for good (backing off or not). One query where reading the
-        three outboxes takes three."""
-        sql = (
-            "select exists (select 1 from alert_transitions "
-            "where notified_at is null and failed_at is null) "
-            "or exists (select 1 from notices where notified_at is null and failed_at is null) "
-            "or exists (select 1 from posts where delivered_at is null and failed_at is null)"
-        )
+        """Whether anything waits to be told (`OUTBOX_SQL`)."""
         with translated("reading the outbox"):
-            return bool(self.db.execute(sql).fetchone()[0])
+            return bool(self.db.execute(OUTBOX_SQL).fetchone()[0])
 
     def undelivered(self, wall: float | None = None) -> list[tuple[int, Transition]]:
         """Transitions not yet told and not failed for good, oldest first; with `wall`,

@@ -45,7 +45,7 @@ class BudgetsMixin(Connection):
         once. A post tells the events new here, less any a post of its own key told
         already (adopted from Slack, from before posts carried their events); its
         payload is {"events": [...], "status": state}, its key `budget_post_key`."""
-        added = 0
+        added = posted = hooked = 0
         with translated("recording budget events"), self._atomic():
             for events, channel, status in told:
                 new = [event for event in events if insert_budget_event(self.db, event)]
@@ -54,10 +54,17 @@ class BudgetsMixin(Connection):
                     if event.key in hooks:
                         budget, body = hooks[event.key]
                         insert_hook(self.db, event.key, budget, body, now)
+                        hooked += 1
                 fresh = [event for event in new if not has_post(self.db, f"budget:{event.key}")]
                 if fresh:
                     payload = {"events": [event.to_json() for event in fresh], "status": status}
-                    insert_post(self.db, budget_post_key(fresh), "budget", channel, payload, now)
+                    posted += insert_post(
+                        self.db, budget_post_key(fresh), "budget", channel, payload, now
+                    )
+        if posted:
+            self._queued = True
+        if hooked:
+            self._hooks_queued = True
         return added
 
     def adopt_budget_events(

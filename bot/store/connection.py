@@ -39,6 +39,10 @@ class Connection:
     `postgres://` URL), or an in-memory SQLite database (`None`, tests)."""
 
     db: Database
+    # Set when this store queues something to be told (a transition, an ops notice, a
+    # post), after the commit; cleared by `Store.cycle_view`, which reads the outboxes.
+    _queued: bool = False
+    _hooks_queued: bool = False  # likewise, an enforcement hook to send
 
     def __init__(self, target: str | Path | None = None, *, busy_timeout: float = 10.0) -> None:
         with translated("opening the database", target):

@@ -20,6 +20,7 @@ the server rolls everything back.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -113,6 +114,18 @@ class Database:
         rows = list(rows)
         if rows:
             self.executemany(_insert_sql(table, tuple(rows[0])), [list(r.values()) for r in rows])
+
+    def insert_batch(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """`insert_all` for rows whose values are text, numbers of their column's kind
+        (no float in an integer column) or None: on PostgreSQL one statement for all of
+        them, where `insert_all` sends one a row."""
+        self.insert_all(table, rows)
+
+    def upsert_batch(
+        self, table: str, rows: Iterable[Mapping[str, Any]], pk: str | Sequence[str]
+    ) -> None:
+        """`upsert_all` for rows as `insert_batch` takes them: on PostgreSQL one statement."""
+        self.upsert_all(table, rows, pk)
 
     def insert_new(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert rows that all have the same columns, skipping a row whose key is already
@@ -294,6 +307,40 @@ class PostgresDatabase(Database):
         cursor.executemany(_pg_sql(sql), [_pg_params(row) for row in rows])
         return self._answer(cursor)
 
+    def insert_batch(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        rows = list(rows)
+        if not self._batch(table, rows):
+            super().insert_batch(table, rows)
+
+    def upsert_batch(
+        self, table: str, rows: Iterable[Mapping[str, Any]], pk: str | Sequence[str]
+    ) -> None:
+        rows = list(rows)
+        keys = (pk,) if isinstance(pk, str) else tuple(pk)
+        # One statement may not update a row twice: rows with a key twice go one by one,
+        # each after the other as before.
+        if (
+            len(rows) < 2
+            or len({tuple(row[k] for k in keys) for row in rows}) < len(rows)
+            or not self._batch(table, rows, _conflict_sql(tuple(rows[0]), keys))
+        ):
+            super().upsert_batch(table, rows, keys)
+
+    def _batch(self, table: str, rows: list[Mapping[str, Any]], then: str = "") -> bool:
+        """Send the rows as one JSON parameter, turned back into rows of the table's own
+        column types by the server: one statement to send, parse and run, the JSON
+        written by the json module's C encoder where psycopg adapts each value in turn.
+        False, having sent nothing, for fewer than two rows, or a value JSON would not
+        carry as it is (NaN, an infinity, a bool, a type it does not know)."""
+        if len(rows) < 2 or any(type(v) is bool for row in rows for v in row.values()):
+            return False
+        try:
+            data = json.dumps(rows, allow_nan=False)
+        except (TypeError, ValueError):
+            return False
+        self.execute(_batch_insert_sql(table, tuple(rows[0])) + then, [data])
+        return True
+
     def queries(self, *statements: tuple[str, Params]) -> list[list[Row]]:
         if self._pipeline is not None or not _pipeline_supported():
             return super().queries(*statements)
@@ -442,11 +489,25 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"insert into {quote(table)} ({', '.join(map(quote, columns))}) values ({marks})"
 
 
+@lru_cache(maxsize=64)
+def _batch_insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(map(quote, columns))
+    return (
+        f"insert into {quote(table)} ({names}) select {names} "
+        f"from json_populate_recordset(null::{quote(table)}, ?::json)"
+    )
+
+
 @lru_cache(maxsize=256)
 def _upsert_sql(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    return _insert_sql(table, columns) + _conflict_sql(columns, keys)
+
+
+@lru_cache(maxsize=256)
+def _conflict_sql(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
     update = [f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in keys]
     action = f"do update set {', '.join(update)}" if update else "do nothing"
-    return f"{_insert_sql(table, columns)} on conflict ({', '.join(map(quote, keys))}) {action}"
+    return f" on conflict ({', '.join(map(quote, keys))}) {action}"
 
 
 def _literal(value: Any) -> str:

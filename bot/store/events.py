@@ -7,14 +7,24 @@ Part of `bot.store`: `EventsMixin` is one of the pieces `Store` is made of.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from bot.metrics import EventBatch, batch_from_rows
-from bot.models import Event, EventsPage, Gap, SaveResult, Tally, format_time, parse_time
+from bot.models import (
+    Event,
+    EventsPage,
+    Gap,
+    PollRecord,
+    SaveResult,
+    Tally,
+    format_time,
+    parse_time,
+)
 
 from .connection import Connection, translated
+from .polls import insert_poll
 
 # The events column of each breakdown dimension (bot.models.DIMENSIONS).
 DIMENSION_COLUMNS = {
@@ -27,10 +37,22 @@ DIMENSION_COLUMNS = {
 
 
 class EventsMixin(Connection):
-    def save_events(self, page: EventsPage, stored_at: datetime) -> SaveResult:
-        """Insert the page's unseen events; detect a gap before inserting."""
+    def save_events(
+        self,
+        page: EventsPage,
+        stored_at: datetime,
+        log: Callable[[SaveResult], PollRecord] | None = None,
+    ) -> SaveResult:
+        """Insert the page's unseen events; detect a gap before inserting. With `log`, the
+        poll-log row it makes of the outcome is written in the same transaction (one
+        commit, on PostgreSQL one round trip fewer): the events and their poll's row are
+        stored together or not at all."""
         if not page.items:
-            return SaveResult((), None)
+            result = SaveResult((), None)
+            if log is not None:
+                with translated("writing the poll log"), self._atomic():
+                    insert_poll(self.db, log(result))
+            return result
         with translated("saving events"), self._atomic():
             ids = [event.id for event in page.items]
             known = self._known_ids(ids)
@@ -40,7 +62,7 @@ class EventsMixin(Connection):
                 if event.id not in known and event.id not in fresh:
                     fresh[event.id] = event
             stamp = format_time(stored_at)
-            self.db.insert_all("events", [self._row(e, stamp) for e in fresh.values()])
+            self.db.insert_batch("events", [self._row(e, stamp) for e in fresh.values()])
             if gap is not None:
                 self.db.insert(
                     "event_gaps",
@@ -51,7 +73,10 @@ class EventsMixin(Connection):
                         "request_id": page.request_id,
                     },
                 )
-        return SaveResult(tuple(fresh.values()), gap)
+            result = SaveResult(tuple(fresh.values()), gap)
+            if log is not None:
+                insert_poll(self.db, log(result))
+        return result
 
     def _gap(self, page: EventsPage, known: set[str]) -> Gap | None:
         """A full page none of whose events we hold, after we held some: more arrived
@@ -68,6 +93,17 @@ class EventsMixin(Connection):
         return None
 
     def _known_ids(self, ids: list[str]) -> set[str]:
+        if self.db.engine == "postgres":
+            # One parameter: the statement is the same for any page, so psycopg caches
+            # its parsing and the server its plan (100 `?`s are neither), and the ids
+            # come back as one row, not a row each. A JSON array, written by the json
+            # module's C encoder, costs less to send than a text[] psycopg adapts in
+            # Python; array(...) is computed once, then the primary key is probed.
+            sql = (
+                "select array_agg(id) from events "
+                "where id = any(array(select json_array_elements_text(?::json)))"
+            )
+            return set(self.db.execute(sql, [json.dumps(ids)]).fetchone()[0] or ())
         known: set[str] = set()
         for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
             chunk = ids[start : start + 500]

@@ -9,6 +9,15 @@ from __future__ import annotations
 from .connection import Connection, translated
 
 LEASE_SQL = "select holder, expires_at from leases where name = ?"
+# Take the lease when nobody holds it, renew it when we do, take it over when it has
+# lapsed; a row comes back only then. One statement, so the check and the write are
+# one step against any other writer on both engines (PostgreSQL locks the row it
+# updates and judges the condition on its newest version; SQLite has one writer).
+TAKE_SQL = (
+    "insert into leases (name, holder, expires_at) values (?, ?, ?) on conflict (name) "
+    "do update set holder = excluded.holder, expires_at = excluded.expires_at "
+    "where leases.holder = excluded.holder or leases.expires_at < ? returning holder"
+)
 
 
 class LeasesMixin(Connection):
@@ -24,8 +33,7 @@ class LeasesMixin(Connection):
 
         Two workers started on one database by mistake would otherwise both judge and
         tell, each from its own partial view, and could post the same incident twice.
-        The write lock taken at once makes the check and the write one step against the
-        other process;
+        One statement checks and writes (`TAKE_SQL`; on PostgreSQL one round trip);
         a lease of ours with more than half its time left is renewed without a write.
         `known`, the lease's (holder, expires_at) as the caller read it this cycle,
         spares the first read: a lease of ours that has not lapsed changes only when we
@@ -37,16 +45,10 @@ class LeasesMixin(Connection):
                 row = self.db.execute(LEASE_SQL, [name]).fetchone()
         if row is not None and row[0] == holder and row[1] - wall > ttl / 2:
             return True
-        with translated("taking a lease"), self._atomic():
-            row = self.db.execute(LEASE_SQL, [name]).fetchone()
-            free = row is None or row[0] == holder or row[1] < wall
-            if free:
-                self.db.upsert_all(
-                    "leases",
-                    [{"name": name, "holder": holder, "expires_at": wall + ttl}],
-                    pk="name",
-                )
-        return free
+        with translated("taking a lease"):
+            # fetchall: SQLite commits a statement with RETURNING once it has run to its end.
+            taken = self.db.execute(TAKE_SQL, [name, holder, wall + ttl, wall]).fetchall()
+        return bool(taken)
 
     def release_lease(self, name: str, holder: str) -> None:
         with translated("releasing a lease"), self._atomic():

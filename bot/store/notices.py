@@ -52,6 +52,7 @@ class NoticesMixin(Connection):
                     "at": format_time(now),
                 },
             )
+        self._queued = True
         return True
 
     def adopt_episodes(self, found: Iterable[tuple[str, datetime, str]]) -> int:

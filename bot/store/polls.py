@@ -12,29 +12,13 @@ from typing import Any
 from bot.models import Gap, PollRecord, format_time, parse_time
 
 from .connection import Connection, translated
+from .database import Database
 
 
 class PollsMixin(Connection):
     def log_poll(self, record: PollRecord) -> None:
         with translated("writing the poll log"), self._atomic():
-            self.db.insert(
-                "polls",
-                {
-                    "endpoint": record.endpoint,
-                    "started_at": format_time(record.started_at),
-                    "finished_at": format_time(record.finished_at),
-                    "duration_ms": round(record.duration_ms, 3),
-                    "status": record.status,
-                    "http_status": record.http_status,
-                    "request_id": record.request_id,
-                    "error_code": record.error_code,
-                    "error_message": record.error_message,
-                    "items_seen": record.items_seen,
-                    "items_new": record.items_new,
-                    "next_poll_seconds": record.next_poll_seconds,
-                    "pace": record.pace,
-                },
-            )
+            insert_poll(self.db, record)
 
     def polls(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest poll-log rows, newest first."""
@@ -54,3 +38,25 @@ class PollsMixin(Connection):
         return [
             Gap(parse_time(r["newest_stored_at"]), parse_time(r["oldest_seen_at"])) for r in rows
         ]
+
+
+def insert_poll(db: Database, record: PollRecord) -> None:
+    """The poll-log row, inside the caller's transaction."""
+    db.insert(
+        "polls",
+        {
+            "endpoint": record.endpoint,
+            "started_at": format_time(record.started_at),
+            "finished_at": format_time(record.finished_at),
+            "duration_ms": round(record.duration_ms, 3),
+            "status": record.status,
+            "http_status": record.http_status,
+            "request_id": record.request_id,
+            "error_code": record.error_code,
+            "error_message": record.error_message,
+            "items_seen": record.items_seen,
+            "items_new": record.items_new,
+            "next_poll_seconds": record.next_poll_seconds,
+            "pace": record.pace,
+        },
+    )

@@ -26,7 +26,10 @@ class PostsMixin(Connection):
     ) -> bool:
         """Queue a Slack post once per key (a second call with the key does nothing)."""
         with translated("queueing a post"), self._atomic():
-            return insert_post(self.db, key, kind, channel, payload, now)
+            queued = insert_post(self.db, key, kind, channel, payload, now)
+        if queued:
+            self._queued = True
+        return queued
 
     def has_post(self, key: str) -> bool:
         with translated("reading posts"):

@@ -6,20 +6,29 @@ Part of `bot.store`: `SummariesMixin` is one of the pieces `Store` is made of.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from bot.models import TOTAL, DailyUsage, Summary, format_time, parse_time
+from bot.models import TOTAL, DailyUsage, PollRecord, Summary, format_time, parse_time
 
 from .connection import Connection, translated
+from .polls import insert_poll
 
 SNAPSHOT_DAYS = 2  # the account's last days kept per snapshot: today and yesterday
 LAST_POLL_SQL = "select max(polled_at) as polled_at from summary_snapshots"
 
 
 class SummariesMixin(Connection):
-    def save_summary(self, summary: Summary, polled_at: datetime) -> int:
-        """Keep a snapshot row per poll and the latest figures per (date, model)."""
+    def save_summary(
+        self,
+        summary: Summary,
+        polled_at: datetime,
+        log: Callable[[], PollRecord] | None = None,
+    ) -> int:
+        """Keep a snapshot row per poll and the latest figures per (date, model). With
+        `log`, the poll-log row it makes is written in the same transaction (as
+        `save_events` does)."""
         with translated("saving a summary"), self._atomic():
             snapshot_id = int(
                 self.db.insert(
@@ -90,6 +99,8 @@ class SummariesMixin(Connection):
                 ),
                 pk=("date", "model"),
             )
+            if log is not None:
+                insert_poll(self.db, log())
         return snapshot_id
 
     def daily_usage(self, start: date, end: date, model: str | None = None) -> list[DailyUsage]:
