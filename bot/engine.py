@@ -423,12 +423,12 @@ class Engine:
             lam, h = frozen.charged
             # The normal credits per slot, from the SHORT_WINDOW span's baseline level.
             normal = np.square(frozen.baselines[1][0]) / (SHORT_WINDOW // STEP)
-            burst = self._burst_moment(rule, groups, counts, known, k, lam, h, normal)
+            burst = self._burst_moment(counts, known, k, lam, h, normal)
             runs = (burst,) if frozen.creep is None else (burst, frozen.creep)
             return groups, banded, None, None, runs
         if frozen.threshold is None:
             return groups, banded, None, None, ()
-        steps, _, _ = self._stepped(rule, groups, counts, known, k)
+        steps = self._stepped(rule, groups, counts, known, k)
         evidence, run_rate = detect.bernoulli_evidence(
             steps[FAILED][:, None, :],
             steps[FINISHED][:, None, :],
@@ -453,12 +453,11 @@ class Engine:
 
     def _stepped(
         self, rule: Rule, groups: Groups, counts: FloatArray, known: BoolArray, k: int
-    ) -> tuple[FloatArray, BoolArray, FloatArray]:
-        """The counts before moment k as a sequential test reads them: older slots whole,
-        the newest RECENT_SLOTS in RECENT_STEP steps where the recent counts still hold
-        them (a run may then start at the onset, not at its slot's start); zero where
-        not known. (fields, groups, steps), known (groups, steps), and each step's
-        first second (steps,)."""
+    ) -> FloatArray:
+        """The counts before moment k as the failure rate's evidence test reads them:
+        older slots whole, the newest RECENT_SLOTS in RECENT_STEP steps where the recent
+        counts still hold them (a run may then start at the onset, not at its slot's
+        start); zero where not known. (fields, groups, steps)."""
         per_slot = STEP // RECENT_STEP if k >= self.newest else 1
         if per_slot > 1:
             fine = self._recent_counts(rule, groups, (k - RECENT_SLOTS) * per_slot, k * per_slot)
@@ -466,22 +465,13 @@ class Engine:
             fine = counts[..., -RECENT_SLOTS:]
         fine_known = np.repeat(known[:, -RECENT_SLOTS:], per_slot, axis=1)
         steps_known = np.concatenate([known[:, :-RECENT_SLOTS], fine_known], axis=1)
-        steps = np.where(
+        steps: FloatArray = np.where(
             steps_known, np.concatenate([counts[..., :-RECENT_SLOTS], fine], axis=-1), 0.0
         )
-        older = counts.shape[-1] - RECENT_SLOTS
-        starts = np.concatenate(
-            [
-                (k - counts.shape[-1] + np.arange(older)) * STEP,
-                (k - RECENT_SLOTS) * STEP + np.arange(RECENT_SLOTS * per_slot) * STEP // per_slot,
-            ]
-        )
-        return steps, steps_known, starts
+        return steps
 
     def _burst_moment(
         self,
-        rule: Rule,
-        groups: Groups,
         counts: FloatArray,
         known: BoolArray,
         k: int,
@@ -490,21 +480,15 @@ class Engine:
         normal: FloatArray,
     ) -> Run:
         """A spend rule's evidence test at moment k, from the rule's `counts` of the slots
-        of one bucket before it, `lam` the normal charged jobs and `normal` the normal
-        credits per slot (groups, 1). Runs from any 5-second step prove a runaway sooner;
-        whether it has passed is judged on whole slots (see `_judge_moment`)."""
-        steps, steps_known, starts = self._stepped(rule, groups, counts, known, k)
-        width = np.diff(np.append(starts, k * STEP)) / STEP
-        seen = self._seen(starts, width)
-        lam, normal, h = lam[:, 0], normal[:, 0], h[:, 0]
-        burst = _burst(steps, steps_known, lam, normal, h, width, seen)
+        of one bucket before it, `lam` the normal charged events and `normal` the normal
+        credits per slot (groups, 1). Whole slots: charges trail their jobs by minutes,
+        so a run starting within its slot (as the failure rate's may, in 5-second
+        steps) would gain seconds at a cost every poll pays."""
         whole = np.arange(k - counts.shape[-1], k) * STEP
-        seen_whole = self._seen(whole, np.ones(len(whole)))
-        steady = _burst(np.where(known, counts, 0.0), known, lam, normal, h, 1.0, seen_whole)
-        proven = np.nan_to_num(burst[0]) >= 1.0
-        a, b, c, d, e = (
-            np.where(proven, x, y)[:, None] for x, y in zip(burst, steady, strict=True)
-        )
+        seen = self._seen(whole, np.ones(len(whole)))
+        slots = np.where(known, counts, 0.0)
+        burst = _burst(slots, known, lam[:, 0], normal[:, 0], h[:, 0], seen)
+        a, b, c, d, e = (x[:, None] for x in burst)
         return a, b, c, d, e
 
     def _seen(self, starts: npt.ArrayLike, width: FloatArray) -> FloatArray:
@@ -522,11 +506,14 @@ class Engine:
         lo = min(self._reach(_span(rule, s), k) for s in spans)
         held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
-        prefix = _Prefix(held[2], held[3], _fields(rule))
-        creep = None
+        charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
+        prefix = _Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
+        creep = charged = None
         for seconds in spans:
             span = _span(rule, seconds)
             rows = self._windows_before(span, k, lo, prefix)
+            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
+                charged = self._charged_band(rule, k, rows, held)
             center, spread = self._baseline(span, rows, buckets_of_history(span))
             baselines.append((center[:, -1:], spread[:, -1:]))
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
@@ -541,17 +528,25 @@ class Engine:
                     baseline[:, None, past],
                     _settled(rule, held, ends),
                 )
-        threshold = charged = None
+        threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
-        if creep is not None:  # a spend rule watching a rise: its evidence test's too
-            short = _charged_rule(rule)
-            rows = self._windows_before(short, k, lo, _Prefix(held[2], held[3], _fields(short)))
-            center, spread = self._baseline(short, rows, buckets_of_history(short))
-            top = self._against(short, rows[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
-            top = top / slots_per_bucket(short)
-            charged = (top, self._threshold(rule, k, k, held, CHARGED))
         return Frozen(k, held[1], tuple(baselines), threshold, creep, charged)
+
+    def _charged_band(
+        self, rule: Rule, k: int, rows: FloatArray, held: Held
+    ) -> tuple[FloatArray, FloatArray]:
+        """The evidence test of a spend rule at moment k: the top of its charged events'
+        normal band per slot and its threshold, (groups, 1) each, from `rows`, the
+        SHORT_WINDOW windows before k (`_windows_before`)."""
+        short = _charged_rule(rule)
+        history = buckets_of_history(short)
+        # The newest window's mean and spread read two histories back (`reach_buckets`),
+        # not the weeks the credits' hour-of-week baseline reads.
+        tail = rows[..., -(2 * history + 1) :]
+        center, spread = self._baseline(short, tail, history)
+        top = self._against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
+        return top / slots_per_bucket(short), self._threshold(rule, k, k, held, CHARGED)
 
     def _burst_all(self, rule: Rule, first: int, last: int, held: Held, level: FloatArray) -> Run:
         """A spend rule's evidence test at moments first..last over whole slots, (groups,
@@ -572,7 +567,7 @@ class Engine:
         starts = (first + np.arange(stop)[:, None] - memory + np.arange(memory)) * STEP
         seen = self._seen(starts, np.ones(memory))
         normal = level / slots_per_bucket(short)
-        return _burst(np.where(runs_known, runs, 0.0), runs_known, lam, normal, h, 1.0, seen)
+        return _burst(np.where(runs_known, runs, 0.0), runs_known, lam, normal, h, seen)
 
     def _evidence(
         self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
@@ -825,29 +820,27 @@ class Engine:
         their mean, which a median (or a mean on the square-root scale) of a few quiet
         nights puts far too low: no job on four nights of seven is a median of 0. Their
         spread is judged on the square-root scale, as the credits' is, where Poisson
-        noise is 1/2 at any level: the plain spread of the counts themselves would let
-        the busy afternoons' noise widen the band of every quiet night."""
+        noise is 1/2 at any level: the spread of the counts themselves would let the
+        busy afternoons' noise widen the band of every quiet night. Both plain (mean and
+        root mean square): a past runaway then widens the band, which errs quiet, and
+        moving means cost a fraction of moving medians at every slot."""
         root = np.sqrt(np.maximum(counts, 0.0))
         if rule.seasonal == "none":
             mean = detect.rolling_baseline(counts, history, method="plain", min_periods=min_periods)
-            spread = detect.rolling_baseline(root, history, min_periods=min_periods)
+            spread = detect.rolling_baseline(root, history, method="plain", min_periods=min_periods)
             return mean[0], spread[1]
         period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-        methods: tuple[tuple[FloatArray, detect.Method], ...] = (
-            (counts, "plain"),
-            (root, "robust"),
-        )
         mean, spread = (
             detect.seasonal_baseline(
                 x,
                 period,
                 history,
-                method=method,
+                method="plain",
                 min_periods=min_periods,
                 min_seasons=_MIN_SEASONS,
                 seasons=_count_seasons(rule),
             )
-            for x, method in methods
+            for x in (counts, root)
         )
         return mean[0], spread[1]
 
@@ -974,40 +967,35 @@ def _creep(
 
 
 def _burst(
-    steps: FloatArray,
+    slots: FloatArray,
     known: BoolArray,
     lam: FloatArray,
     normal: FloatArray,
     h: FloatArray,
-    width: FloatArray | float,
     seen: FloatArray,
 ) -> Run:
-    """A spend rule's evidence test over (fields, ..., steps) counts, oldest first, zero
-    where not `known`: the Poisson CUSUM of charged events against `lam`
-    normal ones per slot (`detect.poisson_evidence`); each step is `width` slots, of
-    which the data reach the share `seen`. (evidence, run credits, run normal credits
-    (`normal` per slot), run z, run seconds), each (...): the run is the newest steps S
-    sums. Its z compares the run's jobs with those due on the square-root scale, where
-    Poisson noise is 1/2."""
-    share = np.where(known, width * seen, 0.0)
+    """A spend rule's evidence test over (fields, ..., slots) counts, oldest first, zero
+    where not `known`: the Poisson CUSUM of charged events against `lam` normal ones
+    per slot (`detect.poisson_evidence`), of which the data reach the share `seen` of
+    each slot. (evidence, run credits, run normal credits (`normal` per slot), run z,
+    run seconds), each (...): the run is the newest slots S sums. Its z compares the
+    run's charged events with those due on the square-root scale, where Poisson noise
+    is 1/2."""
+    share = np.where(known, seen, 0.0)
     due = lam[..., None] * share
-    charged = steps[CHARGED]
+    charged = slots[CHARGED]
     evidence, length = detect.poisson_evidence(charged, due, h)
     evidence[~np.isfinite(lam)] = np.nan
 
     def over_run(x: FloatArray) -> FloatArray:
-        sums = np.cumsum(np.broadcast_to(x, charged.shape)[..., ::-1], axis=-1)
+        sums = np.cumsum(x[..., ::-1], axis=-1)
         return np.take_along_axis(sums, (length - 1)[..., None], axis=-1)[..., 0]
 
-    jobs, expected = over_run(charged), over_run(np.nan_to_num(due))
-    z = 2.0 * (np.sqrt(jobs) - np.sqrt(expected))
-    return (
-        evidence,
-        over_run(steps[CREDITS]),
-        over_run(normal[..., None] * share),
-        z,
-        over_run(np.asarray(width, dtype=np.float64)) * STEP,
-    )
+    events, expected = over_run(charged), over_run(np.nan_to_num(due))
+    z = 2.0 * (np.sqrt(events) - np.sqrt(expected))
+    spent, usual = over_run(slots[CREDITS]), over_run(normal[..., None] * share)
+    seconds = (length * STEP).astype(np.float64)
+    return evidence, spent, usual, z, seconds
 
 
 def _charged_rule(rule: Rule) -> Rule:
