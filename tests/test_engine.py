@@ -328,3 +328,38 @@ def test_a_model_launched_into_a_total_counts_once_the_total_has_a_baseline_of_i
     ]
     assert same(span, one_by_one)
     assert not [ev for ev in span if ev.breach]  # the launch is no runaway
+
+
+def test_a_spend_runaway_is_proven_by_its_charges_before_any_window_sees_it() -> None:
+    """3x arrivals on `original` (about 13 charged jobs a minute): five minutes in, the
+    first slot's charges prove it (a Poisson CUSUM of charged events against their
+    normal band), while neither the 15-minute nor the hour's window breaches yet; the
+    alert is told with that run's credits, window and evidence. Two quiet days before
+    page nothing."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    onset = start + timedelta(days=2, hours=3)
+    end = onset + timedelta(minutes=20)
+    rule = Rule(
+        name="spend",
+        metric="spend",
+        group_by=("model",),
+        bucket=3600,
+        baseline=86400,
+        z=4,
+        min_credits=2000,
+    )
+    runaway = Incident("spend_runaway", onset, end, model="original", factor=3)
+    sim = Simulator(
+        start=start, clock=ManualClock(end), events_per_second=1.0, incidents=[runaway], seed=2
+    )
+    engine = engine_for([rule], sim.events_until(end), sim.summary(10))
+    firing = [t for t in Monitor(engine).run(end, start) if t.state == "firing"]
+    assert [(t.group, t.at) for t in firing] == [(("original",), onset + timedelta(minutes=5))]
+    (ev,) = (
+        e
+        for e in engine.evaluate(rule, onset, onset + timedelta(minutes=5))
+        if e.group == ("original",)
+    )
+    assert ev.breach and ev.evidence >= 1.0
+    assert ev.window == 300  # the run of charges, not a window's figures
+    assert ev.value - ev.baseline >= rule.min_credits
