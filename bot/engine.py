@@ -198,6 +198,9 @@ class Engine:
         self.newest_second = max(self.newest_second, int(batch.epoch.max()))
         self.newest = self.newest_second // STEP
         horizon = (self.newest - RECENT_SLOTS) * STEP
+        # Forget first: a batch that jumps ahead (a backtest's) then grows the steps from
+        # the new horizon, not from the old one across the hours between.
+        self.recent.forget_before(horizon // RECENT_STEP)
         keep = np.flatnonzero(batch.epoch >= horizon)
         if len(keep):
             self.recent.add(
@@ -208,7 +211,6 @@ class Engine:
                     batch.credits[keep],
                 )
             )
-        self.recent.forget_before(horizon // RECENT_STEP)
         # Room for the slot filling and the next only.
         self.recent.trim((self.newest + 2) * STEP // RECENT_STEP)
 
