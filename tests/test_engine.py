@@ -339,15 +339,7 @@ def test_a_spend_runaway_is_proven_by_its_charges_before_any_window_sees_it() ->
     start = datetime(2026, 10, 5, tzinfo=UTC)
     onset = start + timedelta(days=2, hours=3)
     end = onset + timedelta(minutes=20)
-    rule = Rule(
-        name="spend",
-        metric="spend",
-        group_by=("model",),
-        bucket=3600,
-        baseline=86400,
-        z=4,
-        min_credits=2000,
-    )
+    rule = replace(SPEND, baseline=86400, min_credits=2000)
     runaway = Incident("spend_runaway", onset, end, model="original", factor=3)
     sim = Simulator(
         start=start, clock=ManualClock(end), events_per_second=1.0, incidents=[runaway], seed=2

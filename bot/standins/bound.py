@@ -126,10 +126,7 @@ class Traffic:
         completed: dict[str, float] = {}
         for e in events:
             status = e.get("status")
-            if status in ("pending", "created", "completed") and e.get("job_id"):
-                at = datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")).timestamp()
-                (completed if status == "completed" else started)[e["job_id"]] = at
-            if status not in ("completed", "failed") or not e.get("model"):
+            if status not in ("pending", "created", "completed", "failed"):
                 continue
             stamp = e["created_at"]
             base = minutes.get(stamp[:16])
@@ -138,6 +135,10 @@ class Traffic:
                     stamp[:16] + "+00:00"
                 ).timestamp()
             epoch = base + int(stamp[17:19])
+            if status != "failed" and e.get("job_id"):
+                (completed if status == "completed" else started)[e["job_id"]] = epoch
+            if status in ("pending", "created") or not e.get("model"):
+                continue
             model = e["model"]
             finished[model].append(epoch)
             if status == "failed":
