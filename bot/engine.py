@@ -506,6 +506,9 @@ class Engine:
         the worker polls) cannot change: each span's baseline and the evidence test's
         threshold. `add_events` drops it when events land in an older slot."""
         lo = min(self._reach(_span(rule, s), k) for s in spans)
+        # Slots before any is known for the rule change no window, only the work: a
+        # young account's hour-of-week baselines reach weeks before its first event.
+        lo = min(max(lo, self._known_from(rule)), k - 1)
         held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
@@ -704,6 +707,13 @@ class Engine:
                 known[index[key], :cut] |= day_known
         return groups, counts, known
 
+    def _known_from(self, rule: Rule) -> int:
+        """A slot before which `_rule_counts` knows no slot of any group of `rule`."""
+        if rule.metric == "failure_rate" and set(rule.group_by) <= {"model"}:
+            return -(2**62)  # the daily summary fills the slots before events
+        covered = self.cube.covered_from
+        return -(2**62) if covered is None else covered
+
     def _launches(self, rule: Rule) -> dict[str, int]:
         """Per model a spend or volume total (a rule not grouped by model) leaves out, the
         moment it joins the total: a model whose first event came after events were held
@@ -770,7 +780,25 @@ class Engine:
         """The baseline of every window from the `history` windows before it, for
         (fields, rows, buckets) windows where each row is one series in time (one group's
         one phase): a failure rate's (g0, tau^2) on the arcsine scale
-        (`detect.rate_baseline`), else (center, scale) on the square-root scale."""
+        (`detect.rate_baseline`), else (center, scale) on the square-root scale.
+
+        The windows before the first one any row holds are left out: they change no
+        number (moving windows skip NaN, and same-phase windows stay a period apart),
+        and a young account's rules reach weeks back into nothing at every slot."""
+        held = np.isfinite(windows).any(axis=(0, 1))
+        start = int(np.argmax(held)) if held.any() else windows.shape[-1]
+        if start == 0:
+            return self._baseline_of(rule, windows, history)
+        out = np.full(windows.shape[1:], np.nan), np.full(windows.shape[1:], np.nan)
+        if start < windows.shape[-1]:
+            for whole, part in zip(
+                out, self._baseline_of(rule, windows[..., start:], history), strict=True
+            ):
+                whole[:, start:] = part
+        return out
+
+    def _baseline_of(self, rule: Rule, windows: FloatArray, history: int) -> Baseline:
+        """`_baseline` of windows the first of which some row holds."""
         method: detect.Method = "plain" if rule.method == "plain" else "robust"
         mp = _min_periods(history)
         if rule.metric == "failure_rate":
@@ -1026,7 +1054,8 @@ def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:
     ending at a slot of `ends`. A new model's or customer's spend rises while it starts,
     against a baseline of its first days: no creep to count there."""
     lo, _, _, known = held
-    settled: BoolArray = known[:, ends - int(rule.baseline) // STEP - lo]
+    at = ends - int(rule.baseline) // STEP - lo
+    settled: BoolArray = (at >= 0) & known[:, np.maximum(at, 0)]  # before those held: unknown
     return settled
 
 
@@ -1102,6 +1131,11 @@ def _project(fine: UsageCube, picks: tuple[int, ...]) -> UsageCube:
 def _part(held: Held, lo: int) -> tuple[Groups, FloatArray, BoolArray]:
     """The counts held from slot `lo` on (`lo` at or after the slot they start at)."""
     start, groups, counts, known = held
+    if lo < start:  # slots before those held are not known
+        pad = start - lo
+        counts = np.concatenate([np.zeros((*counts.shape[:-1], pad)), counts], axis=-1)
+        known = np.concatenate([np.zeros((*known.shape[:-1], pad), dtype=bool), known], axis=-1)
+        return groups, counts, known
     return groups, counts[..., lo - start :], known[..., lo - start :]
 
 

@@ -10,8 +10,17 @@ from functools import cache
 import numpy as np
 import pytest
 
-from bot.engine import STEP, Monitor, _by_phase, _from_phase, _window_sums
-from bot.metrics import batch_from_items
+from bot.engine import (
+    STEP,
+    Engine,
+    Frozen,
+    Monitor,
+    _by_phase,
+    _from_phase,
+    _window_sums,
+    spans_of,
+)
+from bot.metrics import CREDITS, batch_from_items
 from bot.models import Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
 from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
@@ -355,3 +364,42 @@ def test_a_spend_runaway_is_proven_by_its_charges_before_any_window_sees_it() ->
     assert ev.breach and ev.evidence >= 1.0
     assert ev.window == 300  # the run of charges, not a window's figures
     assert ev.value - ev.baseline >= rule.min_credits
+
+
+def test_slots_before_any_is_known_are_left_out_without_changing_a_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Three days of events: the hour-of-week baselines reach weeks before the first.
+    items, summary = traffic()
+    spend = replace(SPEND, baseline=7 * 86400, seasonal="hour_of_day")
+    by_segment = replace(FAILURES, name="by-segment", group_by=("model", "metadata.segment"))
+    engine = engine_for([spend, by_segment], items, summary)
+    k = int((START + timedelta(days=2, hours=15, minutes=10)).timestamp()) // STEP
+    for rule in (spend, by_segment):
+        spans = spans_of(rule)
+        assert engine._known_from(rule) > engine._reach(rule, k)  # so it is left out
+        short = engine._freeze(rule, k, spans)
+        with monkeypatch.context() as m:
+            m.setattr(Engine, "_known_from", lambda self, rule: -(2**62))
+            whole = engine._freeze(rule, k, spans)
+        assert short.groups == whole.groups
+        _assert_close(_arrays(short), _arrays(whole))
+    # And a baseline over windows that start with some nobody holds leaves them out alone.
+    rows = np.full((5, 2, 400), np.nan)
+    rows[CREDITS, :, 150:] = np.random.default_rng(7).poisson(40.0, (2, 250))
+    cut = engine._baseline(spend, rows, 168)
+    _assert_close(list(cut), list(engine._baseline_of(spend, rows, 168)))
+    assert np.isnan(cut[0][:, :150]).all() and np.isfinite(cut[0][:, -1]).all()
+
+
+def _assert_close(a: list[np.ndarray], b: list[np.ndarray]) -> None:  # type: ignore[type-arg]
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def _arrays(frozen: Frozen) -> list[np.ndarray]:  # type: ignore[type-arg]
+    out = [a for pair in frozen.baselines for a in pair]
+    for part in (frozen.threshold, frozen.creep, frozen.charged):
+        out += [] if part is None else [part] if isinstance(part, np.ndarray) else list(part)
+    return out
