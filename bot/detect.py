@@ -299,7 +299,7 @@ def rate_baseline(
     mp = _min_periods(window, min_periods)
     has_jobs = n > 0  # False for NaN too
     g = _anscombe(f, n)
-    g[~has_jobs] = np.nan
+    np.copyto(g, np.nan, where=~has_jobs)  # a boolean index is several times slower
     if method == "robust":
         g0 = _lagged(bn.move_median, g, window, mp)
     elif method == "plain":
@@ -315,7 +315,7 @@ def rate_baseline(
     np.multiply(n, 4.0, out=past_binom, casting="same_kind")
     past_binom += 2.0
     np.reciprocal(past_binom, out=past_binom)
-    past_binom[~has_jobs | np.isnan(g0)] = np.nan
+    np.copyto(past_binom, np.nan, where=~has_jobs | np.isnan(g0))
     if method == "robust":
         tau2 = _lagged(bn.move_median, _abs_resid32(g, g0), window, mp)
         tau2 *= MAD_TO_SIGMA
@@ -348,7 +348,7 @@ def rate_against(
     rate = np.full(f.shape, np.nan)
     np.divide(f, n, out=rate, where=has_jobs)
     g = _anscombe(f, n)
-    g[~has_jobs] = np.nan
+    np.copyto(g, np.nan, where=~has_jobs)
     g0 = np.broadcast_to(np.asarray(g0, dtype=np.float64), f.shape)
     tau2 = np.asarray(tau2, dtype=np.float64)
     top = np.sin(np.minimum(g0 + band * np.sqrt(tau2), np.pi / 2)) ** 2

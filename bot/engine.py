@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -646,7 +647,7 @@ class Engine:
             )
         else:
             windows = _window_sums(counts, m)  # window ending at moment lo + m + j
-            windows[:, ~_window_known(known, m)] = np.nan
+            np.copyto(windows, np.nan, where=~_window_known(known, m))
             length = windows.shape[-1]
             phased = np.stack([_by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
@@ -1028,6 +1029,7 @@ def _burst(
     return evidence, spent, usual, z, seconds
 
 
+@lru_cache(maxsize=512)
 def _charged_rule(rule: Rule) -> Rule:
     """A spend rule's charged events counted over SHORT_WINDOW, in the same seasons."""
     return replace(rule, metric=CHARGES, bucket=SHORT_WINDOW)
@@ -1087,6 +1089,7 @@ def _with_run(
     )
 
 
+@lru_cache(maxsize=512)  # every poll asks again: a new Rule each time costs more than its work
 def _span(rule: Rule, seconds: int) -> Rule:
     """The rule judged over windows of `seconds` instead of its bucket."""
     return rule if seconds == rule.bucket else replace(rule, bucket=seconds)
@@ -1185,7 +1188,7 @@ class _Prefix:
         sums = np.full((self.width, *self.cum.shape[1:-1], *ends.shape), np.nan)
         picked = self.cum[..., at] - self.cum[..., before]
         unknown = (self.missing[..., at] - self.missing[..., before] > 0) | ~inside
-        picked[:, unknown] = np.nan
+        np.copyto(picked, np.nan, where=unknown)  # a boolean index is ~7x slower
         sums[list(self.fields)] = picked
         return sums
 
