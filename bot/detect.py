@@ -422,23 +422,28 @@ def bernoulli_evidence(
     n = np.nan_to_num(np.asarray(finished, dtype=np.float64))
     ok = np.maximum(n - f, 0.0)
     base = np.clip(np.asarray(p0, dtype=np.float64), 1e-6, 0.99)[..., None]
-    best = np.zeros(f.shape[:-1])
-    length = np.full(f.shape[:-1], f.shape[-1] - 1)  # the run of `best`, in slots - 1
+    # A run's llr is a ln(p1 / p0) per failed job plus b ln((1 - p1) / (1 - p0)) per job
+    # that did not: every alternative's sums over the newest 1, 2, ... slots come from
+    # the same two running totals, all alternatives at once (axis -2).
+    p1 = np.clip(np.maximum(base * np.asarray(EVIDENCE_RATIOS), floor), None, 0.995)
+    rises = p1 > base
     with np.errstate(invalid="ignore", divide="ignore"):
-        for ratio in EVIDENCE_RATIOS:
-            p1 = np.clip(np.maximum(base * ratio, floor), None, 0.995)
-            rises = p1 > base
-            llr = f * np.log(np.where(rises, p1 / base, 1.0)) + ok * np.log(
-                np.where(rises, (1.0 - p1) / (1.0 - base), 1.0)
-            )
-            runs = np.cumsum(llr[..., ::-1], axis=-1)  # sums over the newest 1, 2, ... slots
-            top = runs.max(axis=-1, initial=0.0)
-            better = top > best
-            length = np.where(better, runs.argmax(axis=-1), length)
-            np.maximum(best, top, out=best)
-        failed_runs = np.take_along_axis(np.cumsum(f[..., ::-1], axis=-1), length[..., None], -1)
-        done_runs = np.take_along_axis(np.cumsum(n[..., ::-1], axis=-1), length[..., None], -1)
-        rate = (failed_runs / done_runs)[..., 0]
+        a = np.log(np.where(rises, p1 / base, 1.0))[..., None]
+        b = np.log(np.where(rises, (1.0 - p1) / (1.0 - base), 1.0))[..., None]
+        newest_first_f = np.cumsum(f[..., ::-1], axis=-1)
+        newest_first_n = np.cumsum(n[..., ::-1], axis=-1)
+        runs = (
+            a * newest_first_f[..., None, :] + b * (np.cumsum(ok[..., ::-1], axis=-1)[..., None, :])
+        )
+        tops = runs.max(axis=-1, initial=0.0)
+        best = tops.max(axis=-1)
+        # The run of the first alternative reaching `best`; all slots while none is above 0.
+        which = np.take_along_axis(runs, tops.argmax(axis=-1)[..., None, None], -2)[..., 0, :]
+        length = np.where(best > 0.0, which.argmax(axis=-1), f.shape[-1] - 1)[..., None]
+        rate = (
+            np.take_along_axis(newest_first_f, length, -1)
+            / np.take_along_axis(newest_first_n, length, -1)
+        )[..., 0]
         out: FloatArray = best / np.asarray(h, dtype=np.float64)
     unknown = ~np.isfinite(np.asarray(p0, dtype=np.float64) + np.zeros_like(best))
     out[unknown] = np.nan

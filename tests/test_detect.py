@@ -388,3 +388,42 @@ def test_poisson_evidence_weighs_a_quiet_hours_burst_by_its_odds() -> None:
     assert np.isnan(evidence[0])
     evidence, _ = detect.poisson_evidence([[0.0, 0.0]], [[5.0, 5.0]], [10.0])
     assert evidence[0] == 0.0
+
+
+# --- the evidence test of a failure rate: a Bernoulli CUSUM of finished jobs ---------------
+
+
+def naive_bernoulli_cusum(failed, finished, p0, p1):
+    """S = max(0, S + f ln(p1 / p0) + (n - f) ln((1 - p1) / (1 - p0))), slot by slot."""
+    s = 0.0
+    for f, n in zip(failed, finished, strict=True):
+        s = max(0.0, s + f * np.log(p1 / p0) + (n - f) * np.log((1 - p1) / (1 - p0)))
+    return s
+
+
+def test_bernoulli_evidence_is_the_cusum_recursion_at_its_best_alternative() -> None:
+    rng = np.random.default_rng(11)
+    finished = rng.poisson(20.0, size=(40, 30)).astype(float)
+    failed = rng.binomial(finished.astype(int), 0.02).astype(float)
+    failed[:20, -5:] = rng.binomial(finished[:20, -5:].astype(int), 0.3)  # half start failing
+    p0 = np.full(40, 0.02)
+    h = np.full(40, 10.0)
+    evidence, rate = detect.bernoulli_evidence(failed, finished, p0, h, floor=0.05)
+    for g in range(40):
+        alternatives = [min(max(0.02 * r, 0.05), 0.995) for r in detect.EVIDENCE_RATIOS]
+        sums = [naive_bernoulli_cusum(failed[g], finished[g], 0.02, p1) for p1 in alternatives]
+        assert evidence[g] == pytest.approx(max(sums) / 10.0)
+        if max(sums) > 0:  # the rate told is that of the newest slots whose sum is S
+            p1 = alternatives[int(np.argmax(sums))]
+            llr = [
+                failed[g, -j:].sum() * np.log(p1 / 0.02)
+                + (finished[g, -j:] - failed[g, -j:]).sum() * np.log((1 - p1) / 0.98)
+                for j in range(1, 31)
+            ]
+            j = int(np.argmax(llr)) + 1
+            assert rate[g] == pytest.approx(failed[g, -j:].sum() / finished[g, -j:].sum())
+    assert (evidence[:20] >= 1.0).all()  # 30 % where 2 % is normal, over 100 jobs
+    assert (evidence[20:] < 1.0).all()
+    # An unknown baseline: unknown evidence.
+    evidence, rate = detect.bernoulli_evidence([[1.0]], [[2.0]], [np.nan], [10.0])
+    assert np.isnan(evidence[0]) and np.isnan(rate[0])
