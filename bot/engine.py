@@ -509,7 +509,8 @@ class Engine:
         lo = min(self._reach(_span(rule, s), k) for s in spans)
         # Slots before any is known for the rule change no window, only the work: a
         # young account's hour-of-week baselines reach weeks before its first event.
-        lo = min(max(lo, self._known_from(rule)), k - 1)
+        if (known := self._known_from(rule)) is not None:
+            lo = min(max(lo, known), k - 1)
         held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
@@ -672,10 +673,7 @@ class Engine:
         # An event without a model is an API call, not a job: no model group to judge.
         by_model = GROUP_FIELDS.index("model") in picks
         model_at = picks.index(0) if by_model else -1
-        # Daily totals stand in for missing events only where the daily shape does not
-        # matter: a failure rate. Spread evenly over a day, spend would make every
-        # afternoon peak look like a runaway.
-        by_summary = rule.metric == "failure_rate" and set(rule.group_by) <= {"model"}
+        by_summary = _filled_by_summary(rule)
         summary_keys = self._summary_keys(rule) if by_summary else []
         groups = sorted({k for k in keys if not by_model or k[model_at]} | set(summary_keys))
         index = {g: i for i, g in enumerate(groups)}
@@ -708,12 +706,10 @@ class Engine:
                 known[index[key], :cut] |= day_known
         return groups, counts, known
 
-    def _known_from(self, rule: Rule) -> int:
-        """A slot before which `_rule_counts` knows no slot of any group of `rule`."""
-        if rule.metric == "failure_rate" and set(rule.group_by) <= {"model"}:
-            return -(2**62)  # the daily summary fills the slots before events
-        covered = self.cube.covered_from
-        return -(2**62) if covered is None else covered
+    def _known_from(self, rule: Rule) -> int | None:
+        """A slot before which `_rule_counts` knows no slot of any group of `rule` (None:
+        any slot may be known, from the daily summary)."""
+        return None if _filled_by_summary(rule) else self.cube.covered_from
 
     def _launches(self, rule: Rule) -> dict[str, int]:
         """Per model a spend or volume total (a rule not grouped by model) leaves out, the
@@ -786,8 +782,8 @@ class Engine:
         The windows before the first one any row holds are left out: they change no
         number (moving windows skip NaN, and same-phase windows stay a period apart),
         and a young account's rules reach weeks back into nothing at every slot."""
-        held = np.isfinite(windows).any(axis=(0, 1))
-        start = int(np.argmax(held)) if held.any() else windows.shape[-1]
+        holds = np.isfinite(windows).any(axis=(0, 1))
+        start = int(np.argmax(holds)) if holds.any() else windows.shape[-1]
         if start == 0:
             return self._baseline_of(rule, windows, history)
         out = np.full(windows.shape[1:], np.nan), np.full(windows.shape[1:], np.nan)
@@ -1131,8 +1127,15 @@ def _project(fine: UsageCube, picks: tuple[int, ...]) -> UsageCube:
     return cube
 
 
+def _filled_by_summary(rule: Rule) -> bool:
+    """Whether daily totals stand in for a rule's missing events: only where the daily
+    shape does not matter, a failure rate. Spread evenly over a day, spend would make
+    every afternoon peak look like a runaway."""
+    return rule.metric == "failure_rate" and set(rule.group_by) <= {"model"}
+
+
 def _part(held: Held, lo: int) -> tuple[Groups, FloatArray, BoolArray]:
-    """The counts held from slot `lo` on (`lo` at or after the slot they start at)."""
+    """The counts held from slot `lo` on; slots before the first held read as unknown."""
     start, groups, counts, known = held
     if lo < start:  # slots before those held are not known
         pad = start - lo
