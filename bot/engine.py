@@ -1346,8 +1346,9 @@ def enrich(
     series = engine.series(rule, t.group, t.at)
     if rule.source == "summary":
         return replace(t, series=series)
-    window = events_between(t.at - timedelta(seconds=rule.bucket), t.at)
-    request_ids, job_ids = pick_examples(window, rule, t.group)
+    # The window it is told with (a run of the evidence test may be minutes of a bucket).
+    told = events_between(t.at - timedelta(seconds=t.window or rule.bucket), t.at)
+    request_ids, job_ids = pick_examples(told, rule, t.group)
     return replace(t, request_ids=request_ids, job_ids=job_ids, series=series)
 
 

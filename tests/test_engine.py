@@ -18,10 +18,11 @@ from bot.engine import (
     _by_phase,
     _from_phase,
     _window_sums,
+    enrich,
     spans_of,
 )
 from bot.metrics import CREDITS, batch_from_items
-from bot.models import Rule, Summary
+from bot.models import Event, Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
 from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
 
@@ -364,6 +365,12 @@ def test_a_spend_runaway_is_proven_by_its_charges_before_any_window_sees_it() ->
     assert ev.breach and ev.evidence >= 1.0
     assert ev.window == 300  # the run of charges, not a window's figures
     assert ev.value - ev.baseline >= rule.min_credits
+    # Its examples are the run's costliest jobs, none from the normal hour before it.
+    events = [Event.from_api(i) for i in sim.events_until(end)]
+    told = enrich(firing[0], engine, lambda a, b: [e for e in events if a <= e.created_at < b])
+    times = {e.request_id: e.created_at for e in events}
+    assert len(told.request_ids) == 10
+    assert all(onset <= times[r] < firing[0].at for r in told.request_ids)
 
 
 def test_slots_before_any_is_known_are_left_out_without_changing_a_number(
