@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import TOTAL, DailyUsage, EventsPage, PollRecord, SaveResult, Summary
-from bot.store import CycleView, Store
+from bot.store import CYCLE_SQL, CycleView, Store
 from bot.store.database import database_errors
 from bot.store.hooks import insert_hook
 from tests.helpers import T0, event_series, make_event, make_firing
@@ -213,6 +213,19 @@ def test_the_cycle_view_says_whether_a_hook_waits(store: Store) -> None:
     assert store.cycle_view("delivery").hooks_waiting  # backing off: still waiting
     store.hook_tried(hook.id, status=200, error=None, retry_at=None, now=T0)
     assert not store.cycle_view("delivery").hooks_waiting
+
+
+def test_the_cycles_waiting_checks_read_indexes_of_the_waiting_rows(store: Store) -> None:
+    # A year of delivered alerts, notices, posts and hooks must not make every cycle's
+    # first read scan them all: each check is answered from a partial index.
+    if store.engine == "postgres":
+        store.db.execute("set enable_seqscan = off")  # what the planner does on big tables
+        rows = store.db.execute("explain " + CYCLE_SQL, ["delivery"]).fetchall()
+    else:
+        rows = store.db.execute("explain query plan " + CYCLE_SQL, ["delivery"]).fetchall()
+    plan = "\n".join(str(row[-1]) for row in rows)
+    for table in ("alert_transitions", "notices", "posts", "hooks"):
+        assert f"idx_{table}_waiting" in plan, plan
 
 
 def test_events_and_their_poll_row_are_written_together(store: Store) -> None:

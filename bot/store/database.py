@@ -192,11 +192,21 @@ class Database:
             parts.append(f"primary key ({', '.join(map(quote, keys))})")
         self.execute(f"create table {quote(name)} ({', '.join(parts)})")
 
-    def create_index(self, table: str, columns: Sequence[str], *, unique: bool = False) -> None:
-        name = f"idx_{table}_{'_'.join(columns)}"
+    def create_index(
+        self,
+        table: str,
+        columns: Sequence[str],
+        *,
+        unique: bool = False,
+        where: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """An index; with `where`, a partial one (the same SQL on both engines)."""
+        name = name or f"idx_{table}_{'_'.join(columns)}"
         kind = "unique index" if unique else "index"
         cols = ", ".join(map(quote, columns))
-        self.execute(f"create {kind} {quote(name)} on {quote(table)} ({cols})")
+        partial = f" where {where}" if where else ""
+        self.execute(f"create {kind} {quote(name)} on {quote(table)} ({cols}){partial}")
 
     def add_column(
         self, table: str, column: str, kind: type, *, not_null_default: Any = None

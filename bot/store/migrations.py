@@ -1,4 +1,4 @@
-"""The store's schema: migrations m001..m013, applied in order when the store opens
+"""The store's schema: migrations m001..m016, applied in order when the store opens
 (`connection.Connection`) or by `usage-bot migrate`, on SQLite and PostgreSQL alike
 (the column types are the dialect's: `database.Database.create_table`). A SQLite file
 that sqlite-utils migrated carries on from the last migration it ran. Append new
@@ -449,3 +449,16 @@ def m015_feedback(db: Database) -> None:
         pk=("rule", "group_key", "since"),
     )
     db.create_index("alert_feedback", ["since"])
+
+
+@migration
+def m016_waiting_indexes(db: Database) -> None:
+    # Every cycle asks whether anything waits to be told or delivered (`CYCLE_SQL`):
+    # indexes of the waiting rows only keep each a lookup, however many thousands of
+    # alerts, notices, posts and hooks went out before.
+    waiting = {"notified_at": ("alert_transitions", "notices"), "delivered_at": ("posts",)}
+    for column, tables in waiting.items():
+        for table in tables:
+            where = f"{column} is null and failed_at is null"
+            db.create_index(table, ["id"], where=where, name=f"idx_{table}_waiting")
+    db.create_index("hooks", ["id"], where="delivered_at is null", name="idx_hooks_waiting")
