@@ -50,6 +50,7 @@ from bot.models import (
     Rule,
     Transition,
 )
+from bot.windows import Prefix, by_phase, from_phase, gathered_windows, window_known, window_sums
 
 RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
 RATE_SPANS = (1, 2, 4)  # a failure rate is judged over 1, 2 and 4 buckets
@@ -514,7 +515,7 @@ class Engine:
         held = (lo, *self._rule_counts(rule, lo, k))
         baselines = []
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
-        prefix = _Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
+        prefix = Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
         creep = charged = None
         for seconds in spans:
             span = _span(rule, seconds)
@@ -639,7 +640,7 @@ class Engine:
             # rows, each the windows ending at k, k - bucket, k - 2 bucket, ... (oldest first).
             back = np.arange(reach_buckets(rule) - 1, -1, -1)
             ends = np.arange(first, last + 1)[:, None] - m * back
-            rows = _gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
+            rows = gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             flat = rows.reshape(fields, -1, rows.shape[-1])
             center, spread = self._baseline(rule, flat, history)
             scores = self._against(rule, flat[..., -1:], (center[:, -1:], spread[:, -1:]))
@@ -647,15 +648,14 @@ class Engine:
                 np.broadcast_to(a, (a.shape[0], 1)).reshape(len(groups), moments) for a in scores
             )
         else:
-            windows = _window_sums(counts, m)  # window ending at moment lo + m + j
-            np.copyto(windows, np.nan, where=~_window_known(known, m))
+            windows = window_sums(counts, m)  # window ending at moment lo + m + j
+            np.copyto(windows, np.nan, where=~window_known(known, m))
             length = windows.shape[-1]
-            phased = np.stack([_by_phase(windows[f], m) for f in range(fields)])
+            phased = np.stack([by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
             baseline_ = self._baseline(rule, phased, history)
             value, baseline, z, volume, band = (
-                _from_phase(a, m, length)[:, offset:]
-                for a in self._against(rule, phased, baseline_)
+                from_phase(a, m, length)[:, offset:] for a in self._against(rule, phased, baseline_)
             )
         return groups, (value, baseline, z, volume, band)
 
@@ -765,7 +765,7 @@ class Engine:
             )
         return self._final
 
-    def _windows_before(self, rule: Rule, k: int, held: int, prefix: _Prefix) -> FloatArray:
+    def _windows_before(self, rule: Rule, k: int, held: int, prefix: Prefix) -> FloatArray:
         """(fields, groups, 2H + 1): the windows of one `bucket` ending at k - 2H bucket,
         ..., k - bucket, k, the history `_baseline` judges moment k against; `prefix`
         holds the counts from slot `held` on."""
@@ -1145,85 +1145,11 @@ def _part(held: Held, lo: int) -> tuple[Groups, FloatArray, BoolArray]:
     return groups, counts[..., lo - start :], known[..., lo - start :]
 
 
-def _window_sums(counts: FloatArray, m: int) -> FloatArray:
-    """Sum of m consecutive slots: column j is slots [j, j + m) of `counts`."""
-    c = np.cumsum(counts, axis=-1)
-    out = c[..., m - 1 :].copy()
-    out[..., 1:] -= c[..., :-m]
-    return out
-
-
-def _gathered_windows(
-    counts: FloatArray, known: BoolArray, ends: npt.NDArray[np.int64], m: int
-) -> FloatArray:
-    """Window sums ending at the given slot offsets: (fields, groups, *ends.shape).
-
-    The same numbers `_window_sums` gives, for just the windows asked for; a window with
-    an unknown slot is NaN.
-    """
-    return _Prefix(counts, known, tuple(range(counts.shape[0]))).windows(ends, m)
-
-
 def _fields(rule: Rule) -> tuple[int, ...]:
     """The count fields a rule's metric reads."""
     if rule.metric == "failure_rate":
         return (FINISHED, FAILED)
     return (_series_field(rule),)
-
-
-class _Prefix:
-    """Running totals of some count fields and of unknown slots, from which any window's
-    sum is two lookups: built once, read for every span. Other fields read as NaN."""
-
-    def __init__(self, counts: FloatArray, known: BoolArray, fields: tuple[int, ...]) -> None:
-        self.fields = fields
-        self.width = counts.shape[0]
-        picked = counts[list(fields)]
-        self.cum = np.zeros((*picked.shape[:-1], picked.shape[-1] + 1))
-        np.cumsum(picked, axis=-1, out=self.cum[..., 1:])
-        self.missing = np.zeros((*known.shape[:-1], known.shape[-1] + 1))
-        np.cumsum(~known, axis=-1, out=self.missing[..., 1:])
-
-    def windows(self, ends: npt.NDArray[np.int64], m: int) -> FloatArray:
-        """Sums of the m slots before each offset in `ends`: (fields, groups, *ends.shape)."""
-        inside = ends - m >= 0
-        at, before = np.where(inside, ends, 0), np.where(inside, ends - m, 0)
-        sums = np.full((self.width, *self.cum.shape[1:-1], *ends.shape), np.nan)
-        picked = self.cum[..., at] - self.cum[..., before]
-        unknown = (self.missing[..., at] - self.missing[..., before] > 0) | ~inside
-        np.copyto(picked, np.nan, where=unknown)  # a boolean index is ~7x slower
-        sums[list(self.fields)] = picked
-        return sums
-
-
-def _window_known(known: npt.NDArray[np.bool_], m: int) -> npt.NDArray[np.bool_]:
-    """True for windows whose m slots are all known."""
-    unknown = _window_sums((~known).astype(np.float64), m)
-    return np.equal(unknown, 0.0)
-
-
-def _by_phase(x: FloatArray, m: int) -> FloatArray:
-    """(groups, T) -> (groups * m, ceil(T / m)): each row one group's one phase, in time.
-
-    Padding goes at the front so the newest column keeps the newest phase whole.
-    """
-    if m == 1:
-        return x
-    groups, length = x.shape
-    width = -(-length // m)
-    padded = np.full((groups, width * m), np.nan)
-    padded[:, width * m - length :] = x
-    return padded.reshape(groups, width, m).transpose(0, 2, 1).reshape(groups * m, width)
-
-
-def _from_phase(x: FloatArray, m: int, length: int) -> FloatArray:
-    """The inverse of `_by_phase` for a series of `length` columns."""
-    if m == 1:
-        return x
-    rows, width = x.shape
-    groups = rows // m
-    flat = x.reshape(groups, m, width).transpose(0, 2, 1).reshape(groups, width * m)
-    return flat[:, width * m - length :]
 
 
 def _gate(

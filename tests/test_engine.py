@@ -15,15 +15,13 @@ from bot.engine import (
     Engine,
     Frozen,
     Monitor,
-    _by_phase,
-    _from_phase,
-    _window_sums,
     enrich,
     spans_of,
 )
 from bot.metrics import CREDITS, batch_from_items
 from bot.models import Event, Rule, Summary
 from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
+from bot.windows import by_phase, from_phase, window_sums
 from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
@@ -59,12 +57,12 @@ def traffic(days: int = 3, spike: bool = True) -> tuple[list[dict], dict]:  # ty
 
 def test_window_sums_and_phases_round_trip() -> None:
     x = np.arange(2 * 11, dtype=float).reshape(2, 11)
-    sums = _window_sums(x, 3)
+    sums = window_sums(x, 3)
     assert sums.shape == (2, 9) and sums[0, 0] == 0 + 1 + 2 and sums[1, -1] == 19 + 20 + 21
-    phased = _by_phase(x, 3)
+    phased = by_phase(x, 3)
     assert phased.shape == (6, 4)
     assert list(phased[2][~np.isnan(phased[2])]) == [1.0, 4.0, 7.0, 10.0]  # one phase, in time
-    assert np.array_equal(_from_phase(phased, 3, 11), x)
+    assert np.array_equal(from_phase(phased, 3, 11), x)
 
 
 def test_a_failure_spike_fires_for_its_model_only_within_two_buckets() -> None:
