@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from bot import detect
+from bot import detect, sequential
 from bot.alerts import pick_examples, step, transition
 from bot.coverage import overlaps
 from bot.metrics import (
@@ -50,6 +50,7 @@ from bot.models import (
     Rule,
     Transition,
 )
+from bot.sequential import Run
 from bot.windows import Prefix, by_phase, from_phase, gathered_windows, window_known, window_sums
 
 RECOVER_FRACTION = 0.5  # an alert resolves once |z| stays under half its threshold
@@ -61,17 +62,8 @@ SHORT_WINDOW = 900
 # run may then start at the onset, not at the slot's start among its earlier, normal jobs.
 RECENT_STEP = 5
 RECENT_SLOTS = 2
-# The creep test of a spend rule watching a rise: a one-sided CUSUM of its bucket's
-# z-scores over the last CREEP_SPAN seconds of whole buckets, S = max(0, S + z - REFERENCE),
-# proving a level shift that builds over days once S reaches THRESHOLD. Against a
-# reference of half a sigma, ordinary hours drift S back to 0; a rise of one sigma
-# sustained for a day (a 2x creep over three days, by its first day's end) reaches it.
+# The creep test (`sequential.creep`) reads the last CREEP_SPAN seconds of whole buckets.
 CREEP_SPAN = 3 * 86400
-CREEP_REFERENCE = 0.5
-CREEP_THRESHOLD = 12.0
-# Each bucket adds at most this many sigmas: a creep is many moderate hours, and a runaway
-# of an hour or three (told by the windows) must not hold the creep test up for days.
-CREEP_CLIP = 3.0
 # The evidence test of a spend rule watching a rise (over SHORT_WINDOW too) counts its
 # charged events (`metrics.CHARGED`) against the top of their normal band for the same 15 minutes
 # of earlier days: their mean plus COUNT_BAND times the uncertainty of a day's level
@@ -102,9 +94,6 @@ Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..
 Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
 Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
-# A spend rule's sequential tests (the evidence test, the creep test): evidence (S over
-# its threshold), and the run's credits, normal credits, z and seconds.
-Run = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 # groups, per span (value, baseline, z, volume, band), a failure rate's evidence and its
 # run's rate, a spend rule's runs (the evidence test's, the creep test's)
 Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, tuple[Run, ...]]
@@ -398,7 +387,9 @@ class Engine:
                 back // m, 0, -1
             )
             settled = _settled(rule, held, first - back + before)
-            creep = _creep(rule, z[:, before], value[:, before], baseline[:, before], settled)
+            creep = sequential.creep(
+                rule.bucket, z[:, before], value[:, before], baseline[:, before], settled
+            )
             burst = self._burst_all(rule, first, last, held, banded[1][1])
             return held[1], banded, None, None, (burst, creep)
         if rule.metric != "failure_rate" or rule.direction != "up":
@@ -491,7 +482,7 @@ class Engine:
         whole = np.arange(k - counts.shape[-1], k) * STEP
         seen = self._seen(whole, np.ones(len(whole)))
         slots = np.where(known, counts, 0.0)
-        burst = _burst(slots, known, lam[:, 0], normal[:, 0], h[:, 0], seen)
+        burst = sequential.burst(slots, known, lam[:, 0], normal[:, 0], h[:, 0], seen, STEP)
         a, b, c, d, e = (x[:, None] for x in burst)
         return a, b, c, d, e
 
@@ -529,8 +520,8 @@ class Engine:
                 value, baseline, z = self._against(rule, rows, (center, spread))[:3]
                 past = slice(-1 - n, -1)
                 ends = k - slots_per_bucket(rule) * np.arange(n, 0, -1)[None, :]
-                creep = _creep(
-                    rule,
+                creep = sequential.creep(
+                    rule.bucket,
                     z[:, None, past],
                     value[:, None, past],
                     baseline[:, None, past],
@@ -570,12 +561,12 @@ class Engine:
         memory = slots_per_bucket(rule)
         _, counts, known = _part(held, first - memory)
         stop = last - first + 1  # windows [k - memory, k)
-        runs = sliding_window_view(counts, memory, axis=-1)[:, :, :stop]
         runs_known = sliding_window_view(known, memory, axis=-1)[:, :stop]
+        runs = np.where(runs_known, sliding_window_view(counts, memory, axis=-1)[:, :, :stop], 0.0)
         starts = (first + np.arange(stop)[:, None] - memory + np.arange(memory)) * STEP
         seen = self._seen(starts, np.ones(memory))
         normal = level / slots_per_bucket(short)
-        return _burst(np.where(runs_known, runs, 0.0), runs_known, lam, normal, h, seen)
+        return sequential.burst(runs, runs_known, lam, normal, h, seen, STEP)
 
     def _evidence(
         self, rule: Rule, first: int, last: int, p0: FloatArray, held: Held
@@ -968,63 +959,6 @@ def _creep_buckets(rule: Rule) -> int:
     return int(CREEP_SPAN // rule.bucket)
 
 
-def _creep(
-    rule: Rule, z: FloatArray, value: FloatArray, baseline: FloatArray, settled: BoolArray
-) -> Run:
-    """The creep test over (groups, moments, buckets) arrays of each moment's whole
-    buckets before it, oldest first, counting the `settled` ones only: (evidence, run
-    credits, run normal credits, run z, run seconds), each (groups, moments). The run is
-    the buckets since S last was 0; its z is their z-scores' sum over the root of their
-    count (a mean shift in sigmas)."""
-    ok = settled & np.isfinite(z + value + baseline)
-    step = np.where(ok, np.minimum(z, CREEP_CLIP) - CREEP_REFERENCE, 0.0)
-    # S at the newest bucket is X_D - min(X_0..X_D), X the running sum of the steps
-    # (X_0 = 0); its run is the buckets after the last moment S was 0, where X was lowest.
-    totals = [
-        _running(a) for a in (step, ok, np.where(ok, value, 0.0), np.where(ok, baseline, 0.0))
-    ]
-    totals.append(_running(np.where(ok, z, 0.0)))
-    sums = totals[0]
-    start = sums.shape[-1] - 1 - np.argmin(sums[..., ::-1], axis=-1)[..., None]
-    total, count, spent, normal, zs = (
-        a[..., -1] - np.take_along_axis(a, start, axis=-1)[..., 0] for a in totals
-    )
-    run_z = zs / np.sqrt(np.maximum(count, 1.0))
-    return total / CREEP_THRESHOLD, spent, normal, run_z, count * rule.bucket
-
-
-def _burst(
-    slots: FloatArray,
-    known: BoolArray,
-    lam: FloatArray,
-    normal: FloatArray,
-    h: FloatArray,
-    seen: FloatArray,
-) -> Run:
-    """A spend rule's evidence test over (fields, ..., slots) counts, oldest first, zero
-    where not `known`: the Poisson CUSUM of charged events against `lam` normal ones
-    per slot (`detect.poisson_evidence`), of which the data reach the share `seen` of
-    each slot. (evidence, run credits, run normal credits (`normal` per slot), run z,
-    run seconds), each (...): the run is the newest slots S sums. Its z compares the
-    run's charged events with those due on the square-root scale, where Poisson noise
-    is 1/2."""
-    share = np.where(known, seen, 0.0)
-    due = lam[..., None] * share
-    charged = slots[CHARGED]
-    evidence, length = detect.poisson_evidence(charged, due, h)
-    evidence[~np.isfinite(lam)] = np.nan
-
-    def over_run(x: FloatArray) -> FloatArray:
-        sums = np.cumsum(x[..., ::-1], axis=-1)
-        return np.take_along_axis(sums, (length - 1)[..., None], axis=-1)[..., 0]
-
-    events, expected = over_run(charged), over_run(np.nan_to_num(due))
-    z = 2.0 * (np.sqrt(events) - np.sqrt(expected))
-    spent, usual = over_run(slots[CREDITS]), over_run(normal[..., None] * share)
-    seconds = (length * STEP).astype(np.float64)
-    return evidence, spent, usual, z, seconds
-
-
 @lru_cache(maxsize=512)
 def _charged_rule(rule: Rule) -> Rule:
     """A spend rule's charged events counted over SHORT_WINDOW, in the same seasons."""
@@ -1037,14 +971,6 @@ def _count_seasons(rule: Rule) -> int:
     if rule.seasonal == "none":
         return history
     return max(_MIN_SEASONS, history // int(_SEASON_SECONDS[rule.seasonal] // rule.bucket))
-
-
-def _running(x: npt.ArrayLike) -> FloatArray:
-    """Running sums along the last axis with a leading 0: (..., n) -> (..., n + 1)."""
-    a = np.asarray(x, dtype=np.float64)
-    out = np.zeros((*a.shape[:-1], a.shape[-1] + 1))
-    np.cumsum(a, axis=-1, out=out[..., 1:])
-    return out
 
 
 def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:

@@ -1,0 +1,96 @@
+"""A spend rule's two sequential tests, each proving a rise by the run of newest data
+that makes it (`engine` feeds them and tells what they prove):
+
+- the creep test: a one-sided CUSUM of its buckets' z-scores, S = max(0, S + z -
+  REFERENCE), proving a level shift that builds over days once S reaches THRESHOLD;
+- the evidence test: a Poisson CUSUM of its charged events against the top of their
+  normal band (`detect.poisson_evidence`), proving a runaway in minutes.
+
+Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from bot import detect
+from bot.metrics import CHARGED, CREDITS
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+# evidence (S over its threshold), and the run's credits, normal credits, z and seconds
+Run = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+
+# Against a reference of half a sigma, ordinary hours drift S back to 0; a rise of one
+# sigma sustained for a day (a 2x creep over three days, by its first day's end) reaches
+# the threshold.
+CREEP_REFERENCE = 0.5
+CREEP_THRESHOLD = 12.0
+# Each bucket adds at most this many sigmas: a creep is many moderate hours, and a runaway
+# of an hour or three (told by the windows) must not hold the creep test up for days.
+CREEP_CLIP = 3.0
+
+
+def creep(
+    bucket: float, z: FloatArray, value: FloatArray, baseline: FloatArray, settled: BoolArray
+) -> Run:
+    """The creep test of a rule of `bucket` seconds over (groups, moments, buckets)
+    arrays of each moment's whole buckets before it, oldest first, counting the `settled`
+    ones only: (evidence, run credits, run normal credits, run z, run seconds), each
+    (groups, moments). The run is the buckets since S last was 0; its z is their
+    z-scores' sum over the root of their count (a mean shift in sigmas)."""
+    ok = settled & np.isfinite(z + value + baseline)
+    step = np.where(ok, np.minimum(z, CREEP_CLIP) - CREEP_REFERENCE, 0.0)
+    # S at the newest bucket is X_D - min(X_0..X_D), X the running sum of the steps
+    # (X_0 = 0); its run is the buckets after the last moment S was 0, where X was lowest.
+    totals = [running(a) for a in (step, ok, np.where(ok, value, 0.0), np.where(ok, baseline, 0.0))]
+    totals.append(running(np.where(ok, z, 0.0)))
+    sums = totals[0]
+    start = sums.shape[-1] - 1 - np.argmin(sums[..., ::-1], axis=-1)[..., None]
+    total, count, spent, normal, zs = (
+        a[..., -1] - np.take_along_axis(a, start, axis=-1)[..., 0] for a in totals
+    )
+    run_z = zs / np.sqrt(np.maximum(count, 1.0))
+    return total / CREEP_THRESHOLD, spent, normal, run_z, count * bucket
+
+
+def burst(
+    slots: FloatArray,
+    known: BoolArray,
+    lam: FloatArray,
+    normal: FloatArray,
+    h: FloatArray,
+    seen: FloatArray,
+    slot_seconds: int,
+) -> Run:
+    """A spend rule's evidence test over (fields, ..., slots) counts, oldest first, zero
+    where not `known`: the Poisson CUSUM of charged events against `lam` normal ones
+    per slot (`detect.poisson_evidence`), of which the data reach the share `seen` of
+    each slot of `slot_seconds`. (evidence, run credits, run normal credits (`normal`
+    per slot), run z, run seconds), each (...): the run is the newest slots S sums. Its
+    z compares the run's charged events with those due on the square-root scale, where
+    Poisson noise is 1/2."""
+    share = np.where(known, seen, 0.0)
+    due = lam[..., None] * share
+    charged = slots[CHARGED]
+    evidence, length = detect.poisson_evidence(charged, due, h)
+    evidence[~np.isfinite(lam)] = np.nan
+
+    def over_run(x: FloatArray) -> FloatArray:
+        sums = np.cumsum(x[..., ::-1], axis=-1)
+        return np.take_along_axis(sums, (length - 1)[..., None], axis=-1)[..., 0]
+
+    events, expected = over_run(charged), over_run(np.nan_to_num(due))
+    z = 2.0 * (np.sqrt(events) - np.sqrt(expected))
+    spent, usual = over_run(slots[CREDITS]), over_run(normal[..., None] * share)
+    seconds = (length * slot_seconds).astype(np.float64)
+    return evidence, spent, usual, z, seconds
+
+
+def running(x: npt.ArrayLike) -> FloatArray:
+    """Running sums along the last axis with a leading 0: (..., n) -> (..., n + 1)."""
+    a = np.asarray(x, dtype=np.float64)
+    out = np.zeros((*a.shape[:-1], a.shape[-1] + 1))
+    np.cumsum(a, axis=-1, out=out[..., 1:])
+    return out
