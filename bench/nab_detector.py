@@ -6,7 +6,7 @@
         --kwargs '{"rules": "path/to/other_rules.yaml"}'
 
 Each series is fed to `engine.Engine` as one account's spend and judged by
-`engine.Monitor`, the path the worker and `usage-bot backtest` drive, under the rules in
+`monitor.Monitor`, the path the worker and `usage-bot backtest` drive, under the rules in
 `bench/nab_rules.yaml` (or the file `rules` names), read with the product's own loader
 (`bot.rules.load_rules`): a rule the product cannot express fails here as it does in
 `usage-bot check`, and nothing else about detection is set here. The rules must be
@@ -63,9 +63,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bot.engine import STEP, Engine, Monitor
+from bot.engine import STEP, Engine
 from bot.metrics import KIND_COMPLETED, EventBatch
 from bot.models import FIRING, Gap, Rule
+from bot.monitor import Monitor
 from bot.rules import load_rules, parse_rules
 
 RULES = Path(__file__).with_name("nab_rules.yaml")

@@ -22,10 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.api_schema import EVENT_SCHEMA, SUMMARY_SCHEMA
-from bot.engine import STEP, Engine, Monitor, enrich
+from bot.engine import STEP, Engine
 from bot.errors import ConfigError
 from bot.metrics import Row, batch_from_events, batch_of, item_row
 from bot.models import Event, Rule, Summary, Transition, format_time, parse_time
+from bot.monitor import Monitor, enrich
 
 MAX_SPAN = timedelta(days=400)  # 5-minute moments over a longer span are a mistake, not data
 CHUNK = 50_000  # events parsed per batch: bounds memory on million-line files

@@ -1,7 +1,7 @@
 """`usage-bot tune RULE`: what the feedback on a rule's alerts says about its thresholds.
 
 The stored events (and daily summary) are judged again by the worker's own engine
-(`backtest.judge`, an `engine.Monitor`) with the rule's thresholds set a little lower and
+(`backtest.judge`, a `monitor.Monitor`) with the rule's thresholds set a little lower and
 higher: its `z`, and for a rule with the evidence test its `false_alerts` budget. Each
 replay's firing episodes are matched to the episodes people marked expected or noise
 (same group, overlapping time), and the setting nearest the rule's own that keeps every

@@ -26,7 +26,7 @@ from bot.budget import BudgetStatus, period_of
 from bot.budget_book import BudgetBook, judge
 from bot.clock import utc_now
 from bot.coverage import GapEstimate, arrival_rate, estimate_gap
-from bot.engine import STEP, Engine, Monitor, enrich
+from bot.engine import STEP, Engine
 from bot.errors import BotError, SchemaDrift, SourceError, StoreError
 from bot.hooks import send_hooks
 from bot.messages import notices
@@ -43,6 +43,7 @@ from bot.models import (
     Summary,
     Transition,
 )
+from bot.monitor import Monitor, enrich
 from bot.notify import BACKOFF, ConsoleNotifier, Notifier, deliver
 from bot.pace import Outcome, Pace, PaceSettings, next_pace
 from bot.source import UsageClient

@@ -366,7 +366,7 @@ def _child(origin: float, stage_path: str, until: str | None) -> int:
 
     from bot import cli
     from bot import worker as worker_module
-    from bot.engine import Monitor
+    from bot.monitor import Monitor
     from bot.source import UsageClient
     from bot.worker import Worker
 

@@ -29,11 +29,12 @@ from bot.coverage import (
     overlaps,
 )
 from bot.digest import digest_text
-from bot.engine import Engine, Monitor
+from bot.engine import Engine
 from bot.messages import budget as budget_words
 from bot.messages import notices
 from bot.metrics import UsageCube, batch_from_events
 from bot.models import TOTAL, Budget, DailyUsage, Evaluation, EventsPage, Gap, Rule, Summary
+from bot.monitor import Monitor
 from bot.store import Store
 from tests.helpers import SECRET, VOLUME_DOWN, Rig, engine_for, make_event, outage_stream, serve_app
 

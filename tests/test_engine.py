@@ -14,12 +14,11 @@ from bot.engine import (
     STEP,
     Engine,
     Frozen,
-    Monitor,
-    enrich,
     spans_of,
 )
 from bot.metrics import CREDITS, batch_from_items
 from bot.models import Event, Rule, Summary
+from bot.monitor import Monitor, enrich
 from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
 from bot.windows import by_phase, from_phase, window_sums
 from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same

@@ -1,5 +1,5 @@
 """The NAB adapter (bench/nab_detector.py) runs the product: its rules file is one
-`usage-bot check` accepts, and what it scores is what `engine.Monitor` fires.
+`usage-bot check` accepts, and what it scores is what `monitor.Monitor` fires.
 
 bench is not a package and tests do not import it (test_layers): as the NAB scorer does,
 a child process loads the adapter from its file and scores the series given to it.
