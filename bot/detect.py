@@ -432,9 +432,8 @@ def bernoulli_evidence(
         b = np.log(np.where(rises, (1.0 - p1) / (1.0 - base), 1.0))[..., None]
         newest_first_f = np.cumsum(f[..., ::-1], axis=-1)
         newest_first_n = np.cumsum(n[..., ::-1], axis=-1)
-        runs = (
-            a * newest_first_f[..., None, :] + b * (np.cumsum(ok[..., ::-1], axis=-1)[..., None, :])
-        )
+        newest_first_ok = np.cumsum(ok[..., ::-1], axis=-1)
+        runs = a * newest_first_f[..., None, :] + b * newest_first_ok[..., None, :]
         tops = runs.max(axis=-1, initial=0.0)
         best = tops.max(axis=-1)
         # The run of the first alternative reaching `best`; all slots while none is above 0.

@@ -768,17 +768,15 @@ class Engine:
         The windows before the first one any row holds are left out: they change no
         number (moving windows skip NaN, and same-phase windows stay a period apart),
         and a young account's rules reach weeks back into nothing at every slot."""
-        holds = np.isfinite(windows).any(axis=(0, 1))
-        start = int(np.argmax(holds)) if holds.any() else windows.shape[-1]
+        start = int(np.argmax(np.isfinite(windows).any(axis=(0, 1))))  # 0: none held
+        center, spread = self._baseline_of(rule, windows[..., start:], history)
         if start == 0:
-            return self._baseline_of(rule, windows, history)
-        out = np.full(windows.shape[1:], np.nan), np.full(windows.shape[1:], np.nan)
-        if start < windows.shape[-1]:
-            for whole, part in zip(
-                out, self._baseline_of(rule, windows[..., start:], history), strict=True
-            ):
-                whole[:, start:] = part
-        return out
+            return center, spread
+        pad = ((0, 0), (start, 0))
+        return (
+            np.pad(center, pad, constant_values=np.nan),
+            np.pad(spread, pad, constant_values=np.nan),
+        )
 
     def _baseline_of(self, rule: Rule, windows: FloatArray, history: int) -> Baseline:
         """`_baseline` of windows the first of which some row holds."""
