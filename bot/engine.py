@@ -382,11 +382,15 @@ class Engine:
                 back // m, 0, -1
             )
             settled = _settled(rule, held, first - back + before)
-            creep = sequential.creep(
-                rule.bucket, z[:, before], value[:, before], baseline[:, before], settled
+            jobs = self._counted_z(rule, held, np.arange(first - back, last + 1))
+            creeps = tuple(
+                sequential.creep(
+                    rule.bucket, score[:, before], value[:, before], baseline[:, before], settled
+                )
+                for score in (z, jobs)
             )
             burst = self._burst_all(rule, first, last, held, banded[1][1])
-            return held[1], banded, None, None, (burst, creep)
+            return held[1], banded, None, None, (burst, *creeps)
         if rule.metric != "failure_rate" or rule.direction != "up":
             return held[1], banded, None, None, ()
         evidence, run_rate = self._evidence(rule, first, last, banded[0][4], held)
@@ -414,8 +418,7 @@ class Engine:
             # The normal credits per slot, from the SHORT_WINDOW span's baseline level.
             normal = np.square(frozen.baselines[1][0]) / (SHORT_WINDOW // STEP)
             burst = self._burst_moment(counts, known, k, lam, h, normal)
-            runs = (burst,) if frozen.creep is None else (burst, frozen.creep)
-            return groups, banded, None, None, runs
+            return groups, banded, None, None, (burst, *frozen.creeps)
         if frozen.threshold is None:
             return groups, banded, None, None, ()
         steps = self._stepped(rule, groups, counts, known, k)
@@ -502,7 +505,8 @@ class Engine:
         baselines = []
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
         prefix = Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
-        creep = charged = None
+        creeps: tuple[Run, ...] = ()
+        charged = None
         for seconds in spans:
             span = _span(rule, seconds)
             rows = self._windows_before(span, k, lo, prefix)
@@ -514,18 +518,33 @@ class Engine:
                 # The creep run ends with the last whole bucket, which no poll changes.
                 value, baseline, z = self._against(rule, rows, (center, spread))[:3]
                 past = slice(-1 - n, -1)
-                ends = k - slots_per_bucket(rule) * np.arange(n, 0, -1)[None, :]
-                creep = sequential.creep(
-                    rule.bucket,
-                    z[:, None, past],
-                    value[:, None, past],
-                    baseline[:, None, past],
-                    _settled(rule, held, ends),
+                m = slots_per_bucket(rule)
+                ends = k - m * np.arange(n, 0, -1)[None, :]
+                jobs = self._counted_z(rule, held, ends[0])
+                creeps = tuple(
+                    sequential.creep(
+                        rule.bucket,
+                        score[:, None, -n:],
+                        value[:, None, past],
+                        baseline[:, None, past],
+                        _settled(rule, held, ends),
+                    )
+                    for score in (z[:, past], jobs)
                 )
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
-        return Frozen(k, held[1], tuple(baselines), threshold, creep, charged)
+        return Frozen(k, held[1], tuple(baselines), threshold, creeps, charged)
+
+    def _counted_z(self, rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> FloatArray:
+        """The creep test's scores of charged jobs (`sequential.counted_z`) of the
+        buckets ending at the slots `ends`: (groups, *ends.shape)."""
+        lo, counts, known = held[0], held[2], held[3]
+        days = ends[..., None] - DAY // STEP * np.arange(sequential.CREEP_DAYS + 1)
+        jobs = gathered_windows(
+            counts[CHARGED : CHARGED + 1], known, days - lo, slots_per_bucket(rule)
+        )
+        return sequential.counted_z(jobs[0])
 
     def _charged_band(
         self, rule: Rule, k: int, rows: FloatArray, held: Held
@@ -939,7 +958,7 @@ class Frozen:
     groups: Groups
     baselines: tuple[Baseline, ...]  # per span, each array (groups, 1)
     threshold: FloatArray | None  # a failure rate's evidence test's, (groups, 1); None: no test
-    creep: Run | None  # a spend rule's creep test, (groups, 1) each; None: no test
+    creeps: tuple[Run, ...]  # a spend rule's creep tests, (groups, 1) each; (): none
     # A spend rule's evidence test: its normal charged jobs per slot (the top of their
     # band) and its threshold, (groups, 1) each; None: no test.
     charged: tuple[FloatArray, FloatArray] | None = None

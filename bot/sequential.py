@@ -1,8 +1,11 @@
-"""A spend rule's two sequential tests, each proving a rise by the run of newest data
+"""A spend rule's sequential tests, each proving a rise by the run of newest data
 that makes it (`engine` feeds them and tells what they prove):
 
 - the creep test: a one-sided CUSUM of its buckets' z-scores, S = max(0, S + z -
-  REFERENCE), proving a level shift that builds over days once S reaches THRESHOLD;
+  REFERENCE), proving a level shift that builds over days once S reaches THRESHOLD. It
+  runs on two scores: the credits' z-scores against the rule's own baseline, and the
+  charged jobs' against the same bucket of the busy days of the last week
+  (`counted_z`), whose noise is Poisson's, known rather than estimated;
 - the evidence test: a Poisson CUSUM of its charged events against the top of their
   normal band (`detect.poisson_evidence`), proving a runaway in minutes.
 
@@ -30,6 +33,28 @@ CREEP_THRESHOLD = 12.0
 # Each bucket adds at most this many sigmas: a creep is many moderate hours, and a runaway
 # of an hour or three (told by the windows) must not hold the creep test up for days.
 CREEP_CLIP = 3.0
+
+
+# The charged jobs' normal level for a bucket: the mean of the same bucket on the BUSY
+# busiest of the last DAYS days. A week's two quiet days then leave the weekdays' level
+# alone, where a median of the seven sits well below it (by half an hour's noise),
+# and a quiet day is judged against busy ones, which errs quiet.
+CREEP_DAYS = 7
+CREEP_BUSY = 5
+
+
+def counted_z(jobs: FloatArray) -> FloatArray:
+    """The creep test's score of charged jobs per bucket: (..., 1 + CREEP_DAYS) counts,
+    a bucket's then the same bucket's on each of the CREEP_DAYS days before it -> (...)
+    z-scores against the busy days' level, NaN where a day is not known. On the
+    square-root scale (Anscombe's), where Poisson noise is 1/2 at any level; the level's
+    own error, a mean of CREEP_BUSY days, widens it a little."""
+    days = np.sort(jobs[..., 1:], axis=-1)  # NaN sorts last: a day not known leaves NaN
+    level = days[..., CREEP_DAYS - CREEP_BUSY :].mean(axis=-1)
+    np.copyto(level, np.nan, where=np.isnan(days[..., -1]))
+    noise = np.sqrt(1.0 + 1.0 / CREEP_BUSY)
+    z: FloatArray = 2.0 * (np.sqrt(jobs[..., 0] + 0.375) - np.sqrt(level + 0.375)) / noise
+    return z
 
 
 def creep(

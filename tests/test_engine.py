@@ -300,6 +300,29 @@ def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
     assert told.window > 6 * 3600 and told.value > told.baseline + 2000  # the run, not an hour
 
 
+def test_a_quiet_models_creep_after_a_weekend_is_proven_by_its_charged_jobs_within_a_day() -> None:
+    """`light` (about 30 jobs an hour) doubling over three days from the Monday after a
+    week with a weekend: its credits' z-scores are too noisy to sum to the threshold in a
+    day (the median of a week with two quiet days sits below the weekdays, and the credits'
+    scale is estimated), but its charged jobs against their busy days' level do; and
+    nothing fires on the other models, whose Monday is only a Monday."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
+    onset = start + timedelta(days=14)
+    end = onset + timedelta(days=1)
+    sim = Simulator(
+        start=start,
+        clock=ManualClock(end),
+        jobs_per_hour=300,
+        incidents=stepped_creep(onset, 2, "light")[:4],
+        seed=3,
+    )
+    rule = replace(SPEND, baseline=7 * 86400, seasonal="hour_of_day", min_credits=2000)
+    engine = engine_for([rule], sim.events_until(end), sim.summary(60))
+    firing = [t for t in Monitor(engine).run(end, start) if t.state == "firing"]
+    assert [t.group for t in firing] == [("light",)], firing
+    assert onset < firing[0].at <= onset + timedelta(hours=20)
+
+
 TOTAL_SPEND = Rule(name="total", metric="spend", bucket=3600, baseline=86400, z=4, min_credits=1)
 
 
@@ -405,6 +428,6 @@ def _assert_close(a: list[np.ndarray], b: list[np.ndarray]) -> None:  # type: ig
 
 def _arrays(frozen: Frozen) -> list[np.ndarray]:  # type: ignore[type-arg]
     out = [a for pair in frozen.baselines for a in pair]
-    for part in (frozen.threshold, frozen.creep, frozen.charged):
+    for part in (frozen.threshold, *frozen.creeps, frozen.charged):
         out += [] if part is None else [part] if isinstance(part, np.ndarray) else list(part)
     return out
