@@ -284,7 +284,7 @@ def test_a_sunday_night_rise_is_judged_against_earlier_sundays() -> None:
 
 def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
     """Spend on one model doubling over three days, never a jump an hour's window sees:
-    the creep test (a CUSUM of the hourly z-scores) fires within 24 h of the onset, told
+    the creep test (a CUSUM of the hourly scores) fires within 24 h of the onset, told
     with the run's credits against normal, and nothing fires in the ten days before."""
     start = datetime(2026, 10, 5, tzinfo=UTC)
     onset = start + timedelta(days=10, hours=9)
