@@ -332,7 +332,7 @@ class Engine:
         if runs:  # a spend rule: the window's figures, else the proving run's
             for run in runs:
                 scores, flags, windows = _with_run(rule, scores, flags, windows, run)
-            strongest = np.fmax.reduce([np.nan_to_num(run[0]) for run in runs])
+            strongest = np.fmax.reduce([run[0] for run in runs], initial=0.0)  # NaN: 0
             return _evaluations(rule, groups, first, scores, flags, windows, strongest)
         if evidence is None or run_rate is None:  # the evidence test proves rises only
             return _evaluations(rule, groups, first, scores, flags, windows)
@@ -439,7 +439,7 @@ class Engine:
             frozen.threshold,
             floor=rule.min_rate,
         )
-        proven = np.nan_to_num(evidence) >= 1.0
+        proven = evidence >= 1.0  # NaN compares False
         evidence = np.where(proven, evidence, steady)
         run_rate = np.where(proven, run_rate, steady_rate)
         return groups, banded, evidence, run_rate, ()
@@ -1144,9 +1144,9 @@ def _with_evidence(rule: Rule, flags: Flags, evidence: FloatArray, rate: FloatAr
     fire it again."""
     breach, judged, calm = flags
     with np.errstate(invalid="ignore"):
-        matters = np.nan_to_num(rate, nan=-1.0) >= rule.min_rate
-        proven = (np.nan_to_num(evidence) >= 1.0) & matters
-        pressing = (np.nan_to_num(evidence) >= RECOVER_FRACTION) & matters
+        matters = rate >= rule.min_rate  # NaN compares False
+        proven = (evidence >= 1.0) & matters
+        pressing = (evidence >= RECOVER_FRACTION) & matters
     return breach | proven, judged | proven, calm & ~pressing
 
 
@@ -1177,22 +1177,26 @@ def _column(
     j: int,
     evidence: FloatArray | None = None,
 ) -> list[Evaluation]:
-    value, baseline, z, volume = scores
-    breach, judged, calm = flags
+    # One column as Python numbers at once: indexing each cell costs more than its work.
+    columns = [np.asarray(a[:, j], dtype=np.float64).tolist() for a in (*scores, windows)]
+    marks = [a[:, j].tolist() for a in flags]
+    proofs = evidence[:, j].tolist() if evidence is not None else [0.0] * len(groups)
     return [
         Evaluation(
             rule=rule.name,
             group=group,
             at=at,
-            value=float(value[i, j]),
-            baseline=float(baseline[i, j]),
-            zscore=float(z[i, j]),
-            volume=float(volume[i, j]),
-            breach=bool(breach[i, j]),
-            judged=bool(judged[i, j]),
-            calm=bool(calm[i, j]),
-            window=float(windows[i, j]),
-            evidence=float(evidence[i, j]) if evidence is not None else 0.0,
+            value=value,
+            baseline=baseline,
+            zscore=z,
+            volume=volume,
+            breach=breach,
+            judged=judged,
+            calm=calm,
+            window=window,
+            evidence=proof,
         )
-        for i, group in enumerate(groups)
+        for group, value, baseline, z, volume, window, breach, judged, calm, proof in zip(
+            groups, *columns, *marks, proofs, strict=True
+        )
     ]

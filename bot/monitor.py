@@ -107,6 +107,8 @@ class Monitor:
             if rule.source == "summary" or rule.direction != "up":
                 continue
             for ev in self.engine.evaluate(rule, end - timedelta(seconds=STEP), end):
+                if not ev.breach:
+                    continue  # only a breach fires: the rest is the mark's to judge
                 ev = replace(ev, at=until, window=max(0.0, ev.window - (mark - now)))
                 key = (rule.name, ev.group)
                 before = self.states.get(key) or AlertState(rule.name, ev.group)

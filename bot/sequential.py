@@ -106,7 +106,7 @@ def burst(
         sums = np.cumsum(x[..., ::-1], axis=-1)
         return np.take_along_axis(sums, (length - 1)[..., None], axis=-1)[..., 0]
 
-    events, expected = over_run(charged), over_run(np.nan_to_num(due))
+    events, expected = over_run(charged), over_run(detect.nan_as_zero(due))
     z = 2.0 * (np.sqrt(events) - np.sqrt(expected))
     spent, usual = over_run(slots[CREDITS]), over_run(normal[..., None] * share)
     seconds = (length * slot_seconds).astype(np.float64)
