@@ -23,16 +23,23 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from bot import detect, sequential
+from bot import baselines, detect, sequential
+from bot.baselines import (
+    CHARGES,
+    DAY,
+    WEEKS,
+    Banded,
+    Baseline,
+    buckets_of_history,
+    series_field,
+)
 from bot.coverage import overlaps
 from bot.metrics import (
     CHARGED,
-    CREDITS,
     FAILED,
     FIELDS,
     FINISHED,
     GROUP_FIELDS,
-    JOBS,
     NONE,
     EventBatch,
     UsageCube,
@@ -59,36 +66,14 @@ RECENT_STEP = 5
 RECENT_SLOTS = 2
 # The creep test (`sequential.creep`) reads the last CREEP_SPAN seconds of whole buckets.
 CREEP_SPAN = 3 * 86400
-# The evidence test of a spend rule watching a rise (over SHORT_WINDOW too) counts its
-# charged events (`metrics.CHARGED`) against the top of their normal band for the same 15 minutes
-# of earlier days: their mean plus COUNT_BAND times the uncertainty of a day's level
-# (how far it wanders beyond Poisson noise, and the error of a mean of a few days), at
-# least COUNT_FLOOR. A busy hour the history knows is normal, not a runaway.
-CHARGES = "charges"  # the engine's own metric for those counts (`_charged_rule`)
-COUNT_BAND = 2.0
-COUNT_FLOOR = 0.5
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
-DAY = 86400
-_SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
-_MIN_SEASONS = 3
-# Weeks of the same hour an `hour_of_day` rule's hour-of-week baseline takes (from the
-# third on), and days of its residuals it needs before its scale is trusted.
-_WEEKS = 3
-_WEEKLY_SCALE_DAYS = 3
-# Floors for spend and volume z-scores, on the square-root scale: a move must exceed
-# REL_FLOOR of the level per unit of z, so a flat history (or one rebuilt from daily totals)
-# does not page on noise; ABS_FLOOR keeps near-empty series quiet.
-REL_FLOOR = 0.05
-ABS_FLOOR = 0.5
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 AlertKey = tuple[str, tuple[str, ...]]
 Scores = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # value, baseline, z, volume
-Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..., band
 Flags = tuple[BoolArray, BoolArray, BoolArray]  # breach, judged, calm
 Groups = list[tuple[str, ...]]
-Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
 # groups, per span (value, baseline, z, volume, band), a failure rate's evidence and its
 # run's rate, a spend rule's runs (the evidence test's, the creep test's)
 Judged = tuple[Groups, list[Banded], FloatArray | None, FloatArray | None, tuple[Run, ...]]
@@ -107,15 +92,6 @@ def spans_of(rule: Rule) -> tuple[int, ...]:
     return (int(rule.bucket),)
 
 
-def buckets_of_history(rule: Rule) -> int:
-    """Buckets a rule looks back: its baseline, or the seasons a seasonal baseline needs."""
-    window = max(3, int(rule.baseline // rule.bucket))
-    if rule.seasonal != "none":
-        period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-        window = max(window, period * max(_MIN_SEASONS, window // period))
-    return window
-
-
 def reach_buckets(rule: Rule) -> int:
     """Buckets before a moment that its baseline reads. Each window of the history was
     itself judged against as much again (robust scale, rate spread): two histories back
@@ -124,13 +100,8 @@ def reach_buckets(rule: Rule) -> int:
     history = buckets_of_history(rule)
     reach = 2 * history + 1
     if rule.seasonal == "hour_of_day":
-        reach = max(reach, _WEEKS * int(7 * DAY // rule.bucket) + history + 1)
+        reach = max(reach, WEEKS * int(7 * DAY // rule.bucket) + history + 1)
     return reach + _creep_buckets(rule)  # the creep test's buckets, each judged in full
-
-
-def _min_periods(window: int) -> int:
-    # Enough points for a median and MAD to mean something, without going blind for days.
-    return min(window, max(3, min(window // 4, 24)))
 
 
 class Engine:
@@ -412,7 +383,7 @@ class Engine:
             w = seconds // STEP
             window = counts[..., -w:].sum(axis=-1, keepdims=True)
             window[:, ~known[:, -w:].all(axis=-1)] = np.nan
-            banded.append(self._against(rule, window, baseline))
+            banded.append(baselines.against(rule, window, baseline))
         if frozen.charged is not None:  # a spend rule: its evidence test and creep test
             lam, h = frozen.charged
             # The normal credits per slot, from the SHORT_WINDOW span's baseline level.
@@ -502,7 +473,7 @@ class Engine:
         if (known := self._known_from(rule)) is not None:
             lo = min(max(lo, known), k - 1)
         held = (lo, *self._rule_counts(rule, lo, k))
-        baselines = []
+        frozen = []
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
         prefix = Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
         creeps: tuple[Run, ...] = ()
@@ -512,11 +483,11 @@ class Engine:
             rows = self._windows_before(span, k, lo, prefix)
             if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
                 charged = self._charged_band(rule, k, rows, held)
-            center, spread = self._baseline(span, rows, buckets_of_history(span))
-            baselines.append((center[:, -1:], spread[:, -1:]))
+            center, spread = baselines.baseline(span, rows, buckets_of_history(span))
+            frozen.append((center[:, -1:], spread[:, -1:]))
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
                 # The creep run ends with the last whole bucket, which no poll changes.
-                value, baseline, z = self._against(rule, rows, (center, spread))[:3]
+                value, baseline, z = baselines.against(rule, rows, (center, spread))[:3]
                 past = slice(-1 - n, -1)
                 m = slots_per_bucket(rule)
                 ends = k - m * np.arange(n, 0, -1)[None, :]
@@ -534,7 +505,7 @@ class Engine:
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
-        return Frozen(k, held[1], tuple(baselines), threshold, creeps, charged)
+        return Frozen(k, held[1], tuple(frozen), threshold, creeps, charged)
 
     def _counted_z(self, rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> FloatArray:
         """The creep test's scores of charged jobs (`sequential.counted_z`) of the
@@ -557,8 +528,8 @@ class Engine:
         # The newest window's mean and spread read two histories back (`reach_buckets`),
         # not the weeks the credits' hour-of-week baseline reads.
         tail = rows[..., -(2 * history + 1) :]
-        center, spread = self._baseline(short, tail, history)
-        top = self._against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
+        center, spread = baselines.baseline(short, tail, history)
+        top = baselines.against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
         return top / slots_per_bucket(short), self._threshold(rule, k, k, held, CHARGED)
 
     def _burst_all(self, rule: Rule, first: int, last: int, held: Held, level: FloatArray) -> Run:
@@ -647,8 +618,8 @@ class Engine:
             ends = np.arange(first, last + 1)[:, None] - m * back
             rows = gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             flat = rows.reshape(fields, -1, rows.shape[-1])
-            center, spread = self._baseline(rule, flat, history)
-            scores = self._against(rule, flat[..., -1:], (center[:, -1:], spread[:, -1:]))
+            center, spread = baselines.baseline(rule, flat, history)
+            scores = baselines.against(rule, flat[..., -1:], (center[:, -1:], spread[:, -1:]))
             value, baseline, z, volume, band = (
                 np.broadcast_to(a, (a.shape[0], 1)).reshape(len(groups), moments) for a in scores
             )
@@ -658,9 +629,10 @@ class Engine:
             length = windows.shape[-1]
             phased = np.stack([by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
-            baseline_ = self._baseline(rule, phased, history)
+            baseline_ = baselines.baseline(rule, phased, history)
             value, baseline, z, volume, band = (
-                from_phase(a, m, length)[:, offset:] for a in self._against(rule, phased, baseline_)
+                from_phase(a, m, length)[:, offset:]
+                for a in baselines.against(rule, phased, baseline_)
             )
         return groups, (value, baseline, z, volume, band)
 
@@ -772,129 +744,11 @@ class Engine:
 
     def _windows_before(self, rule: Rule, k: int, held: int, prefix: Prefix) -> FloatArray:
         """(fields, groups, 2H + 1): the windows of one `bucket` ending at k - 2H bucket,
-        ..., k - bucket, k, the history `_baseline` judges moment k against; `prefix`
+        ..., k - bucket, k, the history `baselines.baseline` judges moment k against; `prefix`
         holds the counts from slot `held` on."""
         m = slots_per_bucket(rule)
         ends = k - m * np.arange(reach_buckets(rule) - 1, -1, -1)
         return prefix.windows(ends - held, m)
-
-    def _baseline(self, rule: Rule, windows: FloatArray, history: int) -> Baseline:
-        """The baseline of every window from the `history` windows before it, for
-        (fields, rows, buckets) windows where each row is one series in time (one group's
-        one phase): a failure rate's (g0, tau^2) on the arcsine scale
-        (`detect.rate_baseline`), else (center, scale) on the square-root scale.
-
-        The windows before the first one any row holds are left out: they change no
-        number (moving windows skip NaN, and same-phase windows stay a period apart),
-        and a young account's rules reach weeks back into nothing at every slot."""
-        start = int(np.argmax(np.isfinite(windows).any(axis=(0, 1))))  # 0: none held
-        center, spread = self._baseline_of(rule, windows[..., start:], history)
-        if start == 0:
-            return center, spread
-        pad = ((0, 0), (start, 0))
-        return (
-            np.pad(center, pad, constant_values=np.nan),
-            np.pad(spread, pad, constant_values=np.nan),
-        )
-
-    def _baseline_of(self, rule: Rule, windows: FloatArray, history: int) -> Baseline:
-        """`_baseline` of windows the first of which some row holds."""
-        method: detect.Method = "plain" if rule.method == "plain" else "robust"
-        mp = _min_periods(history)
-        if rule.metric == "failure_rate":
-            return detect.rate_baseline(
-                windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
-            )
-        if rule.metric == CHARGES:
-            return self._charged_baseline(rule, _series(rule, windows), history, mp)
-        # Spend and job counts are (compound) Poisson: their noise grows with the level, so
-        # a night-time runaway would drown in daytime noise. On the square-root scale the
-        # noise is about level-free (Anscombe), and one scale serves every hour.
-        root = np.sqrt(np.maximum(_series(rule, windows), 0.0))
-        if rule.seasonal == "none":
-            return detect.rolling_baseline(root, history, method=method, min_periods=mp)
-        period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-        center, scale = detect.seasonal_baseline(
-            root,
-            period,
-            history,
-            method=method,
-            min_periods=mp,
-            min_seasons=_MIN_SEASONS,
-            seasons=max(_MIN_SEASONS, history // period),
-        )
-        week = 7 * period
-        if rule.seasonal == "hour_of_day" and np.isfinite(root[:, : -_WEEKS * week]).any():
-            # The same hour of the week, once WEEKS weeks of it are held, where it has
-            # predicted the recent past better: Sunday night is not judged by weekdays.
-            weekly = detect.seasonal_baseline(
-                root,
-                week,
-                history,
-                method=method,
-                min_periods=mp,
-                min_seasons=_WEEKS,
-                seasons=_WEEKS,
-                scale_periods=_WEEKLY_SCALE_DAYS * period,
-            )
-            # Its scale, though, stays the daily one's, the larger: a median of three
-            # weeks is a noisy centre, and the smaller of two noisy scales would page on it.
-            better = weekly[1] < scale  # NaN compares False: the daily one stays
-            np.copyto(center, weekly[0], where=better)
-        return center, scale
-
-    def _charged_baseline(
-        self, rule: Rule, counts: FloatArray, history: int, min_periods: int
-    ) -> Baseline:
-        """The normal level of charged-job counts and its spread. The Poisson test needs
-        their mean, which a median (or a mean on the square-root scale) of a few quiet
-        nights puts far too low: no job on four nights of seven is a median of 0. Their
-        spread is judged on the square-root scale, as the credits' is, where Poisson
-        noise is 1/2 at any level: the spread of the counts themselves would let the
-        busy afternoons' noise widen the band of every quiet night. Both plain (mean and
-        root mean square): a past runaway then widens the band, which errs quiet, and
-        moving means cost a fraction of moving medians at every slot."""
-        root = np.sqrt(np.maximum(counts, 0.0))
-        if rule.seasonal == "none":
-            mean = detect.rolling_baseline(counts, history, method="plain", min_periods=min_periods)
-            spread = detect.rolling_baseline(root, history, method="plain", min_periods=min_periods)
-            return mean[0], spread[1]
-        period = int(_SEASON_SECONDS[rule.seasonal] // rule.bucket)
-        mean, spread = (
-            detect.seasonal_baseline(
-                x,
-                period,
-                history,
-                method="plain",
-                min_periods=min_periods,
-                min_seasons=_MIN_SEASONS,
-                seasons=_count_seasons(rule),
-            )
-            for x in (counts, root)
-        )
-        return mean[0], spread[1]
-
-    def _against(self, rule: Rule, windows: FloatArray, baseline: Baseline) -> Banded:
-        """value, baseline, z, volume and band of (fields, rows, buckets) windows against
-        their `_baseline`. `band` is the top of a failure rate's normal band
-        (`detect.rate_against`), what the evidence test takes as normal; the baseline
-        again for other metrics."""
-        if rule.metric == "failure_rate":
-            rate, base, z, top = detect.rate_against(windows[FAILED], windows[FINISHED], *baseline)
-            return rate, base, z, windows[FINISHED], top
-        series = _series(rule, windows)
-        center, scale = baseline
-        if rule.metric == CHARGES:  # the evidence test's normal counts: `_charged_baseline`
-            # How far a day's level wanders beyond Poisson noise, and the error of a mean
-            # of a few days, both on the square-root scale.
-            wander = np.maximum(np.square(scale) - 0.25, 0.0) + 0.25 / _count_seasons(rule)
-            root = np.sqrt(np.maximum(center, 0.0)) + COUNT_BAND * np.sqrt(wander)
-            top = np.maximum(np.square(root), COUNT_FLOOR)
-            return series, center, np.full_like(series, np.nan), series, top
-        root = np.sqrt(np.maximum(series, 0.0))
-        z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
-        level = np.square(center)
-        return series, level, z, series, level
 
     def _evaluate_daily(self, rule: Rule, since: datetime, until: datetime) -> list[Evaluation]:
         """Summary rules judge complete days; a day is judged at the midnight ending it."""
@@ -936,7 +790,7 @@ class Engine:
                 )
                 counts[:, i, j] = figures
         history = buckets_of_history(rule)
-        scores = self._against(rule, counts, self._baseline(rule, counts, history))[:4]
+        scores = baselines.against(rule, counts, baselines.baseline(rule, counts, history))[:4]
         flags = _gate(rule, *scores)
         windows = np.full(scores[0].shape, float(DAY))
         out = []
@@ -975,14 +829,6 @@ def _creep_buckets(rule: Rule) -> int:
 def _charged_rule(rule: Rule) -> Rule:
     """A spend rule's charged events counted over SHORT_WINDOW, in the same seasons."""
     return replace(rule, metric=CHARGES, bucket=SHORT_WINDOW)
-
-
-def _count_seasons(rule: Rule) -> int:
-    """The earlier windows whose mean is a charged count's normal level."""
-    history = buckets_of_history(rule)
-    if rule.seasonal == "none":
-        return history
-    return max(_MIN_SEASONS, history // int(_SEASON_SECONDS[rule.seasonal] // rule.bucket))
 
 
 def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:
@@ -1027,17 +873,6 @@ def _with_run(
 def _span(rule: Rule, seconds: int) -> Rule:
     """The rule judged over windows of `seconds` instead of its bucket."""
     return rule if seconds == rule.bucket else replace(rule, bucket=seconds)
-
-
-def _series(rule: Rule, windows: FloatArray) -> FloatArray:
-    """The figure a spend or volume rule judges: credits, or jobs started (charged
-    events for a spend rule's evidence test)."""
-    series: FloatArray = windows[_series_field(rule)]
-    return series
-
-
-def _series_field(rule: Rule) -> int:
-    return {"spend": CREDITS, CHARGES: CHARGED}.get(rule.metric, JOBS)
 
 
 def _projected_batch(batch: EventBatch, picks: tuple[int, ...]) -> EventBatch:
@@ -1087,7 +922,7 @@ def _fields(rule: Rule) -> tuple[int, ...]:
     """The count fields a rule's metric reads."""
     if rule.metric == "failure_rate":
         return (FINISHED, FAILED)
-    return (_series_field(rule),)
+    return (series_field(rule),)
 
 
 def _gate(

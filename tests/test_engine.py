@@ -10,6 +10,7 @@ from functools import cache
 import numpy as np
 import pytest
 
+from bot import baselines
 from bot.engine import (
     STEP,
     Engine,
@@ -415,8 +416,8 @@ def test_slots_before_any_is_known_are_left_out_without_changing_a_number(
     # And a baseline over windows that start with some nobody holds leaves them out alone.
     rows = np.full((5, 2, 400), np.nan)
     rows[CREDITS, :, 150:] = np.random.default_rng(7).poisson(40.0, (2, 250))
-    cut = engine._baseline(spend, rows, 168)
-    _assert_close(list(cut), list(engine._baseline_of(spend, rows, 168)))
+    cut = baselines.baseline(spend, rows, 168)
+    _assert_close(list(cut), list(baselines.held_baseline(spend, rows, 168)))
     assert np.isnan(cut[0][:, :150]).all() and np.isfinite(cut[0][:, -1]).all()
 
 

@@ -1,0 +1,194 @@
+"""A rule's normal level, and how far each window is from it: every window's baseline
+from the windows before it (the same hour on earlier days, or of the week, where the rule
+is seasonal), and the windows scored against it. The engine cuts the windows and judges
+by the scores.
+
+Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from bot import detect
+from bot.metrics import CHARGED, CREDITS, FAILED, FINISHED, JOBS
+from bot.models import Rule
+
+FloatArray = npt.NDArray[np.float64]
+Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
+Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..., band
+
+DAY = 86400
+# The evidence test of a spend rule watching a rise (over SHORT_WINDOW too) counts its
+# charged events (`metrics.CHARGED`) against the top of their normal band for the same 15 minutes
+# of earlier days: their mean plus COUNT_BAND times the uncertainty of a day's level
+# (how far it wanders beyond Poisson noise, and the error of a mean of a few days), at
+# least COUNT_FLOOR. A busy hour the history knows is normal, not a runaway.
+CHARGES = "charges"  # the engine's own metric for those counts (`_charged_rule`)
+COUNT_BAND = 2.0
+COUNT_FLOOR = 0.5
+SEASON_SECONDS = {"hour_of_day": DAY, "weekday": 7 * DAY}
+MIN_SEASONS = 3
+# Weeks of the same hour an `hour_of_day` rule's hour-of-week baseline takes (from the
+# third on), and days of its residuals it needs before its scale is trusted.
+WEEKS = 3
+WEEKLY_SCALE_DAYS = 3
+# Floors for spend and volume z-scores, on the square-root scale: a move must exceed
+# REL_FLOOR of the level per unit of z, so a flat history (or one rebuilt from daily totals)
+# does not page on noise; ABS_FLOOR keeps near-empty series quiet.
+REL_FLOOR = 0.05
+ABS_FLOOR = 0.5
+
+
+def buckets_of_history(rule: Rule) -> int:
+    """Buckets a rule looks back: its baseline, or the seasons a seasonal baseline needs."""
+    window = max(3, int(rule.baseline // rule.bucket))
+    if rule.seasonal != "none":
+        period = int(SEASON_SECONDS[rule.seasonal] // rule.bucket)
+        window = max(window, period * max(MIN_SEASONS, window // period))
+    return window
+
+
+def min_periods_of(window: int) -> int:
+    # Enough points for a median and MAD to mean something, without going blind for days.
+    return min(window, max(3, min(window // 4, 24)))
+
+
+def baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
+    """The baseline of every window from the `history` windows before it, for
+    (fields, rows, buckets) windows where each row is one series in time (one group's
+    one phase): a failure rate's (g0, tau^2) on the arcsine scale
+    (`detect.rate_baseline`), else (center, scale) on the square-root scale.
+
+    The windows before the first one any row holds are left out: they change no
+    number (moving windows skip NaN, and same-phase windows stay a period apart),
+    and a young account's rules reach weeks back into nothing at every slot."""
+    start = int(np.argmax(np.isfinite(windows).any(axis=(0, 1))))  # 0: none held
+    center, spread = held_baseline(rule, windows[..., start:], history)
+    if start == 0:
+        return center, spread
+    pad = ((0, 0), (start, 0))
+    return (
+        np.pad(center, pad, constant_values=np.nan),
+        np.pad(spread, pad, constant_values=np.nan),
+    )
+
+
+def held_baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
+    """`baseline` of windows the first of which some row holds."""
+    method: detect.Method = "plain" if rule.method == "plain" else "robust"
+    mp = min_periods_of(history)
+    if rule.metric == "failure_rate":
+        return detect.rate_baseline(
+            windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
+        )
+    if rule.metric == CHARGES:
+        return _charged_baseline(rule, series_of(rule, windows), history, mp)
+    # Spend and job counts are (compound) Poisson: their noise grows with the level, so
+    # a night-time runaway would drown in daytime noise. On the square-root scale the
+    # noise is about level-free (Anscombe), and one scale serves every hour.
+    root = np.sqrt(np.maximum(series_of(rule, windows), 0.0))
+    if rule.seasonal == "none":
+        return detect.rolling_baseline(root, history, method=method, min_periods=mp)
+    period = int(SEASON_SECONDS[rule.seasonal] // rule.bucket)
+    center, scale = detect.seasonal_baseline(
+        root,
+        period,
+        history,
+        method=method,
+        min_periods=mp,
+        min_seasons=MIN_SEASONS,
+        seasons=max(MIN_SEASONS, history // period),
+    )
+    week = 7 * period
+    if rule.seasonal == "hour_of_day" and np.isfinite(root[:, : -WEEKS * week]).any():
+        # The same hour of the week, once WEEKS weeks of it are held, where it has
+        # predicted the recent past better: Sunday night is not judged by weekdays.
+        weekly = detect.seasonal_baseline(
+            root,
+            week,
+            history,
+            method=method,
+            min_periods=mp,
+            min_seasons=WEEKS,
+            seasons=WEEKS,
+            scale_periods=WEEKLY_SCALE_DAYS * period,
+        )
+        # Its scale, though, stays the daily one's, the larger: a median of three
+        # weeks is a noisy centre, and the smaller of two noisy scales would page on it.
+        better = weekly[1] < scale  # NaN compares False: the daily one stays
+        np.copyto(center, weekly[0], where=better)
+    return center, scale
+
+
+def _charged_baseline(rule: Rule, counts: FloatArray, history: int, min_periods: int) -> Baseline:
+    """The normal level of charged-job counts and its spread. The Poisson test needs
+    their mean, which a median (or a mean on the square-root scale) of a few quiet
+    nights puts far too low: no job on four nights of seven is a median of 0. Their
+    spread is judged on the square-root scale, as the credits' is, where Poisson
+    noise is 1/2 at any level: the spread of the counts themselves would let the
+    busy afternoons' noise widen the band of every quiet night. Both plain (mean and
+    root mean square): a past runaway then widens the band, which errs quiet, and
+    moving means cost a fraction of moving medians at every slot."""
+    root = np.sqrt(np.maximum(counts, 0.0))
+    if rule.seasonal == "none":
+        mean = detect.rolling_baseline(counts, history, method="plain", min_periods=min_periods)
+        spread = detect.rolling_baseline(root, history, method="plain", min_periods=min_periods)
+        return mean[0], spread[1]
+    period = int(SEASON_SECONDS[rule.seasonal] // rule.bucket)
+    mean, spread = (
+        detect.seasonal_baseline(
+            x,
+            period,
+            history,
+            method="plain",
+            min_periods=min_periods,
+            min_seasons=MIN_SEASONS,
+            seasons=count_seasons(rule),
+        )
+        for x in (counts, root)
+    )
+    return mean[0], spread[1]
+
+
+def against(rule: Rule, windows: FloatArray, baseline: Baseline) -> Banded:
+    """value, baseline, z, volume and band of (fields, rows, buckets) windows against
+    their `baseline`. `band` is the top of a failure rate's normal band
+    (`detect.rate_against`), what the evidence test takes as normal; the baseline
+    again for other metrics."""
+    if rule.metric == "failure_rate":
+        rate, base, z, top = detect.rate_against(windows[FAILED], windows[FINISHED], *baseline)
+        return rate, base, z, windows[FINISHED], top
+    series = series_of(rule, windows)
+    center, scale = baseline
+    if rule.metric == CHARGES:  # the evidence test's normal counts: `_charged_baseline`
+        # How far a day's level wanders beyond Poisson noise, and the error of a mean
+        # of a few days, both on the square-root scale.
+        wander = np.maximum(np.square(scale) - 0.25, 0.0) + 0.25 / count_seasons(rule)
+        root = np.sqrt(np.maximum(center, 0.0)) + COUNT_BAND * np.sqrt(wander)
+        top = np.maximum(np.square(root), COUNT_FLOOR)
+        return series, center, np.full_like(series, np.nan), series, top
+    root = np.sqrt(np.maximum(series, 0.0))
+    z = detect.zscores(root, center, scale, abs_floor=ABS_FLOOR, rel_floor=REL_FLOOR)
+    level = np.square(center)
+    return series, level, z, series, level
+
+
+def count_seasons(rule: Rule) -> int:
+    """The earlier windows whose mean is a charged count's normal level."""
+    history = buckets_of_history(rule)
+    if rule.seasonal == "none":
+        return history
+    return max(MIN_SEASONS, history // int(SEASON_SECONDS[rule.seasonal] // rule.bucket))
+
+
+def series_of(rule: Rule, windows: FloatArray) -> FloatArray:
+    """The figure a spend or volume rule judges: credits, or jobs started (charged
+    events for a spend rule's evidence test)."""
+    series: FloatArray = windows[series_field(rule)]
+    return series
+
+
+def series_field(rule: Rule) -> int:
+    return {"spend": CREDITS, CHARGES: CHARGED}.get(rule.metric, JOBS)
