@@ -353,12 +353,11 @@ class Engine:
                 back // m, 0, -1
             )
             settled = _settled(rule, held, first - back + before)
-            jobs = self._counted_z(rule, held, np.arange(first - back, last + 1))
+            rise, spread = self._busy_days(rule, held, np.arange(first - back, last + 1))
+            jobs = sequential.counted_scores(rise[:, before], spread[:, before], _per_day(rule))
             creeps = tuple(
-                sequential.creep(
-                    rule.bucket, score[:, before], value[:, before], baseline[:, before], settled
-                )
-                for score in (z, jobs)
+                sequential.creep(rule.bucket, score, value[:, before], baseline[:, before], settled)
+                for score in (z[:, before], jobs)
             )
             burst = self._burst_all(rule, first, last, held, banded[1][1])
             return held[1], banded, None, None, (burst, *creeps)
@@ -491,7 +490,8 @@ class Engine:
                 past = slice(-1 - n, -1)
                 m = slots_per_bucket(rule)
                 ends = k - m * np.arange(n, 0, -1)[None, :]
-                jobs = self._counted_z(rule, held, ends[0])
+                rise, spread = self._busy_days(rule, held, ends[0])
+                jobs = sequential.counted_scores(rise, spread, _per_day(rule))
                 creeps = tuple(
                     sequential.creep(
                         rule.bucket,
@@ -507,15 +507,16 @@ class Engine:
             threshold = self._threshold(rule, k, k, held)
         return Frozen(k, held[1], tuple(frozen), threshold, creeps, charged)
 
-    def _counted_z(self, rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> FloatArray:
-        """The creep test's scores of charged jobs (`sequential.counted_z`) of the
-        buckets ending at the slots `ends`: (groups, *ends.shape)."""
+    def _busy_days(
+        self, rule: Rule, held: Held, ends: npt.NDArray[np.int64]
+    ) -> tuple[FloatArray, FloatArray]:
+        """`sequential.busy_days` of the buckets ending at the slots `ends`: (rise,
+        spread), each (groups, *ends.shape)."""
         lo, counts, known = held[0], held[2], held[3]
         days = ends[..., None] - DAY // STEP * np.arange(sequential.CREEP_DAYS + 1)
-        jobs = gathered_windows(
-            counts[CHARGED : CHARGED + 1], known, days - lo, slots_per_bucket(rule)
-        )
-        return sequential.counted_z(jobs[0])
+        m = slots_per_bucket(rule)
+        jobs = gathered_windows(counts[CHARGED : CHARGED + 1], known, days - lo, m)
+        return sequential.busy_days(jobs[0])
 
     def _charged_band(
         self, rule: Rule, k: int, rows: FloatArray, held: Held
@@ -816,6 +817,11 @@ class Frozen:
     # A spend rule's evidence test: its normal charged jobs per slot (the top of their
     # band) and its threshold, (groups, 1) each; None: no test.
     charged: tuple[FloatArray, FloatArray] | None = None
+
+
+def _per_day(rule: Rule) -> int:
+    """A rule's buckets a day (at least 1)."""
+    return max(1, DAY // int(rule.bucket))
 
 
 def _creep_buckets(rule: Rule) -> int:

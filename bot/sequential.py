@@ -5,7 +5,8 @@ that makes it (`engine` feeds them and tells what they prove):
   REFERENCE), proving a level shift that builds over days once S reaches THRESHOLD. It
   runs on two scores: the credits' z-scores against the rule's own baseline, and the
   charged jobs' against the same bucket of the busy days of the last week
-  (`counted_z`), whose noise is Poisson's, known rather than estimated;
+  (`busy_days`, `counted_scores`), whose noise is Poisson's, known rather than
+  estimated, unless the days' levels wander beyond it;
 - the evidence test: a Poisson CUSUM of its charged events against the top of their
   normal band (`detect.poisson_evidence`), proving a runaway in minutes.
 
@@ -43,18 +44,41 @@ CREEP_DAYS = 7
 CREEP_BUSY = 5
 
 
-def counted_z(jobs: FloatArray) -> FloatArray:
-    """The creep test's score of charged jobs per bucket: (..., 1 + CREEP_DAYS) counts,
-    a bucket's then the same bucket's on each of the CREEP_DAYS days before it -> (...)
-    z-scores against the busy days' level, NaN where a day is not known. On the
-    square-root scale (Anscombe's), where Poisson noise is 1/2 at any level; the level's
-    own error, a mean of CREEP_BUSY days, widens it a little."""
-    days = np.sort(jobs[..., 1:], axis=-1)  # NaN sorts last: a day not known leaves NaN
-    level = days[..., CREEP_DAYS - CREEP_BUSY :].mean(axis=-1)
-    np.copyto(level, np.nan, where=np.isnan(days[..., -1]))
-    noise = np.sqrt(1.0 + 1.0 / CREEP_BUSY)
-    z: FloatArray = 2.0 * (np.sqrt(jobs[..., 0] + 0.375) - np.sqrt(level + 0.375)) / noise
-    return z
+def busy_days(jobs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """How far each bucket's charged jobs are above their busy days' level, and how far
+    those days spread: (..., 1 + CREEP_DAYS) counts, a bucket's then the same bucket's on
+    each of the CREEP_DAYS days before it -> (rise, spread), each (...), NaN where a day
+    is not known. Both on the scale 2 sqrt(n + 3/8) (Anscombe's), where Poisson noise is
+    1 at any level: `spread` is the busy days' sample variance, about 1 unless the days'
+    levels wander beyond Poisson noise (`counted_scores` pools it)."""
+    days = np.sort(jobs[..., 1:], axis=-1)[..., CREEP_DAYS - CREEP_BUSY :]  # NaN sorts last
+    level = days.mean(axis=-1)
+    rise: FloatArray = 2.0 * (np.sqrt(jobs[..., 0] + 0.375) - np.sqrt(level + 0.375))
+    spread: FloatArray = np.var(2.0 * np.sqrt(days + 0.375), axis=-1, ddof=1)
+    return rise, spread
+
+
+def counted_scores(rise: FloatArray, spread: FloatArray, per_day: int) -> FloatArray:
+    """The creep test's scores of charged jobs over (..., buckets) of one run of buckets
+    (`busy_days`), `per_day` buckets a day: each rise over its noise. That is Poisson's,
+    widened by the level's own error (a mean of CREEP_BUSY days) and by how far the busy
+    days' levels wander beyond Poisson noise, pooled over the run's buckets and counted
+    beyond a standard error of the pool: a day's wander moves all its
+    buckets at once, so each bucket carries a day's worth of it. Where it does, a busy day
+    is what the data have, not a creep, and the credits' test (their scale estimated
+    from the week) is the one left to prove it."""
+    finite = np.isfinite(spread)
+    count = finite.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = np.where(finite, spread, 0.0).sum(axis=-1, keepdims=True) / count
+        # A sample variance of CREEP_BUSY days has variance 2 / (CREEP_BUSY - 1) here; the
+        # same hour on the run's next days shares most of its busy days, so the pool
+        # holds about a day of buckets' worth of them.
+        error = np.sqrt(2.0 / ((CREEP_BUSY - 1) * np.minimum(count, per_day)))
+        wander = np.maximum(pooled - 1.0 - error, 0.0)
+        noise = np.sqrt((1.0 + per_day * wander) * (1.0 + 1.0 / CREEP_BUSY))
+        scores: FloatArray = rise / noise
+    return scores
 
 
 def creep(
