@@ -353,8 +353,8 @@ class Engine:
                 back // m, 0, -1
             )
             settled = _settled(rule, held, first - back + before)
-            rise, spread = self._busy_days(rule, held, np.arange(first - back, last + 1))
-            jobs = sequential.counted_scores(rise[:, before], spread[:, before], _per_day(rule))
+            rise, wander = self._busy_days(rule, held, np.arange(first - back, last + 1))
+            jobs = sequential.counted_scores(rise[:, before], wander[:, before], _per_day(rule))
             creeps = tuple(
                 sequential.creep(rule.bucket, score, value[:, before], baseline[:, before], settled)
                 for score in (z[:, before], jobs)
@@ -490,8 +490,8 @@ class Engine:
                 past = slice(-1 - n, -1)
                 m = slots_per_bucket(rule)
                 ends = k - m * np.arange(n, 0, -1)[None, :]
-                rise, spread = self._busy_days(rule, held, ends[0])
-                jobs = sequential.counted_scores(rise, spread, _per_day(rule))
+                rise, wander = self._busy_days(rule, held, ends[0])
+                jobs = sequential.counted_scores(rise, wander, _per_day(rule))
                 creeps = tuple(
                     sequential.creep(
                         rule.bucket,

@@ -63,10 +63,10 @@ def counted_scores(rise: FloatArray, spread: FloatArray, per_day: int) -> FloatA
     (`busy_days`), `per_day` buckets a day: each rise over its noise. That is Poisson's,
     widened by the level's own error (a mean of CREEP_BUSY days) and by how far the busy
     days' levels wander beyond Poisson noise, pooled over the run's buckets and counted
-    beyond a standard error of the pool: a day's wander moves all its
-    buckets at once, so each bucket carries a day's worth of it. Where it does, a busy day
-    is what the data have, not a creep, and the credits' test (their scale estimated
-    from the week) is the one left to prove it."""
+    beyond a standard error of the pool. A day's wander moves all its buckets at once, so
+    each bucket carries a day's worth of it. Where the days wander, a busy day is what
+    the data have, not a creep, and the credits' test (their scale estimated from the
+    week) is the one left to prove it."""
     finite = np.isfinite(spread)
     count = finite.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
