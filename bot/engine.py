@@ -795,10 +795,10 @@ class Engine:
         flags = _gate(rule, *scores)
         windows = np.full(scores[0].shape, float(DAY))
         out = []
-        for j, day in enumerate(moments):
+        for day, cells in zip(moments, _cells(scores, flags, windows), strict=True):
             at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
             if since < at <= until:
-                out.extend(_column(rule, groups, at, scores, flags, windows, j))
+                out.extend(_column(rule, groups, at, cells))
         return out
 
 
@@ -1002,26 +1002,30 @@ def _evaluations(
 ) -> list[Evaluation]:
     """Column j judges the window ending at moment (first + j) * STEP."""
     result: list[Evaluation] = []
-    for j in range(scores[0].shape[-1]):
+    for j, cells in enumerate(_cells(scores, flags, windows, evidence)):
         at = datetime.fromtimestamp((first + j) * STEP, UTC)
-        result.extend(_column(rule, groups, at, scores, flags, windows, j, evidence))
+        result.extend(_column(rule, groups, at, cells))
     return result
 
 
+Cell = tuple[float, float, float, float, float, bool, bool, bool, float]
+
+
+def _cells(
+    scores: Scores, flags: Flags, windows: FloatArray, evidence: FloatArray | None = None
+) -> list[list[Cell]]:
+    """Per moment, per group: value, baseline, z, volume, window, breach, judged, calm and
+    evidence as Python numbers, read from the arrays at once (indexing each cell costs
+    more than its work)."""
+    numbers = [np.asarray(a, dtype=np.float64) for a in (*scores, windows)]
+    proofs = np.zeros_like(numbers[0]) if evidence is None else evidence
+    by_moment = [a.T.tolist() for a in (*numbers, *flags, proofs)]
+    return [list(zip(*moment, strict=True)) for moment in zip(*by_moment, strict=True)]
+
+
 def _column(
-    rule: Rule,
-    groups: Sequence[tuple[str, ...]],
-    at: datetime,
-    scores: Scores,
-    flags: Flags,
-    windows: FloatArray,
-    j: int,
-    evidence: FloatArray | None = None,
+    rule: Rule, groups: Sequence[tuple[str, ...]], at: datetime, cells: list[Cell]
 ) -> list[Evaluation]:
-    # One column as Python numbers at once: indexing each cell costs more than its work.
-    columns = [np.asarray(a[:, j], dtype=np.float64).tolist() for a in (*scores, windows)]
-    marks = [a[:, j].tolist() for a in flags]
-    proofs = evidence[:, j].tolist() if evidence is not None else [0.0] * len(groups)
     return [
         Evaluation(
             rule=rule.name,
@@ -1037,7 +1041,7 @@ def _column(
             window=window,
             evidence=proof,
         )
-        for group, value, baseline, z, volume, window, breach, judged, calm, proof in zip(
-            groups, *columns, *marks, proofs, strict=True
+        for group, (value, baseline, z, volume, window, breach, judged, calm, proof) in zip(
+            groups, cells, strict=True
         )
     ]
