@@ -315,7 +315,7 @@ class Engine:
         if blind.any():
             value = np.where(blind, run_rate, value)
             baseline = np.where(blind & ~np.isfinite(baseline), spans[0][4], baseline)
-            volume = np.where(blind, np.nan_to_num(volume), volume)
+            volume = np.where(blind, detect.nan_as_zero(volume), volume)
             z = np.where(blind & ~np.isfinite(z), 0.0, z)  # no window to score: the evidence speaks
             scores = (value, baseline, z, volume)
         return _evaluations(rule, groups, first, scores, flags, windows, evidence)
@@ -352,13 +352,9 @@ class Engine:
             before = np.arange(back, back + last - first + 1)[:, None] - m * np.arange(
                 back // m, 0, -1
             )
-            settled = _settled(rule, held, first - back + before)
-            rise, wander = self._busy_days(rule, held, np.arange(first - back, last + 1))
-            jobs = sequential.counted_scores(rise[:, before], wander[:, before], _per_day(rule))
-            creeps = tuple(
-                sequential.creep(rule.bucket, score, value[:, before], baseline[:, before], settled)
-                for score in (z[:, before], jobs)
-            )
+            charges = Prefix(held[2], held[3], (CHARGED,))
+            ends = np.arange(first - back, last + 1)
+            creeps = self._creeps(rule, held, charges, ends, before, (z, value, baseline))
             burst = self._burst_all(rule, first, last, held, banded[1][1])
             return held[1], banded, None, None, (burst, *creeps)
         if rule.metric != "failure_rate" or rule.direction != "up":
@@ -488,35 +484,37 @@ class Engine:
                 # The creep run ends with the last whole bucket, which no poll changes.
                 value, baseline, z = baselines.against(rule, rows, (center, spread))[:3]
                 past = slice(-1 - n, -1)
-                m = slots_per_bucket(rule)
-                ends = k - m * np.arange(n, 0, -1)[None, :]
-                rise, wander = self._busy_days(rule, held, ends[0])
-                jobs = sequential.counted_scores(rise, wander, _per_day(rule))
-                creeps = tuple(
-                    sequential.creep(
-                        rule.bucket,
-                        score[:, None, -n:],
-                        value[:, None, past],
-                        baseline[:, None, past],
-                        _settled(rule, held, ends),
-                    )
-                    for score in (z[:, past], jobs)
-                )
+                ends = k - slots_per_bucket(rule) * np.arange(n, 0, -1)
+                scored = (z[:, past], value[:, past], baseline[:, past])
+                creeps = self._creeps(rule, held, prefix, ends, np.arange(n)[None, :], scored)
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
         return Frozen(k, held[1], tuple(frozen), threshold, creeps, charged)
 
-    def _busy_days(
-        self, rule: Rule, held: Held, ends: npt.NDArray[np.int64]
-    ) -> tuple[FloatArray, FloatArray]:
-        """`sequential.busy_days` of the buckets ending at the slots `ends`: (rise,
-        spread), each (groups, *ends.shape)."""
-        lo, counts, known = held[0], held[2], held[3]
-        days = ends[..., None] - DAY // STEP * np.arange(sequential.CREEP_DAYS + 1)
-        m = slots_per_bucket(rule)
-        jobs = gathered_windows(counts[CHARGED : CHARGED + 1], known, days - lo, m)
-        return sequential.busy_days(jobs[0])
+    def _creeps(
+        self,
+        rule: Rule,
+        held: Held,
+        prefix: Prefix,
+        ends: npt.NDArray[np.int64],
+        runs: npt.NDArray[np.int64],
+        scored: tuple[FloatArray, FloatArray, FloatArray],
+    ) -> tuple[Run, ...]:
+        """A spend rule's creep tests, (groups, moments) each: one on the credits' z-scores,
+        one on the charged jobs against their busy days (`sequential.counted_scores`).
+        `ends` are the slots whole buckets end at, `scored` their (z, value, baseline),
+        each (groups, len(ends)); `runs` (moments, buckets) picks each moment's run of
+        them. `prefix` holds the charged jobs of `held`."""
+        days = ends[:, None] - DAY // STEP * np.arange(sequential.CREEP_DAYS + 1)
+        jobs = prefix.windows(days - held[0], slots_per_bucket(rule))[CHARGED]
+        rise, wander = sequential.busy_days(jobs)  # each bucket once, however many runs
+        counted = sequential.counted_scores(rise[:, runs], wander[:, runs], _per_day(rule))
+        z, value, baseline = (a[:, runs] for a in scored)
+        settled = _settled(rule, held, ends[runs])
+        return tuple(
+            sequential.creep(rule.bucket, score, value, baseline, settled) for score in (z, counted)
+        )
 
     def _charged_band(
         self, rule: Rule, k: int, rows: FloatArray, held: Held
