@@ -8,6 +8,10 @@ Pure numpy, no I/O.
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping
+from datetime import date, timedelta
+
 import numpy as np
 import numpy.typing as npt
 
@@ -39,6 +43,15 @@ WEEKLY_SCALE_DAYS = 3
 # does not page on noise; ABS_FLOOR keeps near-empty series quiet.
 REL_FLOOR = 0.05
 ABS_FLOOR = 0.5
+# A day's level in its week (`weekday_level`), from the daily summary: months of daily
+# totals say how much quieter the account's Sundays are long before its events hold
+# weeks of them. It reads LEVEL_WEEKS weeks of days at least LEVEL_LAG days old (a
+# worker whose summary polls lag a day or two reads the same days a backtest does),
+# and needs LEVEL_MIN_WEEKS of each weekday.
+LEVEL_WEEKS = 8
+LEVEL_LAG = 7
+LEVEL_MIN_WEEKS = 3
+LEVEL_CLIP = (0.1, 10.0)
 
 
 def buckets_of_history(rule: Rule) -> int:
@@ -55,7 +68,9 @@ def min_periods_of(window: int) -> int:
     return min(window, max(3, min(window // 4, 24)))
 
 
-def baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
+def baseline(
+    rule: Rule, windows: FloatArray, history: int, levels: FloatArray | None = None
+) -> Baseline:
     """The baseline of every window from the `history` windows before it, for
     (fields, rows, buckets) windows where each row is one series in time (one group's
     one phase): a failure rate's (g0, tau^2) on the arcsine scale
@@ -63,9 +78,13 @@ def baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
 
     The windows before the first one any row holds are left out: they change no
     number (moving windows skip NaN, and same-phase windows stay a period apart),
-    and a young account's rules reach weeks back into nothing at every slot."""
+    and a young account's rules reach weeks back into nothing at every slot.
+
+    `levels` (rows, buckets), for charged counts only: each window's day's level in its
+    week (`weekday_level`); None: every day alike."""
     start = int(np.argmax(np.isfinite(windows).any(axis=(0, 1))))  # 0: none held
-    center, spread = held_baseline(rule, windows[..., start:], history)
+    held_levels = None if levels is None else levels[..., start:]
+    center, spread = held_baseline(rule, windows[..., start:], history, held_levels)
     if start == 0:
         return center, spread
     pad = ((0, 0), (start, 0))
@@ -75,7 +94,9 @@ def baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
     )
 
 
-def held_baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
+def held_baseline(
+    rule: Rule, windows: FloatArray, history: int, levels: FloatArray | None = None
+) -> Baseline:
     """`baseline` of windows the first of which some row holds."""
     method: detect.Method = "plain" if rule.method == "plain" else "robust"
     mp = min_periods_of(history)
@@ -84,7 +105,14 @@ def held_baseline(rule: Rule, windows: FloatArray, history: int) -> Baseline:
             windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
         )
     if rule.metric == CHARGES:
-        return _charged_baseline(rule, series_of(rule, windows), history, mp)
+        if levels is None:
+            return _charged_baseline(rule, series_of(rule, windows), history, mp)
+        # Every earlier day's counts scaled to the judged day's level, as though it had
+        # been a day like it: a Sunday's band is not five weekdays' and a Saturday's, nor
+        # widened by their difference. Scaling is linear in the mean and, on the
+        # square-root scale, in the spread, so it is done once for all days.
+        mean, spread = _charged_baseline(rule, series_of(rule, windows) / levels, history, mp)
+        return mean * levels, spread * np.sqrt(levels)
     # Spend and job counts are (compound) Poisson: their noise grows with the level, so
     # a night-time runaway would drown in daytime noise. On the square-root scale the
     # noise is about level-free (Anscombe), and one scale serves every hour.
@@ -181,6 +209,27 @@ def count_seasons(rule: Rule) -> int:
     if rule.seasonal == "none":
         return history
     return max(MIN_SEASONS, history // int(SEASON_SECONDS[rule.seasonal] // rule.bucket))
+
+
+def weekday_level(totals: Mapping[date, float], day: date) -> float:
+    """`day`'s level against its week's mean, from the daily `totals` before it: the
+    median of its weekday over the LEVEL_WEEKS weeks ending LEVEL_LAG days before it,
+    over the mean of the seven weekdays' medians. 1 (a day like any other) until
+    LEVEL_MIN_WEEKS of each weekday are known. Medians: a past runaway's day is not a
+    weekday's level."""
+    by_weekday: list[list[float]] = [[] for _ in range(7)]
+    for back in range(LEVEL_LAG + 1, LEVEL_LAG + 7 * LEVEL_WEEKS + 1):
+        earlier = day - timedelta(days=back)
+        if (total := totals.get(earlier)) is not None:
+            by_weekday[earlier.weekday()].append(total)
+    if min(map(len, by_weekday)) < LEVEL_MIN_WEEKS:
+        return 1.0
+    medians = [statistics.median(values) for values in by_weekday]
+    week = sum(medians) / 7
+    if week <= 0:
+        return 1.0
+    low, high = LEVEL_CLIP
+    return min(max(medians[day.weekday()] / week, low), high)
 
 
 def series_of(rule: Rule, windows: FloatArray) -> FloatArray:

@@ -131,6 +131,10 @@ class Engine:
         self._final: dict[tuple[date, str], DailyUsage] | None = None
         self._final_days: list[date] | None = None  # the days `_final` holds, in order
         self._models: list[tuple[str, ...]] | None = None
+        # Per (model, day number), the day's level in its week (`_day_levels`), and per
+        # model the completed jobs of the final days it is read from.
+        self._levels: dict[tuple[str, int], float] = {}
+        self._completed: dict[str, dict[date, float]] = {}
 
     # -- data in ------------------------------------------------------------------------
 
@@ -195,6 +199,8 @@ class Engine:
         """Daily summary rows; those dated before `final_before` are complete days."""
         # Read again from `daily` when next needed.
         self._final = self._final_days = self._models = None
+        self._levels.clear()
+        self._completed.clear()
         if self.final_before is None or final_before > self.final_before:
             self.final_before = final_before
             self.frozen.clear()
@@ -527,7 +533,10 @@ class Engine:
         # The newest window's mean and spread read two histories back (`reach_buckets`),
         # not the weeks the credits' hour-of-week baseline reads.
         tail = rows[..., -(2 * history + 1) :]
-        center, spread = baselines.baseline(short, tail, history)
+        m = slots_per_bucket(short)
+        starts = k - m * np.arange(tail.shape[-1], 0, -1)
+        levels = self._day_levels(short, held[1], starts)
+        center, spread = baselines.baseline(short, tail, history, levels)
         top = baselines.against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
         return top / slots_per_bucket(short), self._threshold(rule, k, k, held, CHARGED)
 
@@ -617,7 +626,10 @@ class Engine:
             ends = np.arange(first, last + 1)[:, None] - m * back
             rows = gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             flat = rows.reshape(fields, -1, rows.shape[-1])
-            center, spread = baselines.baseline(rule, flat, history)
+            levels = self._day_levels(rule, groups, ends - m)
+            if levels is not None:
+                levels = levels.reshape(flat.shape[1:])
+            center, spread = baselines.baseline(rule, flat, history, levels)
             scores = baselines.against(rule, flat[..., -1:], (center[:, -1:], spread[:, -1:]))
             value, baseline, z, volume, band = (
                 np.broadcast_to(a, (a.shape[0], 1)).reshape(len(groups), moments) for a in scores
@@ -628,7 +640,10 @@ class Engine:
             length = windows.shape[-1]
             phased = np.stack([by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
-            baseline_ = baselines.baseline(rule, phased, history)
+            levels = self._day_levels(rule, groups, lo + np.arange(length))
+            if levels is not None:
+                levels = by_phase(levels, m)
+            baseline_ = baselines.baseline(rule, phased, history, levels)
             value, baseline, z, volume, band = (
                 from_phase(a, m, length)[:, offset:]
                 for a in baselines.against(rule, phased, baseline_)
@@ -730,6 +745,36 @@ class Engine:
         if self._models is None:
             self._models = sorted({(model,) for (_, model) in self.daily if model != TOTAL})
         return self._models
+
+    def _day_levels(
+        self, rule: Rule, groups: Groups, starts: npt.NDArray[np.int64]
+    ) -> FloatArray | None:
+        """(groups, *starts.shape): for a charged count's windows starting at slots
+        `starts`, each window's day's level in its week (`baselines.weekday_level`) by
+        the daily summary's completed jobs of the group's model (the account's where the
+        rule is not by model). None for other rules, and where no day has a level."""
+        if rule.metric != CHARGES or not self._final_daily():
+            return None
+        at = rule.group_by.index("model") if "model" in rule.group_by else None
+        models = sorted({TOTAL if at is None else g[at] for g in groups})
+        days, inverse = np.unique(starts * STEP // DAY, return_inverse=True)
+        table = {m: np.array([self._level(m, int(d)) for d in days]) for m in models}
+        if all((row == 1.0).all() for row in table.values()):
+            return None
+        by_group = np.stack([table[TOTAL if at is None else g[at]] for g in groups])
+        levels: FloatArray = by_group[:, inverse.reshape(starts.shape)]
+        return levels
+
+    def _level(self, model: str, day_number: int) -> float:
+        level = self._levels.get((model, day_number))
+        if level is None:
+            if not self._completed:
+                for (day, of), row in self._final_daily().items():
+                    self._completed.setdefault(of, {})[day] = float(row.completed_jobs)
+            day = date(1970, 1, 1) + timedelta(days=day_number)
+            totals = self._completed.get(model, {})
+            level = self._levels[(model, day_number)] = baselines.weekday_level(totals, day)
+        return level
 
     def _final_daily(self) -> Mapping[tuple[date, str], DailyUsage]:
         if self._final is None:

@@ -283,6 +283,30 @@ def test_a_sunday_night_rise_is_judged_against_earlier_sundays() -> None:
     assert firing[0].at - onset <= timedelta(hours=1)
 
 
+def test_a_first_sunday_runaway_is_counted_against_sundays_level_from_the_summary() -> None:
+    """5x spend on `pro` at 03:00 on the first Sunday of events: the events hold no
+    Sunday, but the summary's two months of daily totals say Sundays run at 0.6 of a
+    weekday, so the evidence test's band is a Sunday's and the runaway is proven within
+    20 minutes. With a summary of the events' own week (no weeks to learn from), the
+    band is five weekdays' and a Saturday's and the proof takes over half an hour.
+    Nothing else fires in the week."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)  # a Monday
+    onset = start + timedelta(days=6, hours=3)
+    end = onset + timedelta(hours=1)
+    runaway = Incident("spend_runaway", onset, end, model="pro", factor=5)
+    sim = Simulator(
+        start=start, clock=ManualClock(end), jobs_per_hour=600, incidents=[runaway], seed=4
+    )
+    rule = replace(SPEND, baseline=7 * 86400, seasonal="hour_of_day", min_credits=2000)
+    items = sim.events_until(end)
+    took = {}
+    for days in (60, 7):
+        transitions = Monitor(engine_for([rule], items, sim.summary(days))).run(end, start)
+        assert [(t.group, t.state) for t in transitions] == [(("pro",), "firing")], transitions
+        took[days] = transitions[0].at - onset
+    assert timedelta(0) < took[60] <= timedelta(minutes=20) < timedelta(minutes=30) < took[7]
+
+
 def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
     """Spend on one model doubling over three days, never a jump an hour's window sees:
     the creep test (a CUSUM of the hourly scores) fires within 24 h of the onset, told
