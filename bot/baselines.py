@@ -9,8 +9,9 @@ Pure numpy, no I/O.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,20 @@ from bot.models import Rule
 FloatArray = npt.NDArray[np.float64]
 Baseline = tuple[FloatArray, FloatArray]  # center and spread, on the metric's judging scale
 Banded = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]  # ..., band
+
+
+class Days(NamedTuple):
+    """What the daily summary says of each window's day, (rows, buckets) each: the day's
+    level in its week (`weekday_level`) and the mean credits of one completed job
+    (`job_cost`)."""
+
+    level: FloatArray
+    job_cost: FloatArray
+
+    def apply(self, shape: Callable[[FloatArray], FloatArray]) -> Days:
+        """Both arrays cut or laid out as the windows are."""
+        return Days(shape(self.level), shape(self.job_cost))
+
 
 DAY = 86400
 # The evidence test of a spend rule watching a rise (over SHORT_WINDOW too) counts its
@@ -68,9 +83,7 @@ def min_periods_of(window: int) -> int:
     return min(window, max(3, min(window // 4, 24)))
 
 
-def baseline(
-    rule: Rule, windows: FloatArray, history: int, levels: FloatArray | None = None
-) -> Baseline:
+def baseline(rule: Rule, windows: FloatArray, history: int, days: Days | None = None) -> Baseline:
     """The baseline of every window from the `history` windows before it, for
     (fields, rows, buckets) windows where each row is one series in time (one group's
     one phase): a failure rate's (g0, tau^2) on the arcsine scale
@@ -80,11 +93,11 @@ def baseline(
     number (moving windows skip NaN, and same-phase windows stay a period apart),
     and a young account's rules reach weeks back into nothing at every slot.
 
-    `levels` (rows, buckets), for charged counts only: each window's day's level in its
-    week (`weekday_level`); None: every day alike."""
+    `days`: what the daily summary says of each window's day; None: nothing (every day
+    alike, and a job's cost unknown)."""
     start = int(np.argmax(np.isfinite(windows).any(axis=(0, 1))))  # 0: none held
-    held_levels = None if levels is None else levels[..., start:]
-    center, spread = held_baseline(rule, windows[..., start:], history, held_levels)
+    held_days = None if days is None else days.apply(lambda a: a[..., start:])
+    center, spread = held_baseline(rule, windows[..., start:], history, held_days)
     if start == 0:
         return center, spread
     pad = ((0, 0), (start, 0))
@@ -95,7 +108,7 @@ def baseline(
 
 
 def held_baseline(
-    rule: Rule, windows: FloatArray, history: int, levels: FloatArray | None = None
+    rule: Rule, windows: FloatArray, history: int, days: Days | None = None
 ) -> Baseline:
     """`baseline` of windows the first of which some row holds."""
     method: detect.Method = "plain" if rule.method == "plain" else "robust"
@@ -105,8 +118,9 @@ def held_baseline(
             windows[FAILED], windows[FINISHED], history, method=method, min_periods=mp
         )
     if rule.metric == CHARGES:
-        if levels is None:
+        if days is None:
             return _charged_baseline(rule, series_of(rule, windows), history, mp)
+        levels = days.level
         # Every earlier day's counts scaled to the judged day's level, as though it had
         # been a day like it: a Sunday's band is not five weekdays' and a Saturday's, nor
         # widened by their difference. Scaling is linear in the mean and, on the
@@ -117,6 +131,20 @@ def held_baseline(
     # a night-time runaway would drown in daytime noise. On the square-root scale the
     # noise is about level-free (Anscombe), and one scale serves every hour.
     root = np.sqrt(np.maximum(series_of(rule, windows), 0.0))
+    center, scale = _root_baseline(rule, root, history, method, mp)
+    if rule.metric == "spend" and days is not None:
+        # Spend comes a job at a time: on the square-root scale one job's charge is worth
+        # a noise of half the root of its cost at any level, as one job is to a count.
+        # No real spread is below it; a group whose history is mostly empty windows
+        # (a scale of 0) would otherwise call its next single job a runaway.
+        scale = np.maximum(scale, 0.5 * np.sqrt(days.job_cost))
+    return center, scale
+
+
+def _root_baseline(
+    rule: Rule, root: FloatArray, history: int, method: detect.Method, mp: int
+) -> Baseline:
+    """A spend or volume rule's baseline on the square-root scale, before the floors."""
     if rule.seasonal == "none":
         return detect.rolling_baseline(root, history, method=method, min_periods=mp)
     period = int(SEASON_SECONDS[rule.seasonal] // rule.bucket)
@@ -230,6 +258,18 @@ def weekday_level(totals: Mapping[date, float], day: date) -> float:
         return 1.0
     low, high = LEVEL_CLIP
     return min(max(medians[day.weekday()] / week, low), high)
+
+
+def job_cost(days: Mapping[date, tuple[float, float]], day: date) -> float:
+    """The mean credits of one completed job, from the daily (completed jobs, credits)
+    of the LEVEL_WEEKS weeks ending LEVEL_LAG days before `day` (as `weekday_level`
+    reads them); 1 where no job completed."""
+    jobs = credits = 0.0
+    for back in range(LEVEL_LAG + 1, LEVEL_LAG + 7 * LEVEL_WEEKS + 1):
+        completed, spent = days.get(day - timedelta(days=back), (0.0, 0.0))
+        jobs += completed
+        credits += spent
+    return credits / jobs if jobs > 0 and credits > 0 else 1.0
 
 
 def series_of(rule: Rule, windows: FloatArray) -> FloatArray:

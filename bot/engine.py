@@ -67,6 +67,7 @@ RECENT_SLOTS = 2
 # The creep test (`sequential.creep`) reads the last CREEP_SPAN seconds of whole buckets.
 CREEP_SPAN = 3 * 86400
 STEP = 300  # seconds between evaluations; also the slot size. Buckets are multiples of it.
+EPOCH = date(1970, 1, 1)  # day numbers count from it
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -131,10 +132,10 @@ class Engine:
         self._final: dict[tuple[date, str], DailyUsage] | None = None
         self._final_days: list[date] | None = None  # the days `_final` holds, in order
         self._models: list[tuple[str, ...]] | None = None
-        # Per (model, day number), the day's level in its week (`_day_levels`), and per
-        # model the completed jobs of the final days it is read from.
-        self._levels: dict[tuple[str, int], float] = {}
-        self._completed: dict[str, dict[date, float]] = {}
+        # Per (model, day number), what the summary says of the day (`_day`), and per
+        # model the final days' completed jobs and credits it is read from.
+        self._day_figures: dict[tuple[str, int], tuple[float, float]] = {}
+        self._completed: dict[str, dict[date, tuple[float, float]]] = {}
 
     # -- data in ------------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ class Engine:
         """Daily summary rows; those dated before `final_before` are complete days."""
         # Read again from `daily` when next needed.
         self._final = self._final_days = self._models = None
-        self._levels.clear()
+        self._day_figures.clear()
         self._completed.clear()
         if self.final_before is None or final_before > self.final_before:
             self.final_before = final_before
@@ -484,7 +485,9 @@ class Engine:
             rows = self._windows_before(span, k, lo, prefix)
             if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
                 charged = self._charged_band(rule, k, rows, held)
-            center, spread = baselines.baseline(span, rows, buckets_of_history(span))
+            starts = k - slots_per_bucket(span) * np.arange(rows.shape[-1], 0, -1)
+            days = self._days(span, held[1], starts)
+            center, spread = baselines.baseline(span, rows, buckets_of_history(span), days)
             frozen.append((center[:, -1:], spread[:, -1:]))
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
                 # The creep run ends with the last whole bucket, which no poll changes.
@@ -535,8 +538,8 @@ class Engine:
         tail = rows[..., -(2 * history + 1) :]
         m = slots_per_bucket(short)
         starts = k - m * np.arange(tail.shape[-1], 0, -1)
-        levels = self._day_levels(short, held[1], starts)
-        center, spread = baselines.baseline(short, tail, history, levels)
+        days = self._days(short, held[1], starts)
+        center, spread = baselines.baseline(short, tail, history, days)
         top = baselines.against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
         return top / slots_per_bucket(short), self._threshold(rule, k, k, held, CHARGED)
 
@@ -626,10 +629,10 @@ class Engine:
             ends = np.arange(first, last + 1)[:, None] - m * back
             rows = gathered_windows(counts, known, ends - lo, m)  # (fields, G, K, 2H + 1)
             flat = rows.reshape(fields, -1, rows.shape[-1])
-            levels = self._day_levels(rule, groups, ends - m)
-            if levels is not None:
-                levels = levels.reshape(flat.shape[1:])
-            center, spread = baselines.baseline(rule, flat, history, levels)
+            days = self._days(rule, groups, ends - m)
+            if days is not None:
+                days = days.apply(lambda a: a.reshape(flat.shape[1:]))
+            center, spread = baselines.baseline(rule, flat, history, days)
             scores = baselines.against(rule, flat[..., -1:], (center[:, -1:], spread[:, -1:]))
             value, baseline, z, volume, band = (
                 np.broadcast_to(a, (a.shape[0], 1)).reshape(len(groups), moments) for a in scores
@@ -640,10 +643,10 @@ class Engine:
             length = windows.shape[-1]
             phased = np.stack([by_phase(windows[f], m) for f in range(fields)])
             offset = first - (lo + m)
-            levels = self._day_levels(rule, groups, lo + np.arange(length))
-            if levels is not None:
-                levels = by_phase(levels, m)
-            baseline_ = baselines.baseline(rule, phased, history, levels)
+            days = self._days(rule, groups, lo + np.arange(length))
+            if days is not None:
+                days = days.apply(lambda a: by_phase(a, m))
+            baseline_ = baselines.baseline(rule, phased, history, days)
             value, baseline, z, volume, band = (
                 from_phase(a, m, length)[:, offset:]
                 for a in baselines.against(rule, phased, baseline_)
@@ -746,35 +749,43 @@ class Engine:
             self._models = sorted({(model,) for (_, model) in self.daily if model != TOTAL})
         return self._models
 
-    def _day_levels(
+    def _days(
         self, rule: Rule, groups: Groups, starts: npt.NDArray[np.int64]
-    ) -> FloatArray | None:
-        """(groups, *starts.shape): for a charged count's windows starting at slots
-        `starts`, each window's day's level in its week (`baselines.weekday_level`) by
-        the daily summary's completed jobs of the group's model (the account's where the
-        rule is not by model). None for other rules, and where no day has a level."""
-        if rule.metric != CHARGES or not self._final_daily():
+    ) -> baselines.Days | None:
+        """What the daily summary says of the day of each window starting at a slot of
+        `starts`, (groups, *starts.shape) (`baselines.Days`): of the group's model, or
+        the account where the rule is not by model. For spend and its charged counts;
+        None for other rules and where the summary holds no complete day."""
+        if rule.metric not in ("spend", CHARGES) or not self._final_daily():
             return None
         at = rule.group_by.index("model") if "model" in rule.group_by else None
-        models = sorted({TOTAL if at is None else g[at] for g in groups})
-        days, inverse = np.unique(starts * STEP // DAY, return_inverse=True)
-        table = {m: np.array([self._level(m, int(d)) for d in days]) for m in models}
-        if all((row == 1.0).all() for row in table.values()):
-            return None
-        by_group = np.stack([table[TOTAL if at is None else g[at]] for g in groups])
-        levels: FloatArray = by_group[:, inverse.reshape(starts.shape)]
-        return levels
+        models = [TOTAL if at is None else g[at] for g in groups]
+        numbers, inverse = np.unique(starts * STEP // DAY, return_inverse=True)
+        table = {m: [self._day(m, int(n)) for n in numbers] for m in set(models)}
+        figures = np.array([table[m] for m in models])  # (groups, days, 2)
+        picked = figures[:, inverse.reshape(starts.shape)]
+        return baselines.Days(picked[..., 0], picked[..., 1])
 
-    def _level(self, model: str, day_number: int) -> float:
-        level = self._levels.get((model, day_number))
-        if level is None:
+    def _day(self, model: str, number: int) -> tuple[float, float]:
+        """(level in its week, a completed job's credits) of day `number` (since the
+        epoch) for `model`, from the final summary days (`baselines.weekday_level`,
+        `baselines.job_cost`)."""
+        figures = self._day_figures.get((model, number))
+        if figures is None:
             if not self._completed:
                 for (day, of), row in self._final_daily().items():
-                    self._completed.setdefault(of, {})[day] = float(row.completed_jobs)
-            day = date(1970, 1, 1) + timedelta(days=day_number)
-            totals = self._completed.get(model, {})
-            level = self._levels[(model, day_number)] = baselines.weekday_level(totals, day)
-        return level
+                    self._completed.setdefault(of, {})[day] = (
+                        float(row.completed_jobs),
+                        row.credits_used,
+                    )
+            rows = self._completed.get(model, {})
+            day = EPOCH + timedelta(days=number)
+            level = baselines.weekday_level({d: jobs for d, (jobs, _) in rows.items()}, day)
+            figures = self._day_figures[(model, number)] = (
+                level,
+                baselines.job_cost(rows, day),
+            )
+        return figures
 
     def _final_daily(self) -> Mapping[tuple[date, str], DailyUsage]:
         if self._final is None:

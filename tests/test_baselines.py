@@ -11,7 +11,7 @@ import pytest
 from bot import baselines
 from bot.baselines import LEVEL_LAG, LEVEL_MIN_WEEKS, weekday_level
 from bot.engine import _charged_rule
-from bot.metrics import CHARGED, FIELDS
+from bot.metrics import CHARGED, CREDITS, FIELDS
 from bot.models import Rule
 
 SUNDAY = date(2026, 11, 8)
@@ -70,7 +70,8 @@ def test_a_levelled_baseline_is_the_baseline_of_every_earlier_day_scaled_to_the_
     levels = np.repeat(rng.uniform(0.5, 1.5, size=-(-n // per_day)), per_day)[:n][None, :]
     windows = np.zeros((len(FIELDS), 1, n))
     windows[CHARGED] = rng.poisson(20 * levels)
-    center, spread = baselines.baseline(rule, windows, history, levels)
+    days = baselines.Days(levels, np.ones_like(levels))
+    center, spread = baselines.baseline(rule, windows, history, days)
     for k in (n - 1, n - 1 - per_day // 2, history + 5):
         literal = windows[..., : k + 1] * (levels[:, k : k + 1] / levels[:, : k + 1])
         want_center, want_spread = baselines.baseline(rule, literal, history)
@@ -78,3 +79,32 @@ def test_a_levelled_baseline_is_the_baseline_of_every_earlier_day_scaled_to_the_
         assert spread[0, k] == pytest.approx(want_spread[0, -1], rel=1e-9)
     plain = baselines.baseline(rule, windows, history)
     assert not np.allclose(plain[0][0, -1], center[0, -1])  # the levels did something
+
+
+def test_a_jobs_cost_is_the_credits_of_the_completed_jobs_of_the_weeks_before_it() -> None:
+    rows = {SUNDAY - timedelta(days=back): (10.0, 6000.0) for back in range(1, 90)}
+    rows[SUNDAY - timedelta(days=LEVEL_LAG + 1)] = (10.0, 16000.0)
+    for back in range(1, LEVEL_LAG + 1):  # under a week old: not read
+        rows[SUNDAY - timedelta(days=back)] = (1.0, 99999.0)
+    days_read = 7 * baselines.LEVEL_WEEKS
+    assert baselines.job_cost(rows, SUNDAY) == pytest.approx(
+        (6000 * days_read + 10000) / (10 * days_read)
+    )
+    assert baselines.job_cost({}, SUNDAY) == 1.0
+
+
+def test_spends_scale_is_never_below_one_jobs_noise() -> None:
+    """A group whose windows are mostly empty has a scale of 0: its next single job of
+    800 credits would be z 57 against the plain floor, where one job's noise on the
+    square-root scale (half the root of its cost) makes it z 2."""
+    rule = Rule(name="s", metric="spend", group_by=("model",), bucket=900)
+    history = baselines.buckets_of_history(rule)
+    n = 2 * history + 1
+    windows = np.zeros((len(FIELDS), 1, n))
+    windows[CREDITS, 0, -1] = 800.0
+    for cost, want in ((800.0, 2.0), (1.0, 800**0.5 / baselines.ABS_FLOOR)):
+        days = baselines.Days(np.ones((1, n)), np.full((1, n), cost))
+        center, scale = baselines.baseline(rule, windows, history, days)
+        z = baselines.against(rule, windows, (center, scale))[2]
+        assert z[0, -1] == pytest.approx(want)
+        assert (scale[0, history:] >= 0.5 * cost**0.5).all()

@@ -307,6 +307,31 @@ def test_a_first_sunday_runaway_is_counted_against_sundays_level_from_the_summar
     assert timedelta(0) < took[60] <= timedelta(minutes=20) < timedelta(minutes=30) < took[7]
 
 
+def test_a_per_segment_spend_rule_does_not_page_on_each_job_of_a_sparse_group() -> None:
+    """Spend by model and segment with `min_credits` below one job's cost: the jobs
+    without metadata (3 %, about 1 an hour on `pro`) leave most windows of their group
+    empty, a scale of 0, and each single job read as a runaway (47 firings in 8 days
+    before a spend scale had one job's noise as its floor). Now a job of the mean cost
+    (about 280 credits) is z 2; the few firings left are windows of over 1,000 credits,
+    where a third of a job was due."""
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    end = start + timedelta(days=8)
+    sim = Simulator(start=start, clock=ManualClock(end), jobs_per_hour=300, seed=5)
+    rule = replace(
+        SPEND,
+        group_by=("model", "metadata.segment"),
+        baseline=7 * 86400,
+        seasonal="hour_of_day",
+        min_credits=500,
+    )
+    transitions = Monitor(engine_for([rule], sim.events_until(end), sim.summary(60))).run(
+        end, start
+    )
+    sparse = [t for t in transitions if t.group[1] == "" and t.state == "firing"]
+    assert len(sparse) <= 2, sparse
+    assert all(t.value > 1000 for t in sparse)
+
+
 def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
     """Spend on one model doubling over three days, never a jump an hour's window sees:
     the creep test (a CUSUM of the hourly scores) fires within 24 h of the onset, told
