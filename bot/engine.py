@@ -135,6 +135,7 @@ class Engine:
         # Per (model, day number), what the summary says of the day (`_day`), and per
         # model the final days' completed jobs and credits it is read from.
         self._day_figures: dict[tuple[str, int], tuple[float, float]] = {}
+        self._day_runs: dict[str, tuple[int, FloatArray]] = {}
         self._completed: dict[str, dict[date, tuple[float, float]]] = {}
 
     # -- data in ------------------------------------------------------------------------
@@ -200,16 +201,21 @@ class Engine:
         """Daily summary rows; those dated before `final_before` are complete days."""
         # Read again from `daily` when next needed.
         self._final = self._final_days = self._models = None
-        self._day_figures.clear()
-        self._completed.clear()
-        if self.final_before is None or final_before > self.final_before:
-            self.final_before = final_before
-            self.frozen.clear()
+        final = final_before if self.final_before is None else max(final_before, self.final_before)
+        final_changed = final != self.final_before
+        self.final_before = final
         for row in rows:
             key = (row.date, row.model)
-            if row.date < self.final_before and self.daily.get(key) != row:
-                self.frozen.clear()  # complete days stand in for events in failure rates
+            if row.date < final and self.daily.get(key) != row:
+                final_changed = True
             self.daily[key] = row
+        if final_changed:
+            # Complete days stand in for events in failure rates, and say what each day
+            # of spend is like (`_days`); the worker passes the same rows every cycle.
+            self.frozen.clear()
+            self._day_figures.clear()
+            self._day_runs.clear()
+            self._completed.clear()
 
     def add_gaps(self, gaps: Iterable[Gap]) -> None:
         """Known events gaps: a window overlapping one is never judged as a drop."""
@@ -759,12 +765,25 @@ class Engine:
         if rule.metric not in ("spend", CHARGES) or not self._final_daily():
             return None
         at = rule.group_by.index("model") if "model" in rule.group_by else None
-        models = [TOTAL if at is None else g[at] for g in groups]
-        numbers, inverse = np.unique(starts * STEP // DAY, return_inverse=True)
-        table = {m: [self._day(m, int(n)) for n in numbers] for m in set(models)}
-        figures = np.array([table[m] for m in models])  # (groups, days, 2)
-        picked = figures[:, inverse.reshape(starts.shape)]
+        numbers = starts * STEP // DAY
+        lo, hi = int(numbers.min()), int(numbers.max())
+        by_model = {
+            m: self._day_run(m, lo, hi) for m in {TOTAL if at is None else g[at] for g in groups}
+        }
+        figures = np.stack([by_model[TOTAL if at is None else g[at]] for g in groups])
+        picked = figures[:, numbers - lo]  # (groups, *starts.shape, 2)
         return baselines.Days(picked[..., 0], picked[..., 1])
+
+    def _day_run(self, model: str, lo: int, hi: int) -> FloatArray:
+        """`_day` of days lo..hi for `model`, (days, 2): read from a run of days kept per
+        model, grown when asked for days outside it (a freeze asks for the same weeks at
+        every slot)."""
+        base, run = self._day_runs.get(model, (lo, np.empty((0, 2))))
+        if lo < base or hi >= base + len(run):
+            base, top = min(lo, base), max(hi, base + len(run) - 1)
+            run = np.array([self._day(model, n) for n in range(base, top + 1)])
+            self._day_runs[model] = (base, run)
+        return run[lo - base : hi - base + 1]
 
     def _day(self, model: str, number: int) -> tuple[float, float]:
         """(level in its week, a completed job's credits) of day `number` (since the
