@@ -17,12 +17,19 @@ from bot.engine import (
     Frozen,
     spans_of,
 )
-from bot.metrics import CREDITS, batch_from_items
-from bot.models import Event, Rule, Summary
+from bot.metrics import CREDITS, batch_from_events, batch_from_items
+from bot.models import DailyUsage, Event, Rule, Summary
 from bot.monitor import Monitor, enrich
 from bot.standins.simulator import Incident, ManualClock, Simulator, stepped_creep
 from bot.windows import by_phase, from_phase, window_sums
-from tests.helpers import FAILURES_2D, VOLUME_DOWN, engine_for, outage_stream, same
+from tests.helpers import (
+    FAILURES_2D,
+    VOLUME_DOWN,
+    engine_for,
+    make_event,
+    outage_stream,
+    same,
+)
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 FAILURES = FAILURES_2D
@@ -330,6 +337,31 @@ def test_a_per_segment_spend_rule_does_not_page_on_each_job_of_a_sparse_group() 
     sparse = [t for t in transitions if t.group[1] == "" and t.state == "firing"]
     assert len(sparse) <= 2, sparse
     assert all(t.value > 1000 for t in sparse)
+
+
+def test_a_corrected_summary_day_is_read_again_for_spends_one_job_floor() -> None:
+    """Spend's one-job floor comes from the summary's complete days, kept between cycles
+    while they stay the same. A job every six hours leaves the group's windows mostly
+    empty (a scale of 0); its next 800-credit job is z 2 while a job costs 800 credits,
+    and z 20 once the same days, re-counted, say a job costs 8."""
+    rule = Rule(name="s", metric="spend", group_by=("model",), bucket=900, baseline=2 * 86400)
+    start = datetime(2026, 10, 5, tzinfo=UTC)
+    last = start + timedelta(days=3, minutes=2)
+    jobs = [make_event(i, start + timedelta(hours=6 * i), credits=800.0) for i in range(12)]
+    engine = Engine([rule])
+    engine.add_events(batch_from_events([*jobs, make_event(99, last, credits=800.0)]))
+
+    def z_of_the_last_job(job_cost: float) -> float:
+        days = [start.date() - timedelta(days=back) for back in range(1, 61)]
+        rows = [DailyUsage(d, "pro", 10, 10, 0, 10 * job_cost) for d in days]
+        engine.add_daily(rows, final_before=last.date())
+        mark = last + timedelta(minutes=3)  # the mark closing the last job's slot
+        (judged,) = engine.evaluate(rule, mark - timedelta(seconds=STEP), mark)
+        return judged.zscore
+
+    assert z_of_the_last_job(800.0) == pytest.approx(2.0)
+    assert z_of_the_last_job(8.0) == pytest.approx(20.0)
+    assert z_of_the_last_job(8.0) == pytest.approx(20.0)  # the same rows again: kept
 
 
 def test_a_spend_creep_over_three_days_fires_within_its_first_day() -> None:
