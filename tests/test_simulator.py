@@ -517,6 +517,19 @@ def test_history_before_start_is_synthetic_but_at_the_same_rates() -> None:
     assert sim.summary(90) == _sim(MONDAY + timedelta(days=1)).summary(90)  # seeded by date
 
 
+def test_a_steady_streams_history_has_no_weekends_either() -> None:
+    """A steady stream runs the same rate at every hour of every day: its synthetic
+    history says so too, or a bot reading weekdays' levels from it would expect quiet
+    weekends the events never have."""
+    sim = _sim(MONDAY + timedelta(days=1), events_per_second=2.0)
+    daily = sim.summary(9)["daily"]  # Monday 16th (synthetic) .. Tuesday 24th (today)
+    synthetic = {d["date"]: d["total_jobs"] for d in daily[:7]}
+    expected = 24 * 3600.0  # jobs a day at one job a second (two events per job)
+    assert all(0.98 < jobs / expected < 1.02 for jobs in synthetic.values()), synthetic
+    simulated_monday = daily[7]["total_jobs"]
+    assert 0.97 < synthetic["2026-11-16"] / simulated_monday < 1.03
+
+
 def test_summary_shows_jobs_in_flight_today() -> None:
     today = _sim(MONDAY + timedelta(hours=15)).summary(1)["daily"][-1]
     assert today["total_jobs"] > today["completed_jobs"] + today["failed_jobs"]

@@ -703,9 +703,11 @@ class Simulator:
         """Plausible aggregates for a day before the simulation, at the same rates as
         generated traffic (no incidents), seeded by the date."""
         rng = random.Random(f"{self.seed}:day:{day.isoformat()}")
-        weekend = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
-        # The cosine swing sums to zero over a day, leaving the day's mean rate.
-        expected = 24 * self.jobs_per_hour * weekend / _WEEK_MEAN
+        if self.events_per_second is not None:  # steady: every hour alike, weekends too
+            expected = 24 * self.jobs_per_hour
+        else:  # the cosine swing sums to zero over a day, leaving the day's mean rate
+            weekend = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
+            expected = 24 * self.jobs_per_hour * weekend / _WEEK_MEAN
         if self.busy_hour is not None:  # the busy hour's extra arrivals, minute by minute
             first = _day_start_ts(day) // 60 + 60 * self.busy_hour[0]
             expected += sum(
