@@ -246,8 +246,7 @@ def weekday_level(totals: Mapping[date, float], day: date) -> float:
     LEVEL_MIN_WEEKS of each weekday are known. Medians: a past runaway's day is not a
     weekday's level."""
     by_weekday: list[list[float]] = [[] for _ in range(7)]
-    for back in range(LEVEL_LAG + 1, LEVEL_LAG + 7 * LEVEL_WEEKS + 1):
-        earlier = day - timedelta(days=back)
+    for earlier in _weeks_before(day):
         if (total := totals.get(earlier)) is not None:
             by_weekday[earlier.weekday()].append(total)
     if min(map(len, by_weekday)) < LEVEL_MIN_WEEKS:
@@ -265,11 +264,18 @@ def job_cost(days: Mapping[date, tuple[float, float]], day: date) -> float:
     of the LEVEL_WEEKS weeks ending LEVEL_LAG days before `day` (as `weekday_level`
     reads them); 1 where no job completed."""
     jobs = credits = 0.0
-    for back in range(LEVEL_LAG + 1, LEVEL_LAG + 7 * LEVEL_WEEKS + 1):
-        completed, spent = days.get(day - timedelta(days=back), (0.0, 0.0))
+    for earlier in _weeks_before(day):
+        completed, spent = days.get(earlier, (0.0, 0.0))
         jobs += completed
         credits += spent
     return credits / jobs if jobs > 0 and credits > 0 else 1.0
+
+
+def _weeks_before(day: date) -> list[date]:
+    """The days `day`'s figures are read from: LEVEL_WEEKS weeks ending LEVEL_LAG days
+    before it."""
+    first = LEVEL_LAG + 1
+    return [day - timedelta(days=back) for back in range(first, first + 7 * LEVEL_WEEKS)]
 
 
 def series_of(rule: Rule, windows: FloatArray) -> FloatArray:

@@ -132,11 +132,10 @@ class Engine:
         self._final: dict[tuple[date, str], DailyUsage] | None = None
         self._final_days: list[date] | None = None  # the days `_final` holds, in order
         self._models: list[tuple[str, ...]] | None = None
-        # Per (model, day number), what the summary says of the day (`_day`), and per
-        # model the final days' completed jobs and credits it is read from.
-        self._day_figures: dict[tuple[str, int], tuple[float, float]] = {}
+        # Per model, what the summary says of a run of days (`_day_run`), and the final
+        # days' completed jobs (and credits) it is read from.
         self._day_runs: dict[str, tuple[int, FloatArray]] = {}
-        self._completed: dict[str, dict[date, tuple[float, float]]] = {}
+        self._completed: dict[str, tuple[dict[date, float], dict[date, tuple[float, float]]]] = {}
 
     # -- data in ------------------------------------------------------------------------
 
@@ -213,7 +212,6 @@ class Engine:
             # Complete days stand in for events in failure rates, and say what each day
             # of spend is like (`_days`); the worker passes the same rows every cycle.
             self.frozen.clear()
-            self._day_figures.clear()
             self._day_runs.clear()
             self._completed.clear()
 
@@ -489,10 +487,10 @@ class Engine:
         for seconds in spans:
             span = _span(rule, seconds)
             rows = self._windows_before(span, k, lo, prefix)
-            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
-                charged = self._charged_band(rule, k, rows, held)
             starts = k - slots_per_bucket(span) * np.arange(rows.shape[-1], 0, -1)
             days = self._days(span, held[1], starts)
+            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
+                charged = self._charged_band(rule, k, rows, days, held)
             center, spread = baselines.baseline(span, rows, buckets_of_history(span), days)
             frozen.append((center[:, -1:], spread[:, -1:]))
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
@@ -532,19 +530,19 @@ class Engine:
         )
 
     def _charged_band(
-        self, rule: Rule, k: int, rows: FloatArray, held: Held
+        self, rule: Rule, k: int, rows: FloatArray, days: baselines.Days | None, held: Held
     ) -> tuple[FloatArray, FloatArray]:
         """The evidence test of a spend rule at moment k: the top of its charged events'
         normal band per slot and its threshold, (groups, 1) each, from `rows`, the
-        SHORT_WINDOW windows before k (`_windows_before`)."""
+        SHORT_WINDOW windows before k (`_windows_before`), and their `days`."""
         short = _charged_rule(rule)
         history = buckets_of_history(short)
         # The newest window's mean and spread read two histories back (`reach_buckets`),
         # not the weeks the credits' hour-of-week baseline reads.
-        tail = rows[..., -(2 * history + 1) :]
-        m = slots_per_bucket(short)
-        starts = k - m * np.arange(tail.shape[-1], 0, -1)
-        days = self._days(short, held[1], starts)
+        reach = 2 * history + 1
+        tail = rows[..., -reach:]
+        if days is not None:
+            days = days.apply(lambda a: a[..., -reach:])
         center, spread = baselines.baseline(short, tail, history, days)
         top = baselines.against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
         return top / slots_per_bucket(short), self._threshold(rule, k, k, held, CHARGED)
@@ -776,12 +774,15 @@ class Engine:
 
     def _day_run(self, model: str, lo: int, hi: int) -> FloatArray:
         """`_day` of days lo..hi for `model`, (days, 2): read from a run of days kept per
-        model, grown when asked for days outside it (a freeze asks for the same weeks at
-        every slot)."""
+        model, grown by the days asked for outside it (a freeze asks for the same weeks
+        at every slot)."""
         base, run = self._day_runs.get(model, (lo, np.empty((0, 2))))
-        if lo < base or hi >= base + len(run):
-            base, top = min(lo, base), max(hi, base + len(run) - 1)
-            run = np.array([self._day(model, n) for n in range(base, top + 1)])
+        top = base + len(run) - 1
+        if lo < base or hi > top:
+            before = [self._day(model, n) for n in range(lo, base)]
+            after = [self._day(model, n) for n in range(top + 1, hi + 1)]
+            run = np.concatenate([np.reshape(before, (-1, 2)), run, np.reshape(after, (-1, 2))])
+            base = min(lo, base)
             self._day_runs[model] = (base, run)
         return run[lo - base : hi - base + 1]
 
@@ -789,22 +790,14 @@ class Engine:
         """(level in its week, a completed job's credits) of day `number` (since the
         epoch) for `model`, from the final summary days (`baselines.weekday_level`,
         `baselines.job_cost`)."""
-        figures = self._day_figures.get((model, number))
-        if figures is None:
-            if not self._completed:
-                for (day, of), row in self._final_daily().items():
-                    self._completed.setdefault(of, {})[day] = (
-                        float(row.completed_jobs),
-                        row.credits_used,
-                    )
-            rows = self._completed.get(model, {})
-            day = EPOCH + timedelta(days=number)
-            level = baselines.weekday_level({d: jobs for d, (jobs, _) in rows.items()}, day)
-            figures = self._day_figures[(model, number)] = (
-                level,
-                baselines.job_cost(rows, day),
-            )
-        return figures
+        if not self._completed:
+            for (day, of), row in self._final_daily().items():
+                jobs, rows = self._completed.setdefault(of, ({}, {}))
+                jobs[day] = float(row.completed_jobs)
+                rows[day] = (jobs[day], row.credits_used)
+        jobs, rows = self._completed.get(model, ({}, {}))
+        day = EPOCH + timedelta(days=number)
+        return baselines.weekday_level(jobs, day), baselines.job_cost(rows, day)
 
     def _final_daily(self) -> Mapping[tuple[date, str], DailyUsage]:
         if self._final is None:
