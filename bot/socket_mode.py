@@ -71,14 +71,24 @@ class _Client(SocketModeClient):
     def reconnect(self, reason: str, judged: object) -> None:
         """Hang up the connection `judged` dead or quiet and open a new one; nothing when
         slack_sdk's monitor has replaced it meanwhile (a drop is seen by both: replacing
-        the fresh connection too would lose what is under way on it)."""
-        with self.connect_operation_lock:
-            if self.current_session is not judged:
+        the fresh connection too would lose what is under way on it).
+
+        The check and the switch hold the connect lock together: checked, released and
+        then switched, the monitor could connect in between and lose that new connection.
+        """
+        if not self.connect_operation_lock.acquire(timeout=5):
+            return  # the monitor is replacing it now; the next check sees its result
+        try:
+            if self.closed or self.current_session is not judged:
                 return
-        _wake_reader(self.current_session)  # else its recv() holds the switch up to 3 s
-        if self.current_session is not None:
-            self.current_session.disconnect()
-        self.connect_to_new_endpoint(force=True, reason=reason)
+            log.warning("Socket Mode: reconnecting (%s)", reason)
+            _wake_reader(judged)  # else its recv() holds the switch up to 3 s
+            if self.current_session is not None:
+                self.current_session.disconnect()
+            self.wss_uri = self.issue_new_wss_url()
+            self.connect()
+        finally:
+            self.connect_operation_lock.release()
 
     def close(self) -> None:
         self.closed, self.auto_reconnect_enabled = True, False
