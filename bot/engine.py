@@ -450,14 +450,15 @@ class Engine:
         normal: FloatArray,
     ) -> Run:
         """A spend rule's evidence test at moment k, from the rule's `counts` of the slots
-        of one bucket before it, `lam` the normal charged events and `normal` the normal
-        credits per slot (groups, 1). Whole slots: charges trail their jobs by minutes,
-        so a run starting within its slot (as the failure rate's may, in 5-second
-        steps) would gain seconds at a cost every poll pays."""
+        of one bucket before it, `lam` the normal charged events of each of those slots
+        (groups, slots) and `normal` the normal credits per slot (groups, 1). Whole
+        slots: charges trail their jobs by minutes, so a run starting within its slot
+        (as the failure rate's may, in 5-second steps) would gain seconds at a cost
+        every poll pays."""
         whole = np.arange(k - counts.shape[-1], k) * STEP
         seen = self._seen(whole, np.ones(len(whole)))
         slots = np.where(known, counts, 0.0)
-        burst = sequential.burst(slots, known, lam[:, 0], normal[:, 0], h[:, 0], seen, STEP)
+        burst = sequential.burst(slots, known, lam, normal[:, 0], h[:, 0], seen, STEP)
         a, b, c, d, e = (x[:, None] for x in burst)
         return a, b, c, d, e
 
@@ -473,24 +474,24 @@ class Engine:
         """What judging moment k needs that its own newest slot (k - 1, filling while
         the worker polls) cannot change: each span's baseline and the evidence test's
         threshold. `add_events` drops it when events land in an older slot."""
+        charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
         lo = min(self._reach(_span(rule, s), k) for s in spans)
+        if charges:  # the evidence test's run reads each slot's own normal (`_normal_charges`)
+            lo = min(lo, self._reach(_charged_rule(rule), k - slots_per_bucket(rule) + 1))
         # Slots before any is known for the rule change no window, only the work: a
         # young account's hour-of-week baselines reach weeks before its first event.
         if (known := self._known_from(rule)) is not None:
             lo = min(max(lo, known), k - 1)
         held = (lo, *self._rule_counts(rule, lo, k))
         frozen = []
-        charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
         prefix = Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
         creeps: tuple[Run, ...] = ()
-        charged = None
+        charged: tuple[FloatArray, FloatArray] | None = None
         for seconds in spans:
             span = _span(rule, seconds)
             rows = self._windows_before(span, k, lo, prefix)
             starts = k - slots_per_bucket(span) * np.arange(rows.shape[-1], 0, -1)
             days = self._days(span, held[1], starts)
-            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
-                charged = self._charged_band(rule, k, rows, days, held)
             center, spread = baselines.baseline(span, rows, buckets_of_history(span), days)
             frozen.append((center[:, -1:], spread[:, -1:]))
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
@@ -500,6 +501,10 @@ class Engine:
                 ends = k - slots_per_bucket(rule) * np.arange(n, 0, -1)
                 scored = (z[:, past], value[:, past], baseline[:, past])
                 creeps = self._creeps(rule, held, prefix, ends, np.arange(n)[None, :], scored)
+        if charges:
+            first = k - slots_per_bucket(rule) + 1
+            lams = self._normal_charges(rule, first, k, held)
+            charged = (lams, self._threshold(rule, k, k, held, CHARGED))
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
@@ -529,23 +534,16 @@ class Engine:
             sequential.creep(rule.bucket, score, value, baseline, settled) for score in (z, counted)
         )
 
-    def _charged_band(
-        self, rule: Rule, k: int, rows: FloatArray, days: baselines.Days | None, held: Held
-    ) -> tuple[FloatArray, FloatArray]:
-        """The evidence test of a spend rule at moment k: the top of its charged events'
-        normal band per slot and its threshold, (groups, 1) each, from `rows`, the
-        SHORT_WINDOW windows before k (`_windows_before`), and their `days`."""
+    def _normal_charges(self, rule: Rule, first: int, last: int, held: Held) -> FloatArray:
+        """A spend rule's normal charged events per slot for the evidence test at moments
+        first..last, (groups, moments): the top of their band for the 15 minutes before
+        each moment, in the rule's seasons. Slot j's normal is moment j + 1's, so a run
+        across the end of a busy hour weighs each slot against its own hour."""
         short = _charged_rule(rule)
-        history = buckets_of_history(short)
-        # The newest window's mean and spread read two histories back (`reach_buckets`),
-        # not the weeks the credits' hour-of-week baseline reads.
-        reach = 2 * history + 1
-        tail = rows[..., -reach:]
-        if days is not None:
-            days = days.apply(lambda a: a[..., -reach:])
-        center, spread = baselines.baseline(short, tail, history, days)
-        top = baselines.against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
-        return top / slots_per_bucket(short), self._threshold(rule, k, k, held, CHARGED)
+        judged = self._judge(short, first, last, held)
+        assert judged is not None  # held has groups
+        top: FloatArray = judged[1][4] / slots_per_bucket(short)
+        return top
 
     def _burst_all(self, rule: Rule, first: int, last: int, held: Held, level: FloatArray) -> Run:
         """A spend rule's evidence test at moments first..last over whole slots, (groups,
@@ -554,11 +552,11 @@ class Engine:
         minutes (`_freeze` holds the same for one moment); `level` the normal credits
         per SHORT_WINDOW."""
         short = _charged_rule(rule)
-        judged = self._judge(short, first, last, held)
-        assert judged is not None  # held has groups
-        lam = judged[1][4] / slots_per_bucket(short)
-        h = self._threshold(rule, first, last, held, CHARGED)
         memory = slots_per_bucket(rule)
+        # Each moment's run reads its slots' own normals: moments k - memory + 1 ... k.
+        lam = self._normal_charges(rule, first - memory + 1, last, held)
+        lam = sliding_window_view(lam, memory, axis=-1)
+        h = self._threshold(rule, first, last, held, CHARGED)
         _, counts, known = _part(held, first - memory)
         stop = last - first + 1  # windows [k - memory, k)
         runs_known = sliding_window_view(known, memory, axis=-1)[:, :stop]
@@ -601,6 +599,12 @@ class Engine:
         groups, counts, known = _part(held, lo)
         pace = detect.jobs_per_30_days(np.where(known, counts[field], np.nan), history, STEP)
         pace = pace[:, np.arange(first, last + 1) - 2 - lo]
+        if field == CHARGED:
+            # Spend's test counts whole slots, so its chances to cross are slots where a
+            # slot holds more than one charge (the note counts spend's N0 in slots too).
+            # Simulated with five polls a slot, it still crosses under half as often as
+            # this h allows at 0.5 to 500 charges a slot (bench/bench_threshold.py).
+            pace = np.minimum(pace, detect.SECONDS_PER_30_DAYS / STEP)
         return detect.evidence_threshold(pace, len(groups), rule.false_alerts)
 
     def _reach(self, rule: Rule, first: int) -> int:
@@ -880,8 +884,9 @@ class Frozen:
     baselines: tuple[Baseline, ...]  # per span, each array (groups, 1)
     threshold: FloatArray | None  # a failure rate's evidence test's, (groups, 1); None: no test
     creeps: tuple[Run, ...]  # a spend rule's creep tests, (groups, 1) each; (): none
-    # A spend rule's evidence test: its normal charged jobs per slot (the top of their
-    # band) and its threshold, (groups, 1) each; None: no test.
+    # A spend rule's evidence test: the normal charged jobs of each slot of the bucket
+    # before the moment (the top of their band), (groups, slots), and its threshold,
+    # (groups, 1); None: no test.
     charged: tuple[FloatArray, FloatArray] | None = None
 
 

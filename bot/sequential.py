@@ -114,17 +114,19 @@ def burst(
     slot_seconds: int,
 ) -> Run:
     """A spend rule's evidence test over (fields, ..., slots) counts, oldest first, zero
-    where not `known`: the Poisson CUSUM of charged events against `lam` normal ones
-    per slot (`detect.poisson_evidence`), of which the data reach the share `seen` of
-    each slot of `slot_seconds`. (evidence, run credits, run normal credits (`normal`
-    per slot), run z, run seconds), each (...): the run is the newest slots S sums. Its
-    z compares the run's charged events with those due on the square-root scale, where
-    Poisson noise is 1/2."""
+    where not `known`: the Poisson CUSUM of charged events against `lam` normal ones in
+    each slot ((..., slots), each slot its own season's; `detect.poisson_evidence`), of
+    which the data reach the share `seen` of each slot of `slot_seconds`. (evidence, run
+    credits, run normal credits (`normal` per slot), run z, run seconds), each (...): the
+    run is the newest slots S sums. Its z compares the run's charged events with those
+    due on the square-root scale, where Poisson noise is 1/2."""
     share = np.where(known, seen, 0.0)
-    due = lam[..., None] * share
+    newest = lam[..., -1:]
+    # An older slot whose normal is unknown (its moment had no baseline) takes the newest's.
+    due = np.where(np.isfinite(lam), lam, newest) * share
     charged = slots[CHARGED]
     evidence, length = detect.poisson_evidence(charged, due, h)
-    evidence[~np.isfinite(lam)] = np.nan
+    evidence[~np.isfinite(newest[..., 0])] = np.nan
 
     def over_run(x: FloatArray) -> FloatArray:
         sums = np.cumsum(x[..., ::-1], axis=-1)

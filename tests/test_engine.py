@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bot import baselines
+from bot.detect import EVIDENCE_RATIOS
 from bot.engine import (
     STEP,
     Engine,
@@ -473,6 +474,27 @@ def test_a_spend_runaway_is_proven_by_its_charges_before_any_window_sees_it() ->
     times = {e.request_id: e.created_at for e in events}
     assert len(told.request_ids) == 10
     assert all(onset <= times[r] < firing[0].at for r in told.request_ids)
+
+
+def test_spends_threshold_counts_slots_where_a_slot_holds_more_than_one_charge() -> None:
+    """Spend's evidence test reads whole slots, so its chances to cross are slots: a busy
+    group's threshold spreads the budget over its slots in 30 days (as the note counts
+    spend's N0), a quiet group's over its charges, which are fewer."""
+    rule = replace(SPEND, baseline=86400)
+    end = START + timedelta(days=2, hours=3)
+    k = int(end.timestamp()) // STEP
+    slots = 30 * 86400 / STEP
+    for pace, busy in (({"events_per_second": 1.0}, True), ({"jobs_per_hour": 6}, False)):
+        sim = Simulator(start=START, clock=ManualClock(end), seed=3, **pace)  # type: ignore[arg-type]
+        engine = engine_for([rule], sim.events_until(end), sim.summary(10))
+        frozen = engine._freeze(rule, k, spans_of(rule))
+        assert frozen.charged is not None and len(frozen.groups) == 4
+        h = frozen.charged[1]
+        top = math.log(len(EVIDENCE_RATIOS) * slots * len(frozen.groups) / rule.false_alerts)
+        if busy:  # hundreds of charges a slot: the slots' count
+            np.testing.assert_allclose(h, top)
+        else:  # a charge an hour or so a model: far fewer chances than slots
+            assert np.isfinite(h).all() and (h < top - 1.0).all()
 
 
 def test_slots_before_any_is_known_are_left_out_without_changing_a_number(

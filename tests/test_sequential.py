@@ -1,10 +1,12 @@
-"""Spend's sequential tests (bot/sequential.py): the creep test's scores of charged jobs."""
+"""Spend's sequential tests (bot/sequential.py): the creep test's scores of charged jobs,
+and the evidence test's normal per slot."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bot.sequential import CREEP_BUSY, CREEP_DAYS, busy_days, counted_scores, creep
+from bot.metrics import CHARGED, CREDITS
+from bot.sequential import CREEP_BUSY, CREEP_DAYS, burst, busy_days, counted_scores, creep
 
 DAY = 24  # hourly buckets
 NOISE = np.sqrt(1 + 1 / CREEP_BUSY)  # Poisson's, and the error of a mean of the busy days
@@ -88,3 +90,28 @@ def _evidence(scores: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
     """The creep test's evidence at the end of each run (groups, moments, buckets)."""
     ones = np.ones_like(scores)
     return creep(3600, scores, ones, ones, np.isfinite(scores))[0]
+
+
+def test_the_evidence_test_weighs_each_slot_against_its_own_normal() -> None:
+    """The hour before 10:00 is a busy hour (2.5 times the charges, and known to be);
+    after it the last charges trail in. A run over that hour judged against the newest
+    slot's normal in every slot looks like a runaway (such a run paged once in the
+    suite); against each slot's own normal it is nothing. A slot whose normal is unknown
+    takes the newest's."""
+    charges = np.array([50.0] * 10 + [30.0, 24.0])
+    slots = np.zeros((5, 1, 12))
+    slots[CHARGED, 0] = charges
+    slots[CREDITS, 0] = 100.0 * charges
+    known, seen = np.ones((1, 12), dtype=bool), np.ones(12)
+    h, normal = np.array([10.0]), np.array([2000.0])
+    own = charges[None] + 2.0  # each slot's band top
+    newest = np.full((1, 12), 22.0)
+    evidence = {
+        name: burst(slots, known, lam, normal, h, seen, 300)[0][0]
+        for name, lam in (("own", own), ("newest", newest))
+    }
+    assert evidence["own"] == 0.0
+    assert evidence["newest"] > 1.0  # proven, wrongly
+    unknown = own.copy()
+    unknown[0, :-1] = np.nan  # no band then: the newest's normal stands in
+    assert burst(slots, known, unknown, normal, h, seen, 300)[0][0] > 1.0
