@@ -476,7 +476,7 @@ class Engine:
         threshold. `add_events` drops it when events land in an older slot."""
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
         lo = min(self._reach(_span(rule, s), k) for s in spans)
-        if charges:  # the evidence test's run reads each slot's own normal (`_normal_charges`)
+        if charges:  # the evidence test's run reads each slot's own normal (`_normals_before`)
             lo = min(lo, self._reach(_charged_rule(rule), k - slots_per_bucket(rule) + 1))
         # Slots before any is known for the rule change no window, only the work: a
         # young account's hour-of-week baselines reach weeks before its first event.
@@ -492,6 +492,12 @@ class Engine:
             rows = self._windows_before(span, k, lo, prefix)
             starts = k - slots_per_bucket(span) * np.arange(rows.shape[-1], 0, -1)
             days = self._days(span, held[1], starts)
+            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
+                newest = self._charged_band(rule, rows, days)
+                charged = (
+                    np.concatenate([self._normals_before(rule, k, held), newest], axis=1),
+                    self._threshold(rule, k, k, held, CHARGED),
+                )
             center, spread = baselines.baseline(span, rows, buckets_of_history(span), days)
             frozen.append((center[:, -1:], spread[:, -1:]))
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
@@ -501,10 +507,6 @@ class Engine:
                 ends = k - slots_per_bucket(rule) * np.arange(n, 0, -1)
                 scored = (z[:, past], value[:, past], baseline[:, past])
                 creeps = self._creeps(rule, held, prefix, ends, np.arange(n)[None, :], scored)
-        if charges:
-            first = k - slots_per_bucket(rule) + 1
-            lams = self._normal_charges(rule, first, k, held)
-            charged = (lams, self._threshold(rule, k, k, held, CHARGED))
         threshold = None
         if rule.metric == "failure_rate" and rule.direction == "up":
             threshold = self._threshold(rule, k, k, held)
@@ -533,6 +535,40 @@ class Engine:
         return tuple(
             sequential.creep(rule.bucket, score, value, baseline, settled) for score in (z, counted)
         )
+
+    def _charged_band(
+        self, rule: Rule, rows: FloatArray, days: baselines.Days | None
+    ) -> FloatArray:
+        """`_normal_charges` of one moment k, (groups, 1), from `rows`, the SHORT_WINDOW
+        windows before k (`_windows_before`), and their `days`: what the freeze has read."""
+        short = _charged_rule(rule)
+        history = buckets_of_history(short)
+        # The newest window's mean and spread read two histories back (`reach_buckets`),
+        # not the weeks the credits' hour-of-week baseline reads.
+        reach = 2 * history + 1
+        tail = rows[..., -reach:]
+        if days is not None:
+            days = days.apply(lambda a: a[..., -reach:])
+        center, spread = baselines.baseline(short, tail, history, days)
+        top = baselines.against(short, tail[..., -1:], (center[:, -1:], spread[:, -1:]))[4]
+        band: FloatArray = top / slots_per_bucket(short)
+        return band
+
+    def _normals_before(self, rule: Rule, k: int, held: Held) -> FloatArray:
+        """`_normal_charges` of moments k - bucket + 1 ... k - 1, (groups, slots - 1): from
+        the baselines frozen for k - 1 when they hold them (a poll a slot or more often),
+        else read again. Each depends on slots long complete, which an event landing
+        there would have unfrozen."""
+        last = self.frozen.get(rule.name)
+        if (
+            last is not None
+            and last.moment == k - 1
+            and last.groups == held[1]
+            and last.charged is not None
+        ):
+            return last.charged[0][:, 1:]
+        first = k - slots_per_bucket(rule) + 1
+        return self._normal_charges(rule, first, k, held)[:, :-1]  # `held` runs to k
 
     def _normal_charges(self, rule: Rule, first: int, last: int, held: Held) -> FloatArray:
         """A spend rule's normal charged events per slot for the evidence test at moments

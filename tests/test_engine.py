@@ -16,6 +16,7 @@ from bot.engine import (
     STEP,
     Engine,
     Frozen,
+    slots_per_bucket,
     spans_of,
 )
 from bot.metrics import CREDITS, batch_from_events, batch_from_items
@@ -495,6 +496,29 @@ def test_spends_threshold_counts_slots_where_a_slot_holds_more_than_one_charge()
             np.testing.assert_allclose(h, top)
         else:  # a charge an hour or so a model: far fewer chances than slots
             assert np.isfinite(h).all() and (h < top - 1.0).all()
+
+
+def test_each_slots_normal_is_carried_from_the_slot_before_as_read_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spend's evidence test weighs each slot of its run against that slot's own normal.
+    A freeze one slot after the last carries the older slots' normals over instead of
+    reading them again (which would double the slot-crossing cycle): the same numbers."""
+    items, summary = traffic()
+    rule = replace(SPEND, baseline=86400, seasonal="hour_of_day")
+    engine = engine_for([rule], items, summary)
+    k = int((START + timedelta(days=2, hours=9, minutes=10)).timestamp()) // STEP
+    spans = spans_of(rule)
+    engine.frozen[rule.name] = engine._freeze(rule, k - 1, spans)
+    with monkeypatch.context() as m:
+        m.setattr(Engine, "_normal_charges", lambda *a: pytest.fail("read again"))
+        carried = engine._freeze(rule, k, spans)
+    engine.frozen.clear()
+    fresh = engine._freeze(rule, k, spans)
+    assert carried.charged is not None and fresh.charged is not None
+    assert carried.charged[0].shape == (len(fresh.groups), slots_per_bucket(rule))
+    assert np.isfinite(fresh.charged[0]).all()
+    _assert_close(list(carried.charged), list(fresh.charged))
 
 
 def test_slots_before_any_is_known_are_left_out_without_changing_a_number(
