@@ -638,8 +638,8 @@ class Engine:
         if field == CHARGED:
             # Spend's test counts whole slots, so its chances to cross are slots where a
             # slot holds more than one charge (the note counts spend's N0 in slots too).
-            # Simulated with five polls a slot, it still crosses under half as often as
-            # this h allows at 0.5 to 500 charges a slot (bench/bench_threshold.py).
+            # Simulated with five polls a slot, it crosses at least 7 times less often
+            # than this h allows at 1 to 500 charges a slot (bench/bench_threshold.py).
             pace = np.minimum(pace, detect.SECONDS_PER_30_DAYS / STEP)
         return detect.evidence_threshold(pace, len(groups), rule.false_alerts)
 

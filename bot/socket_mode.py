@@ -60,11 +60,11 @@ RETRY = Backoff(base=1.0, cap=60.0)  # between failed connection attempts: 1 s d
 class _Client(SocketModeClient):
     """slack_sdk's built-in client, telling our log when it reconnects and closing fast."""
 
-    def connect_to_new_endpoint(self, force: bool = False, reason: str | None = None) -> None:
+    def connect_to_new_endpoint(self, force: bool = False) -> None:
         # Called by slack_sdk's monitor (the connection closed) and for Slack's
         # `disconnect` message (force); a call while connected and not forced does nothing.
         if not self.closed and (force or not self.is_connected()):
-            why = reason or ("Slack asked for a new connection" if force else "connection lost")
+            why = "Slack asked for a new connection" if force else "connection lost"
             log.warning("Socket Mode: reconnecting (%s)", why)
         super().connect_to_new_endpoint(force)
 
