@@ -75,6 +75,8 @@ class _Client(SocketModeClient):
 
         The check and the switch hold the connect lock together: checked, released and
         then switched, the monitor could connect in between and lose that new connection.
+        slack_sdk's `connect_to_new_endpoint` takes that lock itself (not reentrant), so
+        its two steps, a new URL and `connect`, are taken here under the lock we hold.
         """
         if not self.connect_operation_lock.acquire(timeout=5):
             return  # the monitor is replacing it now; the next check sees its result
