@@ -413,9 +413,38 @@ def test_incident_texts() -> None:
     )
     assert incidents.member_resolve_text(t, "failure_rate", 2, 4) == (
         ":white_check_mark: *failed-job-rate for model pro* resolved at 2026-11-23 11:05 UTC "
-        "after 2 h: now 50.0% against a baseline of 2.0%. Peak 50.0% (z 9.0). 2 of 4 resolved."
+        "after 2 h: now 50.0% in the 15 min ending 11:05 UTC against a baseline of 2.0% "
+        "(z 9.0). Peak 50.0% (z 9.0). 2 of 4 resolved."
     )
     assert incidents.member_resolve_text(t, "failure_rate", 4, 4).endswith(
         "(z 9.0). All 4 resolved."
     )
     assert incidents.member_reminder_text(t, "still.") == "*failed-job-rate for model pro*: still."
+
+
+def test_a_resolution_and_a_reminder_name_the_window_their_figure_covers() -> None:
+    """A spend rule fires on a run of minutes and resolves on its hour: 'now' says which,
+    and its z, so a resolution at 2.5x the hour's baseline reads as what it is (the run
+    has stopped; the hour still holds it). A transition stored before windows were kept
+    (window 0) reads as it did."""
+    from bot.messages import alerts
+    from bot.models import Transition
+
+    resolved = Transition(
+        "total-spend", (), (), "resolved", LATER, 69382.0, 27906.0, 1.6, 69382.0, AT,
+        6.3, 21211.0, 3600.0,
+    )  # fmt: skip
+    assert alerts.resolve_text(resolved, "spend") == (
+        ":white_check_mark: Resolved at 2026-11-23 11:05 UTC after 2 h: now 69,382 credits "
+        "in the 1 h ending 11:05 UTC against a baseline of 27,906 credits (z 1.6). "
+        "Peak 21,211 credits (z 6.3)."
+    )
+    assert alerts.reminder_text(resolved, "spend").startswith(
+        ":hourglass: Still firing after 2 h: now 69,382 credits in the 1 h ending 11:05 UTC "
+    )
+    old = Transition(
+        "total-spend", (), (), "resolved", LATER, 10.0, 20.0, 0.1, 10.0, AT, 6.3, 21211.0
+    )
+    assert "now 10 credits against a baseline of 20 credits (z 0.1)." in alerts.resolve_text(
+        old, "spend"
+    )

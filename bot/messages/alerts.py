@@ -289,11 +289,21 @@ def detail_blocks(t: Transition, events: Sequence[Event], metric: str) -> list[d
     return blocks[:MAX_BLOCKS]
 
 
+def now_text(t: Transition, metric: str) -> str:
+    """'now 8,539 credits in the 1 h ending 13:00 UTC against a baseline of 4,040 credits
+    (z 1.2)': the figure a reminder or a resolution was judged on, with its window, which
+    may differ from the window the alert fired on (a spend rule's runs, its buckets)."""
+    window = f" in the {format_duration(t.window)} ending {t.at:%H:%M} UTC" if t.window else ""
+    return (
+        f"now {format_metric(metric, t.value)}{window} against a baseline of "
+        f"{format_metric(metric, t.baseline)} (z {t.zscore:.1f})"
+    )
+
+
 def reminder_text(t: Transition, metric: str) -> str:
     lasted = format_duration((t.at - t.since).total_seconds()) if t.since else "a while"
     return (
-        f":hourglass: Still firing after {lasted}: now {format_metric(metric, t.value)} "
-        f"against a baseline of {format_metric(metric, t.baseline)} (z {t.zscore:.1f}); peak "
+        f":hourglass: Still firing after {lasted}: {now_text(t, metric)}; peak "
         f"so far {format_metric(metric, t.peak_value)} (z {t.peak_zscore:.1f})."
     )
 
@@ -301,9 +311,8 @@ def reminder_text(t: Transition, metric: str) -> str:
 def resolve_text(t: Transition, metric: str) -> str:
     lasted = format_duration((t.at - t.since).total_seconds()) if t.since else "a while"
     return (
-        f":white_check_mark: Resolved at {t.at:%Y-%m-%d %H:%M} UTC after {lasted}: now "
-        f"{format_metric(metric, t.value)} against a baseline of "
-        f"{format_metric(metric, t.baseline)}. Peak {format_metric(metric, t.peak_value)} "
+        f":white_check_mark: Resolved at {t.at:%Y-%m-%d %H:%M} UTC after {lasted}: "
+        f"{now_text(t, metric)}. Peak {format_metric(metric, t.peak_value)} "
         f"(z {t.peak_zscore:.1f})."
     )
 

@@ -16,6 +16,7 @@ from bot.messages.alerts import (
     describe_key,
     format_duration,
     format_metric,
+    now_text,
     section,
     with_note,
 )
@@ -213,8 +214,7 @@ def member_resolve_text(t: Transition, metric: str, resolved: int, total: int) -
     count = f"All {total} resolved." if resolved >= total else f"{resolved} of {total} resolved."
     return (
         f":white_check_mark: *{describe_key(t)}* resolved at {t.at:%Y-%m-%d %H:%M} UTC after "
-        f"{lasted}: now {format_metric(metric, t.value)} against a baseline of "
-        f"{format_metric(metric, t.baseline)}. Peak {format_metric(metric, t.peak_value)} "
+        f"{lasted}: {now_text(t, metric)}. Peak {format_metric(metric, t.peak_value)} "
         f"(z {t.peak_zscore:.1f}). {count}"
     )
 
