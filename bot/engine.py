@@ -349,13 +349,22 @@ class Engine:
         own = self._judge(rule, first - back, last, held)
         assert own is not None  # held has groups
         value, baseline, z, volume, band = own[1]  # from moment first - back on
+        # A spend rule's evidence run reads the normal credits of each slot of a bucket
+        # before each moment: its short span is judged from a bucket before `first`.
+        early = slots_per_bucket(rule) - 1 if rule.metric == "spend" and back else 0
         banded: list[Banded] = [
             (value[:, back:], baseline[:, back:], z[:, back:], volume[:, back:], band[:, back:])
-        ] + [
-            judged[1]
-            for s in spans[1:]
-            if (judged := self._judge(_span(rule, s), first, last, held))
         ]
+        for s in spans[1:]:
+            judged = self._judge(_span(rule, s), first - early, last, held)
+            assert judged is not None  # held has groups
+            banded.append(judged[1])
+        levels = banded[-1][1]
+        if early:
+            banded[1:] = [
+                (v[:, early:], b[:, early:], z[:, early:], n[:, early:], t[:, early:])
+                for v, b, z, n, t in banded[1:]
+            ]
         if rule.metric == "spend" and back:
             m = slots_per_bucket(rule)
             # Column j of `own` is moment first - back + j; each moment's creep run reads
@@ -366,7 +375,7 @@ class Engine:
             charges = Prefix(held[2], held[3], (CHARGED,))
             ends = np.arange(first - back, last + 1)
             creeps = self._creeps(rule, held, charges, ends, before, (z, value, baseline))
-            burst = self._burst_all(rule, first, last, held, banded[1][1])
+            burst = self._burst_all(rule, first, last, held, levels)
             return held[1], banded, None, None, (burst, *creeps)
         if rule.metric != "failure_rate" or rule.direction != "up":
             return held[1], banded, None, None, ()
@@ -391,9 +400,7 @@ class Engine:
             window[:, ~known[:, -w:].all(axis=-1)] = np.nan
             banded.append(baselines.against(rule, window, baseline))
         if frozen.charged is not None:  # a spend rule: its evidence test and creep test
-            lam, h = frozen.charged
-            # The normal credits per slot, from the SHORT_WINDOW span's baseline level.
-            normal = np.square(frozen.baselines[1][0]) / (SHORT_WINDOW // STEP)
+            lam, normal, h = frozen.charged
             burst = self._burst_moment(counts, known, k, lam, h, normal)
             return groups, banded, None, None, (burst, *frozen.creeps)
         if frozen.threshold is None:
@@ -450,15 +457,15 @@ class Engine:
         normal: FloatArray,
     ) -> Run:
         """A spend rule's evidence test at moment k, from the rule's `counts` of the slots
-        of one bucket before it, `lam` the normal charged events of each of those slots
-        (groups, slots) and `normal` the normal credits per slot (groups, 1). Whole
+        of one bucket before it, `lam` the normal charged events and `normal` the normal
+        credits of each of those slots, (groups, slots) each (`Frozen.charged`). Whole
         slots: charges trail their jobs by minutes, so a run starting within its slot
         (as the failure rate's may, in 5-second steps) would gain seconds at a cost
         every poll pays."""
         whole = np.arange(k - counts.shape[-1], k) * STEP
         seen = self._seen(whole, np.ones(len(whole)))
         slots = np.where(known, counts, 0.0)
-        burst = sequential.burst(slots, known, lam, normal[:, 0], h[:, 0], seen, STEP)
+        burst = sequential.burst(slots, known, lam, normal, h[:, 0], seen, STEP)
         a, b, c, d, e = (x[:, None] for x in burst)
         return a, b, c, d, e
 
@@ -477,7 +484,8 @@ class Engine:
         charges = _creep_buckets(rule) > 0  # a spend rule watching a rise: both sequential tests
         lo = min(self._reach(_span(rule, s), k) for s in spans)
         if charges:  # the evidence test's run reads each slot's own normal (`_normals_before`)
-            lo = min(lo, self._reach(_charged_rule(rule), k - slots_per_bucket(rule) + 1))
+            older = k - slots_per_bucket(rule) + 1
+            lo = min(lo, *(self._reach(r, older) for r in _normals_rules(rule)))
         # Slots before any is known for the rule change no window, only the work: a
         # young account's hour-of-week baselines reach weeks before its first event.
         if (known := self._known_from(rule)) is not None:
@@ -486,20 +494,23 @@ class Engine:
         frozen = []
         prefix = Prefix(held[2], held[3], _fields(rule) + ((CHARGED,) if charges else ()))
         creeps: tuple[Run, ...] = ()
-        charged: tuple[FloatArray, FloatArray] | None = None
+        charged: tuple[FloatArray, FloatArray, FloatArray] | None = None
         for seconds in spans:
             span = _span(rule, seconds)
             rows = self._windows_before(span, k, lo, prefix)
             starts = k - slots_per_bucket(span) * np.arange(rows.shape[-1], 0, -1)
             days = self._days(span, held[1], starts)
-            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
-                newest = self._charged_band(rule, rows, days)
-                charged = (
-                    np.concatenate([self._normals_before(rule, k, held), newest], axis=1),
-                    self._threshold(rule, k, k, held, CHARGED),
-                )
             center, spread = baselines.baseline(span, rows, buckets_of_history(span), days)
             frozen.append((center[:, -1:], spread[:, -1:]))
+            if charges and seconds == SHORT_WINDOW:  # the windows the evidence test's are
+                lams, levels = self._normals_before(rule, k, held)
+                # The newest slot's: the band top of its charges, its credits' level.
+                level = np.square(center[:, -1:]) / slots_per_bucket(span)
+                charged = (
+                    np.concatenate([lams, self._charged_band(rule, rows, days)], axis=1),
+                    np.concatenate([levels, level], axis=1),
+                    self._threshold(rule, k, k, held, CHARGED),
+                )
             if span is rule and rule.metric == "spend" and (n := _creep_buckets(rule)):
                 # The creep run ends with the last whole bucket, which no poll changes.
                 value, baseline, z = baselines.against(rule, rows, (center, spread))[:3]
@@ -554,11 +565,11 @@ class Engine:
         band: FloatArray = top / slots_per_bucket(short)
         return band
 
-    def _normals_before(self, rule: Rule, k: int, held: Held) -> FloatArray:
-        """`_normal_charges` of moments k - bucket + 1 ... k - 1, (groups, slots - 1): from
-        the baselines frozen for k - 1 when they hold them (a poll a slot or more often),
-        else read again. Each depends on slots long complete, which an event landing
-        there would have unfrozen."""
+    def _normals_before(self, rule: Rule, k: int, held: Held) -> tuple[FloatArray, FloatArray]:
+        """`_normal_charges` and `_normal_credits` of moments k - bucket + 1 ... k - 1,
+        (groups, slots - 1) each: from the baselines frozen for k - 1 when they hold them
+        (a poll a slot or more often), else read again. Each depends on slots long
+        complete, which an event landing there would have unfrozen."""
         last = self.frozen.get(rule.name)
         if (
             last is not None
@@ -566,9 +577,13 @@ class Engine:
             and last.groups == held[1]
             and last.charged is not None
         ):
-            return last.charged[0][:, 1:]
+            return last.charged[0][:, 1:], last.charged[1][:, 1:]
         first = k - slots_per_bucket(rule) + 1
-        return self._normal_charges(rule, first, k, held)[:, :-1]  # `held` runs to k
+        # `held` runs to k: the newest moment's is the freeze's own read
+        return (
+            self._normal_charges(rule, first, k, held)[:, :-1],
+            self._normal_credits(rule, first, k, held)[:, :-1],
+        )
 
     def _normal_charges(self, rule: Rule, first: int, last: int, held: Held) -> FloatArray:
         """A spend rule's normal charged events per slot for the evidence test at moments
@@ -581,17 +596,27 @@ class Engine:
         top: FloatArray = judged[1][4] / slots_per_bucket(short)
         return top
 
+    def _normal_credits(self, rule: Rule, first: int, last: int, held: Held) -> FloatArray:
+        """A spend rule's normal credits per slot at moments first..last, (groups, moments):
+        its SHORT_WINDOW baseline's level, slot j's from moment j + 1 as its charges'. The
+        run's normal credits (the alert's "expected", the `min_credits` gate) sum them."""
+        short = _span(rule, SHORT_WINDOW)
+        judged = self._judge(short, first, last, held)
+        assert judged is not None  # held has groups
+        level: FloatArray = judged[1][1] / slots_per_bucket(short)
+        return level
+
     def _burst_all(self, rule: Rule, first: int, last: int, held: Held, level: FloatArray) -> Run:
         """A spend rule's evidence test at moments first..last over whole slots, (groups,
         moments) each: the Poisson CUSUM of its charged jobs over the slots of one bucket
         before each moment, against the top of their normal band for the same 15
         minutes (`_freeze` holds the same for one moment); `level` the normal credits
-        per SHORT_WINDOW."""
-        short = _charged_rule(rule)
+        per SHORT_WINDOW at moments first - bucket + 1 ... last."""
         memory = slots_per_bucket(rule)
         # Each moment's run reads its slots' own normals: moments k - memory + 1 ... k.
         lam = self._normal_charges(rule, first - memory + 1, last, held)
         lam = sliding_window_view(lam, memory, axis=-1)
+        normal = sliding_window_view(level / (SHORT_WINDOW // STEP), memory, axis=-1)
         h = self._threshold(rule, first, last, held, CHARGED)
         _, counts, known = _part(held, first - memory)
         stop = last - first + 1  # windows [k - memory, k)
@@ -599,7 +624,6 @@ class Engine:
         runs = np.where(runs_known, sliding_window_view(counts, memory, axis=-1)[:, :, :stop], 0.0)
         starts = (first + np.arange(stop)[:, None] - memory + np.arange(memory)) * STEP
         seen = self._seen(starts, np.ones(memory))
-        normal = level / slots_per_bucket(short)
         return sequential.burst(runs, runs_known, lam, normal, h, seen, STEP)
 
     def _evidence(
@@ -920,10 +944,10 @@ class Frozen:
     baselines: tuple[Baseline, ...]  # per span, each array (groups, 1)
     threshold: FloatArray | None  # a failure rate's evidence test's, (groups, 1); None: no test
     creeps: tuple[Run, ...]  # a spend rule's creep tests, (groups, 1) each; (): none
-    # A spend rule's evidence test: the normal charged jobs of each slot of the bucket
-    # before the moment (the top of their band), (groups, slots), and its threshold,
-    # (groups, 1); None: no test.
-    charged: tuple[FloatArray, FloatArray] | None = None
+    # A spend rule's evidence test: the normal charged jobs (the top of their band) and
+    # the normal credits of each slot of the bucket before the moment, (groups, slots)
+    # each, and its threshold, (groups, 1); None: no test.
+    charged: tuple[FloatArray, FloatArray, FloatArray] | None = None
 
 
 def _per_day(rule: Rule) -> int:
@@ -942,6 +966,12 @@ def _creep_buckets(rule: Rule) -> int:
 def _charged_rule(rule: Rule) -> Rule:
     """A spend rule's charged events counted over SHORT_WINDOW, in the same seasons."""
     return replace(rule, metric=CHARGES, bucket=SHORT_WINDOW)
+
+
+def _normals_rules(rule: Rule) -> tuple[Rule, Rule]:
+    """What a spend rule's per-slot normals are read from: its charged events' band and
+    its credits' level, each over SHORT_WINDOW."""
+    return _charged_rule(rule), _span(rule, SHORT_WINDOW)
 
 
 def _settled(rule: Rule, held: Held, ends: npt.NDArray[np.int64]) -> BoolArray:

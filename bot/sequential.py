@@ -117,13 +117,13 @@ def burst(
     where not `known`: the Poisson CUSUM of charged events against `lam` normal ones in
     each slot ((..., slots), each slot its own season's; `detect.poisson_evidence`), of
     which the data reach the share `seen` of each slot of `slot_seconds`. (evidence, run
-    credits, run normal credits (`normal` per slot), run z, run seconds), each (...): the
-    run is the newest slots S sums. Its z compares the run's charged events with those
-    due on the square-root scale, where Poisson noise is 1/2."""
+    credits, run normal credits (`normal` credits in each slot, (..., slots), as `lam`),
+    run z, run seconds), each (...): the run is the newest slots S sums. Its z compares
+    the run's charged events with those due on the square-root scale, where Poisson
+    noise is 1/2."""
     share = np.where(known, seen, 0.0)
     newest = lam[..., -1:]
-    # An older slot whose normal is unknown (its moment had no baseline) takes the newest's.
-    due = np.where(np.isfinite(lam), lam, newest) * share
+    due = _or_newest(lam) * share
     charged = slots[CHARGED]
     evidence, length = detect.poisson_evidence(charged, due, h)
     evidence[~np.isfinite(newest[..., 0])] = np.nan
@@ -134,9 +134,16 @@ def burst(
 
     events, expected = over_run(charged), over_run(detect.nan_as_zero(due))
     z = 2.0 * (np.sqrt(events) - np.sqrt(expected))
-    spent, usual = over_run(slots[CREDITS]), over_run(normal[..., None] * share)
+    spent, usual = over_run(slots[CREDITS]), over_run(_or_newest(normal) * share)
     seconds = (length * slot_seconds).astype(np.float64)
     return evidence, spent, usual, z, seconds
+
+
+def _or_newest(per_slot: FloatArray) -> FloatArray:
+    """Each slot's normal, (..., slots); an older slot whose normal is unknown (its moment
+    had no baseline) takes the newest's."""
+    filled: FloatArray = np.where(np.isfinite(per_slot), per_slot, per_slot[..., -1:])
+    return filled
 
 
 def running(x: npt.ArrayLike) -> FloatArray:

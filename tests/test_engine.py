@@ -490,7 +490,7 @@ def test_spends_threshold_counts_slots_where_a_slot_holds_more_than_one_charge()
         engine = engine_for([rule], sim.events_until(end), sim.summary(10))
         frozen = engine._freeze(rule, k, spans_of(rule))
         assert frozen.charged is not None and len(frozen.groups) == 4
-        h = frozen.charged[1]
+        h = frozen.charged[2]
         top = math.log(len(EVIDENCE_RATIOS) * slots * len(frozen.groups) / rule.false_alerts)
         if busy:  # hundreds of charges a slot: the slots' count
             np.testing.assert_allclose(h, top)
@@ -501,9 +501,10 @@ def test_spends_threshold_counts_slots_where_a_slot_holds_more_than_one_charge()
 def test_each_slots_normal_is_carried_from_the_slot_before_as_read_afresh(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Spend's evidence test weighs each slot of its run against that slot's own normal.
-    A freeze one slot after the last carries the older slots' normals over instead of
-    reading them again (which would double the slot-crossing cycle): the same numbers."""
+    """Spend's evidence test weighs each slot of its run against that slot's own normal
+    (charged jobs and credits). A freeze one slot after the last carries the older slots'
+    normals over instead of reading them again (which would double the slot-crossing
+    cycle): the same numbers."""
     items, summary = traffic()
     rule = replace(SPEND, baseline=86400, seasonal="hour_of_day")
     engine = engine_for([rule], items, summary)
@@ -512,12 +513,16 @@ def test_each_slots_normal_is_carried_from_the_slot_before_as_read_afresh(
     engine.frozen[rule.name] = engine._freeze(rule, k - 1, spans)
     with monkeypatch.context() as m:
         m.setattr(Engine, "_normal_charges", lambda *a: pytest.fail("read again"))
+        m.setattr(Engine, "_normal_credits", lambda *a: pytest.fail("read again"))
         carried = engine._freeze(rule, k, spans)
     engine.frozen.clear()
     fresh = engine._freeze(rule, k, spans)
     assert carried.charged is not None and fresh.charged is not None
-    assert carried.charged[0].shape == (len(fresh.groups), slots_per_bucket(rule))
-    assert np.isfinite(fresh.charged[0]).all()
+    for normals in fresh.charged[:2]:
+        assert normals.shape == (len(fresh.groups), slots_per_bucket(rule))
+        assert np.isfinite(normals).all()
+    # The hour before 09:10 is not flat: the slots' credits normals differ.
+    assert (np.ptp(fresh.charged[1], axis=1) > 0).all()
     _assert_close(list(carried.charged), list(fresh.charged))
 
 

@@ -103,7 +103,7 @@ def test_the_evidence_test_weighs_each_slot_against_its_own_normal() -> None:
     slots[CHARGED, 0] = charges
     slots[CREDITS, 0] = 100.0 * charges
     known, seen = np.ones((1, 12), dtype=bool), np.ones(12)
-    h, normal = np.array([10.0]), np.array([2000.0])
+    h, normal = np.array([10.0]), np.full((1, 12), 2000.0)
     own = charges[None] + 2.0  # each slot's band top
     newest = np.full((1, 12), 22.0)
     evidence = {
@@ -115,3 +115,21 @@ def test_the_evidence_test_weighs_each_slot_against_its_own_normal() -> None:
     unknown = own.copy()
     unknown[0, :-1] = np.nan  # no band then: the newest's normal stands in
     assert burst(slots, known, unknown, normal, h, seen, 300)[0][0] > 1.0
+
+
+def test_a_runs_normal_credits_add_up_each_slots_own() -> None:
+    """The credits the run should have charged (the alert's "expected", what `min_credits`
+    weighs the excess against) add up each slot's own normal: a runaway through a busy
+    hour's last ten slots and two quiet ones expects the busy hour's credits there, not
+    twelve quiet slots' worth."""
+    lam = np.array([[50.0] * 10 + [20.0] * 2])
+    slots = np.zeros((5, 1, 12))
+    slots[CHARGED, 0] = 150.0
+    slots[CREDITS, 0] = 15000.0
+    known, seen = np.ones((1, 12), dtype=bool), np.ones(12)
+    evidence, spent, usual, _, seconds = burst(
+        slots, known, lam, 100.0 * lam, np.array([10.0]), seen, 300
+    )
+    assert evidence[0] > 1.0 and seconds[0] == 12 * 300
+    assert spent[0] == 12 * 15000.0
+    assert usual[0] == 100.0 * (10 * 50.0 + 2 * 20.0)  # 24,000 against the newest's alone
