@@ -196,12 +196,14 @@ def format_bounds(rows: Sequence[Row], reference: Sequence[Row] | None, label: s
         "Poisson per 5-min slot), minutes incl. the worker's poll interval; jobs: finished",
         "jobs of the group from the start to the firing; ratio: failure jobs / bound jobs,",
         "spend minutes / bound minutes; c.min, c.rat: spend's bound on charged jobs, exact",
-        "Poisson with the stream's charge delay (bot/standins/bound.py), and minutes / it.",
+        "Poisson with the stream's charge delay (bot/standins/bound.py), and minutes / it;",
+        "o.rat: the same exact bound with no delay, at the note's h (jobs seen as they",
+        "start), over the note's bound: above 1.5, no detector is within 1.5x of the note's.",
     ]
     head = (
         f"{'scenario':<16} {'kind':<14} {'model':<8} {'start':<13} {'vol':>6} {'p1|x':>6} "
         f"{'b.jobs':>7} {'b.min':>6} {'jobs':>7} {'min':>6} {'ratio':>6} {'c.min':>6} "
-        f"{'c.rat':>6}"
+        f"{'c.rat':>6} {'o.rat':>6}"
     )
     if reference is not None:
         head += f" | {label[:7]:>7} {'min':>6} {'ratio':>6}"
@@ -216,7 +218,7 @@ def format_bounds(rows: Sequence[Row], reference: Sequence[Row] | None, label: s
             f"{_short(b.jobs):>7} {_short(b.minutes):>6} "
             f"{'-' if row.jobs is None else row.jobs:>7} {_short(row.minutes):>6} "
             f"{_ratio(row.ratio):>6} {_short(b.charged_minutes):>6} "
-            f"{_ratio(row.charged_ratio):>6}"
+            f"{_ratio(row.charged_ratio):>6} {_ratio(row.onset_ratio):>6}"
         )
         if reference is not None:
             ref = reference[k]

@@ -218,6 +218,12 @@ def test_the_spend_bound_of_a_steady_stream_is_h_over_the_kl_of_its_slots() -> N
     assert b.h == pytest.approx(math.log(8640 / 0.5))
     assert b.minutes == pytest.approx(b.h / b.kl * 5 + 0.5, rel=0.02)
     assert b.volume == pytest.approx(1.0)
+    # Jobs counted as they start, exactly (Poisson), at the same h: h / (5 ln 5 - 4) jobs
+    # at a job a minute, 2.4 min, where the Gaussian form says 0.7 (KL 72 a slot where
+    # the count's is 20): the note's bound is under what any count can prove.
+    onset = b.h / (5 * math.log(5) - 4) + 0.5
+    assert b.onset_minutes == pytest.approx(onset, abs=5 / 60)
+    assert b.onset_minutes > 1.5 * b.minutes
 
 
 def test_the_charged_bound_is_h_over_the_poisson_kl_once_the_jobs_charge() -> None:

@@ -96,7 +96,11 @@ class Bound:
     p0, or the credits m0 of the incident's first slot; `volume`: the group's normal
     finished jobs per minute (the failure-rate's during the incident, for spend that of
     the same season in the baseline); `charged_minutes`: spend only, the exact bound on
-    charged jobs with their charge delay (`charged_bound_minutes`), NaN otherwise.
+    charged jobs with their charge delay (`charged_bound_minutes`), NaN otherwise;
+    `onset_minutes`: spend only, the same exact bound with no delay at all and the note's
+    h: a detector that saw every extra job the moment it started, and the limit of what
+    the note's Gaussian bound approximates (where it is over 1.5 times `minutes`, no
+    detector can come within 1.5 times the note's bound).
     """
 
     h: float
@@ -106,6 +110,7 @@ class Bound:
     minutes: float
     volume: float
     charged_minutes: float = math.nan
+    onset_minutes: float = math.nan
 
 
 class Traffic:
@@ -292,7 +297,10 @@ def spend_bound(
     charged = charged_bound_minutes(
         incident, rates, traffic.delays, threshold(usual * 30 * DAY / SLOT, budget)
     )
-    return Bound(h, kl0, m0, math.nan, minutes, per_slot / (SLOT / 60), charged + poll_seconds / 60)
+    onset = charged_bound_minutes(incident, rates, np.zeros(1), h)
+    poll = poll_seconds / 60
+    volume = per_slot / (SLOT / 60)
+    return Bound(h, kl0, m0, math.nan, minutes, volume, charged + poll, onset + poll)
 
 
 def charged_bound_minutes(

@@ -662,7 +662,9 @@ class Row:
     `jobs`: finished jobs of the group from the start to the firing (None: missed).
     `ratio`: failure rate, jobs / bound jobs; spend, minutes / bound minutes.
     `charged_ratio`: spend only, minutes / the bound on charged jobs with their charge
-    delay (`Bound.charged_minutes`).
+    delay (`Bound.charged_minutes`). `onset_ratio`: spend only, the exact bound on jobs
+    seen as they start (`Bound.onset_minutes`) / the note's bound: above 1.5, no
+    detector can be within 1.5 times the note's bound.
     """
 
     scenario: str
@@ -706,6 +708,12 @@ class Row:
             return None
         return self.minutes / self.bound.charged_minutes
 
+    @property
+    def onset_ratio(self) -> float | None:
+        if not 0 < self.bound.minutes < math.inf or not math.isfinite(self.bound.onset_minutes):
+            return None
+        return self.bound.onset_minutes / self.bound.minutes
+
     def as_dict(self) -> dict[str, Any]:
         i = self.labelled.incident
         return {
@@ -727,6 +735,8 @@ class Row:
             "ratio": self.ratio,
             "charged_bound_minutes": _finite(self.bound.charged_minutes),
             "charged_ratio": self.charged_ratio,
+            "onset_bound_minutes": _finite(self.bound.onset_minutes),
+            "onset_ratio": self.onset_ratio,
         }
 
 
@@ -1311,6 +1321,15 @@ def targets(rep: Report) -> list[tuple[str, str, bool | None]]:
         (
             "spend within 1.5x of the bound on charged jobs (with their charge delay)",
             f"{len(near)} of {len(spend)}",
+            None,
+        )
+    )
+    beyond = [r for r in spend if r.onset_ratio is not None and r.onset_ratio > 1.5]
+    out.append(
+        (
+            "spend whose note bound no detector can come within 1.5x of (the exact bound "
+            "on jobs seen as they start is over 1.5x it)",
+            f"{len(beyond)} of {len(spend)}",
             None,
         )
     )
