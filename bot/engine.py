@@ -359,11 +359,11 @@ class Engine:
             judged = self._judge(_span(rule, s), first - early, last, held)
             assert judged is not None  # held has groups
             banded.append(judged[1])
-        levels = banded[-1][1]
+        levels = banded[-1][1]  # SHORT_WINDOW's baseline: spend's normal credits per moment
         if early:
             banded[1:] = [
-                (v[:, early:], b[:, early:], z[:, early:], n[:, early:], t[:, early:])
-                for v, b, z, n, t in banded[1:]
+                (a[:, early:], b[:, early:], c[:, early:], d[:, early:], e[:, early:])
+                for a, b, c, d, e in banded[1:]
             ]
         if rule.metric == "spend" and back:
             m = slots_per_bucket(rule)
