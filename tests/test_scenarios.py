@@ -28,6 +28,7 @@ from bot.standins.bound import (
     charged_bound_minutes,
     failure_bound,
     failure_bound_jobs,
+    onset_bound_minutes,
     ramp_mean_multiplier,
     spend_bound,
     spend_kl,
@@ -222,7 +223,7 @@ def test_the_spend_bound_of_a_steady_stream_is_h_over_the_kl_of_its_slots() -> N
     # at a job a minute, 2.4 min, where the Gaussian form says 0.7 (KL 72 a slot where
     # the count's is 20): the note's bound is under what any count can prove.
     onset = b.h / (5 * math.log(5) - 4) + 0.5
-    assert b.onset_minutes == pytest.approx(onset, abs=5 / 60)
+    assert b.onset_minutes == pytest.approx(onset, rel=0.01)
     assert b.onset_minutes > 1.5 * b.minutes
 
 
@@ -241,6 +242,13 @@ def test_the_charged_bound_is_h_over_the_poisson_kl_once_the_jobs_charge() -> No
     slow = charged_bound_minutes(ramp, np.full(4 * 288, 0.01), np.zeros(10), 10.0)
     assert at_once + 60 < slow < math.inf
     assert charged_bound_minutes(rise, rates, np.zeros(10), 1e6) == math.inf
+    # Seen as they start, a step's bound is exact, not in 5-second steps: at 2 jobs a
+    # second 5x is proven in 1.2 s.
+    assert onset_bound_minutes(rise, rates, 10.0) == pytest.approx(seconds / 60, rel=1e-9)
+    busy = onset_bound_minutes(rise, np.full(48, 2.0), 10.0) * 60
+    assert busy == pytest.approx(10.0 / (5 * math.log(5) - 4) / 2.0, rel=1e-9)
+    assert onset_bound_minutes(rise, rates, 1e6) == math.inf
+    assert onset_bound_minutes(ramp, np.full(4 * 288, 0.01), 10.0) == slow
 
 
 def test_the_replayed_worker_polls_at_its_own_pace_and_volumes_fall_in_bands() -> None:

@@ -98,9 +98,9 @@ class Bound:
     the same season in the baseline); `charged_minutes`: spend only, the exact bound on
     charged jobs with their charge delay (`charged_bound_minutes`), NaN otherwise;
     `onset_minutes`: spend only, the same exact bound with no delay at all and the note's
-    h: a detector that saw every extra job the moment it started, and the limit of what
-    the note's Gaussian bound approximates (where it is over 1.5 times `minutes`, no
-    detector can come within 1.5 times the note's bound).
+    h (`onset_bound_minutes`): a detector that saw every extra job the moment it started,
+    and the limit of what the note's Gaussian bound approximates (where it is over 1.5
+    times `minutes`, no detector can come within 1.5 times the note's bound).
     """
 
     h: float
@@ -297,10 +297,32 @@ def spend_bound(
     charged = charged_bound_minutes(
         incident, rates, traffic.delays, threshold(usual * 30 * DAY / SLOT, budget)
     )
-    onset = charged_bound_minutes(incident, rates, np.zeros(1), h)
+    onset = onset_bound_minutes(incident, rates, h)
     poll = poll_seconds / 60
     volume = per_slot / (SLOT / 60)
     return Bound(h, kl0, m0, math.nan, minutes, volume, charged + poll, onset + poll)
+
+
+def onset_bound_minutes(incident: Incident, rates: npt.NDArray[np.float64], h: float) -> float:
+    """`charged_bound_minutes` for jobs seen the moment they start (no delay at all). For a
+    step, exactly: the best stretch starts at the onset and its rise is the factor r, so
+    the expected log-likelihood ratio is B (r ln r - r + 1) for B normal jobs since the
+    onset; it reaches h where B does h / (r ln r - r + 1), found within its slot (5-second
+    steps would floor it at 5 s, more than the whole bound of a busy group). A creep's
+    ramp: `charged_bound_minutes` with no delay."""
+    if incident.ramp_hours:
+        return charged_bound_minutes(incident, rates, np.zeros(1), h)
+    r = incident.factor
+    if not len(rates) or not math.isfinite(h) or r <= 1:
+        return math.nan
+    need = h / (r * math.log(r) - r + 1)  # normal jobs since the onset
+    total = np.cumsum(rates * SLOT)
+    k = int(np.searchsorted(total, need))
+    if k >= len(rates) or rates[k] <= 0:
+        return math.inf
+    seconds = k * SLOT + (need - (total[k - 1] if k else 0.0)) / rates[k]
+    length = (incident.end - incident.start).total_seconds()
+    return seconds / 60 if seconds <= length else math.inf
 
 
 def charged_bound_minutes(
