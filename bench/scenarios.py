@@ -197,8 +197,8 @@ def format_bounds(rows: Sequence[Row], reference: Sequence[Row] | None, label: s
         "jobs of the group from the start to the firing; ratio: failure jobs / bound jobs,",
         "spend minutes / bound minutes; c.min, c.rat: spend's bound on charged jobs, exact",
         "Poisson with the stream's charge delay (bot/standins/bound.py), and minutes / it;",
-        "o.rat: the same exact bound with no delay, at the note's h (jobs seen as they",
-        "start), over the note's bound: above 1.5, no detector is within 1.5x of the note's.",
+        "o.rat: a runaway's exact bound with no delay, at the note's h (jobs seen as they",
+        "start), over the note's: above 1.5, no detector is expected within 1.5x of it.",
     ]
     head = (
         f"{'scenario':<16} {'kind':<14} {'model':<8} {'start':<13} {'vol':>6} {'p1|x':>6} "

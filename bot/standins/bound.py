@@ -97,10 +97,10 @@ class Bound:
     finished jobs per minute (the failure-rate's during the incident, for spend that of
     the same season in the baseline); `charged_minutes`: spend only, the exact bound on
     charged jobs with their charge delay (`charged_bound_minutes`), NaN otherwise;
-    `onset_minutes`: spend only, the same exact bound with no delay at all and the note's
-    h (`onset_bound_minutes`): a detector that saw every extra job the moment it started,
-    and the limit of what the note's Gaussian bound approximates (where it is over 1.5
-    times `minutes`, no detector can come within 1.5 times the note's bound).
+    `onset_minutes`: a runaway only, the same exact bound with no delay at all and the
+    note's h (`onset_bound_minutes`): a detector that saw every extra job the moment it
+    started, and the limit of what the note's Gaussian bound approximates (where it is
+    over 1.5 times `minutes`, no detector is expected within 1.5 times the note's bound).
     """
 
     h: float
@@ -308,12 +308,11 @@ def onset_bound_minutes(incident: Incident, rates: npt.NDArray[np.float64], h: f
     step, exactly: the best stretch starts at the onset and its rise is the factor r, so
     the expected log-likelihood ratio is B (r ln r - r + 1) for B normal jobs since the
     onset; it reaches h where B does h / (r ln r - r + 1), found within its slot (5-second
-    steps would floor it at 5 s, more than the whole bound of a busy group). A creep's
-    ramp: `charged_bound_minutes` with no delay."""
-    if incident.ramp_hours:
-        return charged_bound_minutes(incident, rates, np.zeros(1), h)
+    steps would floor it at 5 s, more than the whole bound of a busy group). NaN for a
+    creep: against its ramp a constant rise is not the best alternative, so this would
+    not bound what a detector can do (the note's creep bound is a yardstick only)."""
     r = incident.factor
-    if not len(rates) or not math.isfinite(h) or r <= 1:
+    if incident.ramp_hours or not len(rates) or not math.isfinite(h) or r <= 1:
         return math.nan
     need = h / (r * math.log(r) - r + 1)  # normal jobs since the onset
     total = np.cumsum(rates * SLOT)
