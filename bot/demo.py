@@ -230,7 +230,9 @@ class _Progress:
 
 
 def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
+    # Whole seconds cut, not rounded, as the clock beside it prints them: 13 min 59.6 s
+    # after a 09:00 onset is [09:13:59] and "13 min 59 s", not "14 min 0 s".
+    minutes, rest = divmod(int(seconds), 60)
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 

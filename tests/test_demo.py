@@ -90,3 +90,10 @@ def test_the_demo_fires_an_alert_on_real_failed_jobs_and_resolves_it(tmp_path: P
     assert incident.count("↳ :white_check_mark:") == count, incident  # one resolve each
     assert f"All {count} resolved." in incident
     assert "(parent edited:) :white_check_mark: failed-job-rate resolved after" in incident
+
+
+def test_the_delay_after_the_onset_is_cut_to_whole_seconds_as_the_clock_beside_it() -> None:
+    from bot.demo import _duration
+
+    assert _duration(839.6) == "13 min 59 s"  # printed beside [09:13:59]
+    assert _duration(52.9) == "52 s"
